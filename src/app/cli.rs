@@ -1,0 +1,44 @@
+//! Command-line arguments.
+
+use crate::domain::IssueId;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+/// gazette: compose a newsletter from Markdown sections and mail it to subscribers.
+#[derive(Debug, Parser)]
+#[command(name = "gazette", version, about)]
+pub struct Cli {
+    /// Settings file.
+    #[arg(
+        long,
+        global = true,
+        default_value = "config/gazette.toml",
+        value_name = "FILE"
+    )]
+    pub config: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// What to do.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check the settings and the section files; exits non-zero if the issue would be held.
+    Check {
+        /// Sections folder (default: `[content] sections_dir`).
+        #[arg(long, value_name = "DIR")]
+        sections: Option<PathBuf>,
+    },
+    /// Write the next issue as issue.html, issue.txt and issue.eml for a sample recipient.
+    Preview {
+        /// Sections folder (default: `[content] sections_dir`).
+        #[arg(long, value_name = "DIR")]
+        sections: Option<PathBuf>,
+        /// Issue date (default: the next scheduled slot).
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        date: Option<IssueId>,
+        /// Folder to write the files into (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+}

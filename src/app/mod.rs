@@ -1,0 +1,92 @@
+//! Wiring: builds what each command needs from settings and runs it.
+//!
+//! This is the one place that knows the whole pipeline; errors become `anyhow` here,
+//! with context saying what was being done.
+
+mod cli;
+mod content;
+
+pub use cli::{Cli, Command};
+
+use crate::compose::ComposeOptions;
+use crate::domain::{IssueId, TokenKey};
+use crate::render::Renderer;
+use crate::settings::Settings;
+use anyhow::Context as _;
+use std::process::ExitCode;
+
+/// Logs to stderr; `RUST_LOG` (or `GAZETTE_LOG`) picks the level, `info` by default.
+pub fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("GAZETTE_LOG")
+        .or_else(|_| EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// Everything commands share, built once from settings.
+pub struct Context {
+    pub settings: Settings,
+    pub renderer: Renderer,
+    pub tokens: TokenKey,
+}
+
+impl Context {
+    /// Loads settings and templates; any problem names its key or file.
+    pub fn load(cli: &Cli) -> anyhow::Result<Self> {
+        let settings = Settings::load(&cli.config)?;
+        let renderer = Renderer::new(
+            settings.content.templates_dir.as_deref(),
+            &settings.newsletter.subject,
+        )
+        .context("loading templates")?;
+        let tokens = TokenKey::new(
+            settings.web.secret.expose().as_bytes(),
+            &settings.newsletter.list_id,
+        );
+        Ok(Self {
+            settings,
+            renderer,
+            tokens,
+        })
+    }
+
+    /// Compose options from `[content]`.
+    pub fn compose_options(&self) -> ComposeOptions {
+        ComposeOptions {
+            required: self.settings.content.required.clone(),
+            settle_time: self.settings.content.settle_time,
+        }
+    }
+
+    /// The id of the next scheduled issue after `now`.
+    pub fn next_issue_id(&self, now: chrono::DateTime<chrono::Utc>) -> IssueId {
+        let tz = self.settings.schedule.timezone;
+        let local = now.with_timezone(&tz);
+        let slot = self
+            .settings
+            .schedule
+            .send
+            .after(&local)
+            .next()
+            .unwrap_or(local);
+        IssueId::new(slot.date_naive())
+    }
+}
+
+/// Runs one command.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let ctx = Context::load(&cli)?;
+    match cli.command {
+        Command::Check { sections } => content::check(&ctx, sections.as_deref()),
+        Command::Preview {
+            sections,
+            date,
+            out,
+        } => content::preview(&ctx, sections.as_deref(), date, &out),
+    }
+}

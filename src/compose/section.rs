@@ -1,0 +1,497 @@
+//! One section file: front matter, kind, order, title and the Markdown body.
+
+use super::Diagnostic;
+use pulldown_cmark::{Event, LinkType, Options, Parser, Tag, TagEnd};
+use serde::Deserialize;
+use std::path::Path;
+
+/// What a section is; each kind has its own template partial.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SectionKind {
+    /// The opening letter; may carry a signature line.
+    Introduction,
+    /// An ordinary section.
+    Article,
+    /// Upcoming events.
+    Events,
+    /// The "In case you missed it" list: each item a link with a line of text.
+    Links,
+}
+
+impl SectionKind {
+    /// The kind's name in front matter, settings and template file names.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Introduction => "introduction",
+            Self::Article => "article",
+            Self::Events => "events",
+            Self::Links => "links",
+        }
+    }
+
+    fn parse(raw: &str) -> Option<Self> {
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "introduction" | "intro" => Some(Self::Introduction),
+            "article" => Some(Self::Article),
+            "events" | "event" => Some(Self::Events),
+            "links" | "icymi" => Some(Self::Links),
+            _ => None,
+        }
+    }
+
+    /// The kind a file name implies when front matter does not say.
+    fn from_stem(stem: &str) -> Self {
+        let stem = stem.to_ascii_lowercase();
+        if stem.starts_with("intro") {
+            Self::Introduction
+        } else if stem == "events" || stem == "event" {
+            Self::Events
+        } else if ["in-case-you-missed-it", "icymi", "links"].contains(&stem.as_str()) {
+            Self::Links
+        } else {
+            Self::Article
+        }
+    }
+
+    /// Where a section without a numeric prefix or `order` goes: the introduction
+    /// first, the links last, events after numbered articles.
+    fn default_order(self) -> i64 {
+        match self {
+            Self::Introduction => 0,
+            Self::Article => 500,
+            Self::Events => 900,
+            Self::Links => 1000,
+        }
+    }
+}
+
+/// One section of an issue, parsed from its file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Section {
+    /// The file's name, e.g. `20-deep-dives.md`.
+    pub file_name: String,
+    pub kind: SectionKind,
+    pub order: i64,
+    pub title: String,
+    pub author: Option<String>,
+    pub signature: Option<String>,
+    /// The Markdown body, without front matter or the title heading.
+    pub body: String,
+    /// The line of the file where `body` starts (1-based), for messages about the body.
+    pub body_line: usize,
+}
+
+impl Section {
+    /// The file name without extension and numeric prefix: `deep-dives`.
+    pub fn stem(&self) -> &str {
+        let stem = self
+            .file_name
+            .rsplit_once('.')
+            .map_or(self.file_name.as_str(), |(s, _)| s);
+        strip_order_prefix(stem).1
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FrontMatter {
+    title: Option<String>,
+    kind: Option<String>,
+    order: Option<i64>,
+    author: Option<String>,
+    signature: Option<String>,
+}
+
+/// Splits `20-deep-dives` into `(Some(20), "deep-dives")`.
+pub(crate) fn strip_order_prefix(stem: &str) -> (Option<i64>, &str) {
+    let digits = stem
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(stem.len());
+    if digits == 0 || digits > 9 {
+        return (None, stem);
+    }
+    let rest = stem[digits..].trim_start_matches(['-', '_', ' ', '.']);
+    (stem[..digits].parse().ok(), rest)
+}
+
+/// `in-case-you-missed-it` → `In case you missed it`.
+fn title_from_stem(stem: &str) -> String {
+    let words = stem.replace(['-', '_'], " ");
+    let mut chars = words.trim().chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+/// Parses one section file. `Err` is a problem that makes the file unusable; the
+/// warnings that come with `Ok` are things an editor should look at.
+pub fn parse_section(path: &Path, text: &str) -> Result<(Section, Vec<Diagnostic>), Diagnostic> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let full_stem = path
+        .file_stem()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let (prefix_order, stem) = strip_order_prefix(&full_stem);
+    let mut warnings = Vec::new();
+
+    let (front, body, body_line) = split_front_matter(path, text)?;
+    let kind = match &front.kind {
+        Some(raw) => SectionKind::parse(raw).ok_or_else(|| {
+            Diagnostic::error(
+                path,
+                front_line(text, "kind"),
+                format!(
+                    "front matter: kind '{raw}' is not one of introduction, article, events, links"
+                ),
+            )
+        })?,
+        None => SectionKind::from_stem(stem),
+    };
+    for (key, value) in [
+        ("title", &front.title),
+        ("author", &front.author),
+        ("signature", &front.signature),
+    ] {
+        if value.as_deref().is_some_and(|v| v.contains(['\r', '\n'])) {
+            return Err(Diagnostic::error(
+                path,
+                front_line(text, key),
+                format!("front matter: {key} must be one line"),
+            ));
+        }
+    }
+    if front.signature.is_some() && kind != SectionKind::Introduction {
+        warnings.push(Diagnostic::warning(
+            path,
+            front_line(text, "signature"),
+            "only the introduction carries a signature; this one is ignored",
+        ));
+    }
+
+    // A title in front matter leaves a leading heading in the body, where the editor put it.
+    let (heading, body, body_line) = if front.title.is_some() {
+        (None, body, body_line)
+    } else {
+        take_title_heading(body, body_line)
+    };
+    let title = front
+        .title
+        .clone()
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty())
+        .or(heading)
+        .unwrap_or_else(|| title_from_stem(stem))
+        .replace(['\u{e000}', '\u{e001}'], "");
+    let body = body.replace(['\u{e000}', '\u{e001}'], "");
+    if body.trim().is_empty() {
+        let what = if kind == SectionKind::Events {
+            "the events section is empty"
+        } else {
+            "the section has a title but no text"
+        };
+        warnings.push(Diagnostic::warning(path, None, what));
+    }
+    warnings.extend(lint_body(path, &body, body_line, kind));
+
+    Ok((
+        Section {
+            file_name,
+            kind,
+            order: front.order.or(prefix_order).unwrap_or(kind.default_order()),
+            title,
+            author: front
+                .author
+                .map(|a| a.trim().to_owned())
+                .filter(|a| !a.is_empty()),
+            signature: front
+                .signature
+                .filter(|_| kind == SectionKind::Introduction)
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty()),
+            body,
+            body_line,
+        },
+        warnings,
+    ))
+}
+
+/// The 1-based line of `key = …` in the front matter, if it is there.
+fn front_line(text: &str, key: &str) -> Option<usize> {
+    text.lines()
+        .position(|l| {
+            let l = l.trim_start();
+            l.strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+        .map(|i| i + 1)
+}
+
+/// Splits `+++` front matter from the body.
+fn split_front_matter<'a>(
+    path: &Path,
+    text: &'a str,
+) -> Result<(FrontMatter, &'a str, usize), Diagnostic> {
+    let first_line_end = text.find('\n').map_or(text.len(), |i| i + 1);
+    if text[..first_line_end].trim_end() != "+++" {
+        return Ok((FrontMatter::default(), text, 1));
+    }
+    let mut offset = first_line_end;
+    let mut line_no = 2;
+    while offset < text.len() {
+        let end = text[offset..]
+            .find('\n')
+            .map_or(text.len(), |i| offset + i + 1);
+        if text[offset..end].trim_end() == "+++" {
+            let toml_text = &text[first_line_end..offset];
+            let front: FrontMatter = toml::from_str(toml_text).map_err(|e| {
+                let line = e.span().map(|s| {
+                    2 + toml_text[..s.start.min(toml_text.len())]
+                        .matches('\n')
+                        .count()
+                });
+                Diagnostic::error(
+                    path,
+                    line,
+                    format!("front matter: {}", e.message().trim_end()),
+                )
+            })?;
+            return Ok((front, &text[end..], line_no + 1));
+        }
+        offset = end;
+        line_no += 1;
+    }
+    Err(Diagnostic::error(
+        path,
+        Some(1),
+        "front matter opened with +++ on line 1 is never closed with a +++ line",
+    ))
+}
+
+/// Takes a leading `# Heading` off the body as the section's title.
+fn take_title_heading(body: &str, body_line: usize) -> (Option<String>, &str, usize) {
+    let mut offset = 0;
+    let mut line = body_line;
+    for raw in body.split_inclusive('\n') {
+        let trimmed = raw.trim();
+        if trimmed.is_empty() {
+            offset += raw.len();
+            line += 1;
+            continue;
+        }
+        if let Some(rest) = trimmed.strip_prefix("# ") {
+            let title = rest.trim().trim_end_matches('#').trim().to_owned();
+            if !title.is_empty() {
+                return (Some(title), &body[offset + raw.len()..], line + 1);
+            }
+        }
+        break;
+    }
+    (None, body, body_line)
+}
+
+/// Markdown options used everywhere a section body is read.
+pub(crate) fn markdown_options() -> Options {
+    Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH
+}
+
+/// What is worth telling an editor about a body: links that go nowhere, raw HTML,
+/// link-list items without a link.
+fn lint_body(path: &Path, body: &str, body_line: usize, kind: SectionKind) -> Vec<Diagnostic> {
+    let line_at = |offset: usize| body_line + body[..offset.min(body.len())].matches('\n').count();
+    let mut out = Vec::new();
+    let mut broken = Vec::new();
+    let mut callback = |link: pulldown_cmark::BrokenLink<'_>| {
+        broken.push((link.span.start, link.reference.to_string()));
+        None
+    };
+    let parser =
+        Parser::new_with_broken_link_callback(body, markdown_options(), Some(&mut callback));
+    let mut link_text: Option<(usize, String, String)> = None;
+    let mut item_depth = 0usize;
+    let mut item_has_link = Vec::new();
+    for (event, range) in parser.into_offset_iter() {
+        match event {
+            Event::Start(Tag::Link {
+                dest_url,
+                link_type,
+                ..
+            }) => {
+                link_text = Some((range.start, String::new(), dest_url.to_string()));
+                if let Some(flag) = item_has_link.last_mut() {
+                    *flag = true;
+                }
+                let _ = link_type == LinkType::Autolink;
+            }
+            Event::Text(t) | Event::Code(t) => {
+                if let Some((_, text, _)) = link_text.as_mut() {
+                    text.push_str(&t);
+                }
+            }
+            Event::End(TagEnd::Link) => {
+                if let Some((start, text, dest)) = link_text.take() {
+                    let dest = dest.trim();
+                    if dest.is_empty() {
+                        out.push(Diagnostic::warning(
+                            path,
+                            Some(line_at(start)),
+                            format!("the link '{text}' has no URL; it will be shown as plain text"),
+                        ));
+                    } else if !crate::domain::is_safe_link(dest) {
+                        out.push(Diagnostic::warning(
+                            path,
+                            Some(line_at(start)),
+                            format!(
+                                "the link '{text}' points to '{dest}', which is not an http(s) or mailto address; it will be shown as plain text"
+                            ),
+                        ));
+                    }
+                }
+            }
+            Event::Html(_) | Event::InlineHtml(_) => out.push(Diagnostic::warning(
+                path,
+                Some(line_at(range.start)),
+                "raw HTML is shown as text, not interpreted",
+            )),
+            Event::Start(Tag::Item) => {
+                item_depth += 1;
+                item_has_link.push(false);
+            }
+            Event::End(TagEnd::Item) => {
+                item_depth -= 1;
+                let had = item_has_link.pop().unwrap_or(true);
+                if kind == SectionKind::Links && item_depth == 0 && !had {
+                    out.push(Diagnostic::warning(
+                        path,
+                        Some(line_at(range.start)),
+                        "this item in the links list has no link",
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    for (start, reference) in broken {
+        out.push(Diagnostic::warning(
+            path,
+            Some(line_at(start)),
+            format!("the link reference [{reference}] is not defined anywhere in the file"),
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(name: &str, text: &str) -> Result<(Section, Vec<Diagnostic>), Diagnostic> {
+        parse_section(Path::new(name), text)
+    }
+
+    #[test]
+    fn infers_kind_order_and_title_without_front_matter() {
+        let (s, w) = parse("20-deep-dives.md", "# Local area deep dives\n\nText.\n").unwrap();
+        assert_eq!(
+            (s.kind, s.order, s.title.as_str()),
+            (SectionKind::Article, 20, "Local area deep dives")
+        );
+        assert_eq!(s.body.trim(), "Text.");
+        assert_eq!(s.body_line, 2);
+        assert!(w.is_empty(), "{w:?}");
+        let (s, _) = parse("in-case-you-missed-it.md", "- [a](https://a.example)\n").unwrap();
+        assert_eq!(
+            (s.kind, s.title.as_str()),
+            (SectionKind::Links, "In case you missed it")
+        );
+        assert_eq!(
+            parse("introduction.md", "Hi").unwrap().0.kind,
+            SectionKind::Introduction
+        );
+        assert_eq!(parse("events.md", "x").unwrap().0.kind, SectionKind::Events);
+        assert_eq!(
+            parse("icymi.markdown", "x").unwrap().0.kind,
+            SectionKind::Links
+        );
+    }
+
+    #[test]
+    fn front_matter_wins() {
+        let text = "+++\ntitle = \"Chair's introduction\"\nkind = \"introduction\"\norder = 5\nsignature = \"Josh\"\n+++\n# Ignored? no: kept as body\n";
+        let (s, _) = parse("a.md", text).unwrap();
+        assert_eq!(s.title, "Chair's introduction");
+        assert_eq!(s.order, 5);
+        assert_eq!(s.signature.as_deref(), Some("Josh"));
+        assert!(
+            s.body.contains("# Ignored"),
+            "a title from front matter leaves the heading in the body"
+        );
+    }
+
+    #[test]
+    fn bad_front_matter_names_the_line() {
+        let text = "+++\ntitle = \"ok\"\norder = \"first\"\n+++\nbody\n";
+        let err = parse("var/sections/20-x.md", text).unwrap_err();
+        assert_eq!(err.line, Some(3), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("var/sections/20-x.md:3: error: front matter"),
+            "{err}"
+        );
+
+        let err = parse("x.md", "+++\ntitel = \"typo\"\n+++\n").unwrap_err();
+        assert_eq!(err.line, Some(2), "{err}");
+        assert!(err.message.contains("titel"), "{err}");
+
+        let err = parse("x.md", "+++\ntitle = \"never closed\"\n").unwrap_err();
+        assert_eq!(err.line, Some(1));
+
+        let err = parse("x.md", "+++\nkind = \"poem\"\n+++\n").unwrap_err();
+        assert_eq!(err.line, Some(2));
+    }
+
+    #[test]
+    fn warns_about_links_to_nowhere_with_their_line() {
+        let text = "# T\n\nfine [a](https://a.example)\n\n[empty]() and [js](javascript:alert(1))\n\n[ref][nope]\n";
+        let (_, w) = parse("x.md", text).unwrap();
+        let lines: Vec<_> = w.iter().map(|d| (d.line, d.message.clone())).collect();
+        assert!(
+            lines
+                .iter()
+                .any(|(l, m)| *l == Some(5) && m.contains("'empty' has no URL")),
+            "{lines:?}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|(l, m)| *l == Some(5) && m.contains("javascript:")),
+            "{lines:?}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|(l, m)| *l == Some(7) && m.contains("[nope]")),
+            "{lines:?}"
+        );
+    }
+
+    #[test]
+    fn empty_events_and_linkless_items_are_flagged() {
+        let (_, w) = parse("events.md", "# Events\n\n").unwrap();
+        assert!(
+            w.iter()
+                .any(|d| d.message.contains("events section is empty"))
+        );
+        let (_, w) = parse(
+            "links.md",
+            "- [a](https://a.example) text\n- no link here\n",
+        )
+        .unwrap();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!(w[0].line, Some(2));
+    }
+}

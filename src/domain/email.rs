@@ -1,0 +1,129 @@
+//! A subscriber's email address.
+
+use std::fmt;
+
+/// Why an address was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum EmailError {
+    #[error("address is empty")]
+    Empty,
+    #[error("address is longer than 254 characters")]
+    TooLong,
+    #[error("address must contain exactly one '@' with text on both sides")]
+    Shape,
+    #[error("address contains a space, a control character or one of ()<>,;:\\\"[]")]
+    ForbiddenCharacter,
+    #[error("the part before '@' is longer than 64 characters")]
+    LocalTooLong,
+    #[error("the domain '{0}' is not a valid host name")]
+    Domain(String),
+}
+
+/// An address a newsletter can be sent to.
+///
+/// The local part keeps its case (RFC 5321 lets servers treat it as case-sensitive);
+/// the domain is lower-cased, so two spellings of one mailbox compare equal.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SubscriberEmail(String);
+
+impl SubscriberEmail {
+    /// Parses and normalises an address typed by a person or read from a file.
+    pub fn parse(raw: &str) -> Result<Self, EmailError> {
+        let raw = raw.trim();
+        if raw.is_empty() {
+            return Err(EmailError::Empty);
+        }
+        if raw.len() > 254 {
+            return Err(EmailError::TooLong);
+        }
+        if raw
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "()<>,;:\\\"[]".contains(c))
+        {
+            return Err(EmailError::ForbiddenCharacter);
+        }
+        let (local, domain) = raw.rsplit_once('@').ok_or(EmailError::Shape)?;
+        if local.is_empty() || domain.is_empty() || local.contains('@') {
+            return Err(EmailError::Shape);
+        }
+        if local.len() > 64 {
+            return Err(EmailError::LocalTooLong);
+        }
+        if local.starts_with('.') || local.ends_with('.') || local.contains("..") {
+            return Err(EmailError::Shape);
+        }
+        let domain = domain.to_ascii_lowercase();
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || !c.is_ascii())
+        };
+        if !domain.contains('.') && domain != "localhost" || !domain.split('.').all(label_ok) {
+            return Err(EmailError::Domain(domain));
+        }
+        Ok(Self(format!("{local}@{domain}")))
+    }
+
+    /// The address as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The part after the '@', lower-cased.
+    pub fn domain(&self) -> &str {
+        self.0.rsplit_once('@').map(|(_, d)| d).unwrap_or_default()
+    }
+}
+
+impl fmt::Display for SubscriberEmail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl AsRef<str> for SubscriberEmail {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn domain_is_lower_cased_local_part_kept() {
+        let e = SubscriberEmail::parse("  Ada.Lovelace@Example.ORG ").unwrap();
+        assert_eq!(e.as_str(), "Ada.Lovelace@example.org");
+        assert_eq!(e.domain(), "example.org");
+    }
+
+    #[test]
+    fn rejects_malformed_addresses() {
+        for (raw, want) in [
+            ("", EmailError::Empty),
+            ("no-at-sign", EmailError::Shape),
+            ("@example.org", EmailError::Shape),
+            ("a@", EmailError::Shape),
+            ("a b@example.org", EmailError::ForbiddenCharacter),
+            (
+                "a@example.org\r\nBcc: x@y.z",
+                EmailError::ForbiddenCharacter,
+            ),
+            ("<a@example.org>", EmailError::ForbiddenCharacter),
+            ("a..b@example.org", EmailError::Shape),
+            ("a@nodot", EmailError::Domain("nodot".into())),
+            ("a@-bad.org", EmailError::Domain("-bad.org".into())),
+        ] {
+            assert_eq!(SubscriberEmail::parse(raw), Err(want), "input {raw:?}");
+        }
+        let long_local = format!("{}@example.org", "x".repeat(65));
+        assert_eq!(
+            SubscriberEmail::parse(&long_local),
+            Err(EmailError::LocalTooLong)
+        );
+    }
+}

@@ -1,0 +1,24 @@
+//! Domain types: raw input becomes one of these at the edge, and nowhere else.
+//!
+//! Each type has a private field and a `parse` constructor, so a value that exists
+//! has already been checked.
+
+mod email;
+mod header_text;
+mod issue_id;
+mod send_schedule;
+mod token;
+
+pub use email::{EmailError, SubscriberEmail};
+pub use header_text::{HeaderText, HeaderTextError};
+pub use issue_id::{IssueId, IssueIdError};
+pub use send_schedule::SendSchedule;
+pub use token::{Token, TokenKey, TokenPurpose};
+
+/// True for link targets that are safe in an email: http(s) and mailto only.
+/// Anything else (`javascript:`, `data:`, relative paths) is shown as text instead.
+pub fn is_safe_link(dest: &str) -> bool {
+    let lower = dest.trim().to_ascii_lowercase();
+    (lower.starts_with("https://") || lower.starts_with("http://") || lower.starts_with("mailto:"))
+        && !dest.contains(|c: char| c.is_control() || c.is_whitespace())
+}

@@ -1,0 +1,90 @@
+//! The whole message one recipient gets: headers, text part and HTML part.
+
+use super::{Recipient, RecipientLinks, RenderedIssue};
+use crate::domain::IssueId;
+use crate::settings::Newsletter;
+use lettre::Message;
+use lettre::message::header::{HeaderName, HeaderValue};
+use lettre::message::{Mailbox, MultiPart};
+
+/// Why a message could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum MessageError {
+    #[error("cannot build the message for {recipient}: {source}")]
+    Build {
+        recipient: String,
+        source: lettre::error::Error,
+    },
+    #[error("'{0}' cannot be used as a recipient address")]
+    Address(String),
+}
+
+/// Headers that are the same for every message of an issue.
+#[derive(Debug, Clone, Copy)]
+pub struct MessageOptions<'a> {
+    pub newsletter: &'a Newsletter,
+    pub issue: IssueId,
+    /// The `Date` header.
+    pub date: chrono::DateTime<chrono::Utc>,
+}
+
+/// Our Message-ID for `issue` to the recipient with `token`. It names the issue and the
+/// recipient, so a reply's `In-Reply-To` tells the inbox worker who replied even when the
+/// reply comes from another address, and a resend after a crash carries the same id.
+pub fn message_id(newsletter: &Newsletter, issue: IssueId, token: &str) -> String {
+    format!("<{issue}.{token}@{}>", newsletter.message_id_domain)
+}
+
+fn raw_header(name: &'static str, value: String) -> HeaderValue {
+    HeaderValue::new(HeaderName::new_from_ascii_str(name), value)
+}
+
+/// Builds the message for one recipient.
+pub fn build_message(
+    options: MessageOptions<'_>,
+    rendered: &RenderedIssue,
+    recipient: &Recipient,
+    links: &RecipientLinks,
+) -> Result<Message, MessageError> {
+    let n = options.newsletter;
+    let to_address = recipient
+        .email
+        .as_str()
+        .parse()
+        .map_err(|_| MessageError::Address(recipient.email.to_string()))?;
+    let to = Mailbox::new(
+        recipient.name.as_ref().map(|n| n.as_str().to_owned()),
+        to_address,
+    );
+    let text = rendered.text.fill(recipient, links);
+    let html = rendered.html.fill(recipient, links);
+    let list_id = if n.name.as_str().is_ascii() {
+        format!("{} <{}>", n.name, n.list_id)
+    } else {
+        format!("<{}>", n.list_id)
+    };
+    Message::builder()
+        .from(n.from.clone())
+        .reply_to(n.reply_to.clone())
+        .to(to)
+        .subject(rendered.subject.as_str())
+        .date(options.date.into())
+        .message_id(Some(message_id(n, options.issue, &links.token)))
+        .raw_header(raw_header("List-Id", list_id))
+        .raw_header(raw_header(
+            "List-Unsubscribe",
+            format!(
+                "<{}>, <{}>",
+                links.unsubscribe_url, links.unsubscribe_mailto
+            ),
+        ))
+        .raw_header(raw_header(
+            "List-Unsubscribe-Post",
+            "List-Unsubscribe=One-Click".into(),
+        ))
+        .multipart(MultiPart::alternative_plain_html(text, html))
+        .map_err(|source| MessageError::Build {
+            recipient: recipient.email.to_string(),
+            source,
+        })
+}

@@ -1,0 +1,26 @@
+//! Render: an issue to HTML and plain text through tera templates, then to messages.
+//!
+//! The issue-wide part of every message is rendered once ([`RenderedIssue`]); the parts
+//! that differ per recipient (address, name, unsubscribe links) are left as slots and
+//! filled in per message ([`Personalized::fill`]), so the cost per message is a copy.
+
+mod markdown;
+mod message;
+mod personalize;
+mod templates;
+
+pub use markdown::{TEXT_WIDTH, to_html, to_text, wrap};
+pub use message::{MessageError, MessageOptions, build_message, message_id};
+pub use personalize::{Personalized, Recipient, RecipientLinks, Slot};
+pub use templates::{RenderError, Renderer};
+
+/// Gmail clips messages whose HTML is larger than this; the check warns past it.
+pub const HTML_SIZE_LIMIT: usize = 102 * 1024;
+
+/// An issue rendered once, ready to be personalised per recipient.
+#[derive(Debug, Clone)]
+pub struct RenderedIssue {
+    pub subject: crate::domain::HeaderText,
+    pub html: Personalized,
+    pub text: Personalized,
+}

@@ -1,0 +1,232 @@
+//! Settings: one serde tree read from `config/gazette.toml` (or `--config FILE`) and
+//! overridden by `GAZETTE__SECTION__KEY` environment variables.
+//!
+//! Reading happens in two stages, as ripgrep does with its arguments: `raw` mirrors the
+//! file (strings, numbers, lists) and `Settings` holds checked values (addresses,
+//! durations, paths). Every refusal names the key it came from, so an operator can find
+//! the line to fix before anything starts.
+
+mod duration;
+mod raw;
+mod secret;
+
+pub use duration::parse_duration;
+pub use secret::Secret;
+
+use crate::domain::HeaderText;
+
+use lettre::message::Mailbox;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A setting that could not be used, with the key it came from.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("cannot read settings: {0}")]
+    Read(#[from] config::ConfigError),
+    #[error("settings key `{key}`: {reason}")]
+    Invalid { key: String, reason: String },
+}
+
+impl SettingsError {
+    fn invalid(key: &str, reason: impl std::fmt::Display) -> Self {
+        Self::Invalid {
+            key: key.to_owned(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
+/// Everything gazette is configured with, checked.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub newsletter: Newsletter,
+    pub content: Content,
+    pub schedule: Schedule,
+    pub store: Store,
+    pub transport: Transport,
+    pub smtp: Smtp,
+    pub delivery: Delivery,
+    pub dkim: Option<Dkim>,
+    pub inbox: Inbox,
+    pub web: Web,
+}
+
+/// `[newsletter]`: who sends what, and where links point.
+#[derive(Debug, Clone)]
+pub struct Newsletter {
+    pub name: HeaderText,
+    /// A tera template for the subject line; rendered once per issue.
+    pub subject: String,
+    pub from: Mailbox,
+    /// The mailbox the inbox worker polls; replies and UNSUBSCRIBE requests go here.
+    pub reply_to: Mailbox,
+    pub signup_url: String,
+    /// Base of every link gazette makes (unsubscribe, confirm, archive), no trailing `/`.
+    pub public_url: String,
+    pub editors: Vec<Mailbox>,
+    /// `List-Id` value, without angle brackets.
+    pub list_id: String,
+    /// The domain of our Message-IDs.
+    pub message_id_domain: String,
+}
+
+/// `[content]`: where editors drop files and where consumed files go.
+#[derive(Debug, Clone)]
+pub struct Content {
+    pub sections_dir: PathBuf,
+    pub archive_dir: PathBuf,
+    /// Section kinds (or file stems) an issue cannot go out without.
+    pub required: Vec<String>,
+    /// An operator's template folder; files there replace the built-in ones by name.
+    pub templates_dir: Option<PathBuf>,
+    /// Files modified more recently than this are still being written and are skipped.
+    pub settle_time: Duration,
+}
+
+/// `[schedule]`: when issues go out.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    /// When issues go out.
+    pub send: crate::domain::SendSchedule,
+    pub timezone: chrono_tz::Tz,
+    pub proof_lead: Duration,
+    /// How long a held issue (missing or broken section) is re-checked before the slot is given up.
+    pub hold_window: Duration,
+    pub hold_recheck: Duration,
+    /// Slots missed while the daemon was down are sent if they are at most this old.
+    pub catch_up: Duration,
+}
+
+/// `[store]`.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub url: String,
+}
+
+/// Which transport carries messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportKind {
+    File,
+    Smtp,
+}
+
+/// `[transport]`.
+#[derive(Debug, Clone)]
+pub struct Transport {
+    pub kind: TransportKind,
+    pub outbox_dir: PathBuf,
+}
+
+/// How the SMTP connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tls {
+    StartTls,
+    Implicit,
+    None,
+}
+
+/// `[smtp]`.
+#[derive(Debug, Clone)]
+pub struct Smtp {
+    pub host: String,
+    pub port: u16,
+    pub tls: Tls,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub pool_size: u32,
+    pub rate_per_second: u32,
+    pub timeout: Duration,
+}
+
+/// `[delivery]`: the retry policy for temporary failures.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub retry_initial: Duration,
+    pub retry_max_interval: Duration,
+    /// After this long since the first attempt a temporarily failing row fails for good.
+    pub retry_for: Duration,
+    /// Permanent failures (5xx) after which a subscriber is marked bounced.
+    pub bounce_threshold: u32,
+}
+
+/// `[dkim]`: optional DKIM signing.
+#[derive(Debug, Clone)]
+pub struct Dkim {
+    pub domain: String,
+    pub selector: String,
+    /// PKCS#1 RSA key in PEM form.
+    pub private_key: Secret,
+}
+
+/// Where the inbox worker reads replies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InboxKind {
+    Maildir,
+    Imap,
+}
+
+/// `[inbox]`.
+#[derive(Debug, Clone)]
+pub struct Inbox {
+    pub kind: InboxKind,
+    pub maildir: PathBuf,
+    pub host: String,
+    pub port: u16,
+    pub tls: Tls,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub mailbox: String,
+    pub processed: String,
+    pub poll_interval: Duration,
+    /// Notices sent to one address per day, at most.
+    pub notices_per_day: u32,
+}
+
+/// `[web]`.
+#[derive(Debug, Clone)]
+pub struct Web {
+    pub bind: std::net::SocketAddr,
+    /// HMAC key for unsubscribe and confirmation tokens.
+    pub secret: Secret,
+    /// Credential for the editors' preview page (HTTP Basic, user `editor`).
+    pub preview_password: Option<Secret>,
+}
+
+impl Settings {
+    /// Reads `path`, applies `GAZETTE__…` environment overrides, and checks every value.
+    ///
+    /// Relative paths in the file are taken relative to the current directory, the way an
+    /// operator running `gazette` from the checkout expects.
+    pub fn load(path: &Path) -> Result<Self, SettingsError> {
+        if !path.exists() {
+            return Err(SettingsError::invalid(
+                "--config",
+                format!("settings file {} does not exist", path.display()),
+            ));
+        }
+        let cfg = config::Config::builder()
+            .add_source(config::File::from(path).format(config::FileFormat::Toml))
+            .add_source(
+                config::Environment::with_prefix("GAZETTE")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .list_separator(",")
+                    .with_list_parse_key("newsletter.editors")
+                    .with_list_parse_key("content.required")
+                    .try_parsing(true),
+            )
+            .build()?;
+        let raw: raw::RawSettings = cfg.try_deserialize()?;
+        raw.check()
+    }
+
+    /// Reads settings from a TOML string, without environment overrides (for tests).
+    pub fn from_toml(text: &str) -> Result<Self, SettingsError> {
+        let cfg = config::Config::builder()
+            .add_source(config::File::from_str(text, config::FileFormat::Toml))
+            .build()?;
+        let raw: raw::RawSettings = cfg.try_deserialize()?;
+        raw.check()
+    }
+}
