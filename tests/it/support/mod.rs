@@ -1,0 +1,111 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+pub mod mailstack;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// A fresh folder under the system temp dir, removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(label: &str) -> Self {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let path = std::env::temp_dir().join(format!("gazette-test-{label}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        Self(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The repository root (where `config/`, `templates/` and `tests/fixtures/` are).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A fixture folder under `tests/fixtures/`.
+pub fn fixture(name: &str) -> PathBuf {
+    repo_root().join("tests/fixtures").join(name)
+}
+
+/// Copies a folder's files (not sub-folders) into `to`, setting their modification time
+/// in the past so they are not taken for files still being written.
+pub fn copy_sections(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            let dest = to.join(entry.file_name());
+            std::fs::copy(entry.path(), &dest).unwrap();
+            age_file(&dest);
+        }
+    }
+}
+
+/// Sets a file's modification time one hour back.
+pub fn age_file(path: &Path) {
+    let file = std::fs::File::options().write(true).open(path).unwrap();
+    let past = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    file.set_modified(past).unwrap();
+}
+
+/// Writes a settings file into `dir` based on the shipped `config/gazette.toml`, with
+/// every path pointing inside `dir`, then `extra` TOML appended by section replacement.
+pub fn write_config(dir: &Path, overrides: &[(&str, &str)]) -> PathBuf {
+    let base = std::fs::read_to_string(repo_root().join("config/gazette.toml")).unwrap();
+    let mut doc: toml::Table = toml::from_str(&base).unwrap();
+    let d = dir.display();
+    let defaults = [
+        ("content.sections_dir", format!("\"{d}/sections\"")),
+        ("content.archive_dir", format!("\"{d}/archive\"")),
+        ("content.settle_time", "\"0s\"".to_owned()),
+        ("store.url", format!("\"sqlite://{d}/gazette.db\"")),
+        ("transport.outbox_dir", format!("\"{d}/outbox\"")),
+        ("inbox.maildir", format!("\"{d}/inbox\"")),
+    ];
+    for (key, value) in defaults.iter().map(|(k, v)| (*k, v.as_str())).chain(overrides.iter().copied()) {
+        let (table, field) = key.split_once('.').expect("section.key");
+        let parsed: toml::Table = toml::from_str(&format!("v = {value}")).expect("a TOML value");
+        doc.entry(table.to_owned())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            .as_table_mut()
+            .expect("a table")
+            .insert(field.to_owned(), parsed["v"].clone());
+    }
+    let path = dir.join("gazette.toml");
+    std::fs::write(&path, toml::to_string(&doc).unwrap()).unwrap();
+    path
+}
+
+/// Runs the real `gazette` binary with `args`, in the repository root.
+pub fn gazette(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gazette"))
+        .args(args)
+        .current_dir(repo_root())
+        .env("GAZETTE_LOG", "warn")
+        .output()
+        .expect("run gazette")
+}
+
+/// stdout and stderr of a run, for assertion messages.
+pub fn describe(output: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
