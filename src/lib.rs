@@ -16,4 +16,5 @@ pub mod app;
 pub mod compose;
 pub mod domain;
 pub mod render;
+pub mod schedule;
 pub mod settings;
