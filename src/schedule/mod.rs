@@ -4,6 +4,8 @@
 //! The timing rules are plain functions of a clock passed in ([`Timing`]), so tests
 //! move time by hand and never sleep.
 
+mod plan;
 mod timing;
 
+pub use plan::{Action, Plan, SlotRecord, SlotState, plan};
 pub use timing::Timing;

@@ -75,10 +75,11 @@ impl Timing {
         slot + chrono(self.hold_window)
     }
 
-    /// How far back an unhandled slot may still be sent: the catch-up window, or the
-    /// hold window if that is longer (a held slot keeps being re-checked through it).
+    /// How far back the scheduler looks at slots: the catch-up window, or the hold window
+    /// if that is longer (a held slot keeps being re-checked through it), plus one
+    /// re-check interval so a hold whose window has just ended is still seen and given up.
     pub fn lookback(&self) -> chrono::Duration {
-        chrono(self.catch_up.max(self.hold_window))
+        chrono(self.catch_up.max(self.hold_window) + self.hold_recheck)
     }
 
     /// The next re-check of a held slot after `now`.
@@ -148,6 +149,6 @@ mod tests {
         assert_eq!(t.hold_until(slot), utc(2026, 12, 3, 10, 0));
         assert!(t.may_catch_up(slot, utc(2026, 12, 2, 9, 0)));
         assert!(!t.may_catch_up(slot, utc(2026, 12, 2, 11, 0)));
-        assert_eq!(t.lookback(), chrono::Duration::hours(48));
+        assert_eq!(t.lookback(), chrono::Duration::minutes(48 * 60 + 10));
     }
 }
