@@ -79,7 +79,10 @@ pub fn free_port() -> u16 {
             return port;
         }
     }
-    panic!("free_port: no free port left in {PORT_LOW}..{}", PORT_LOW + PORT_SPAN);
+    panic!(
+        "free_port: no free port left in {PORT_LOW}..{}",
+        PORT_LOW + PORT_SPAN
+    );
 }
 
 fn port_is_free(port: u16) -> bool {
@@ -162,7 +165,11 @@ fn read_greeting(stream: TcpStream) -> std::io::Result<String> {
     // Leave politely so servers do not log lost connections; SMTP, LMTP and IMAP all
     // understand one of these (an IMAP server just answers BAD to QUIT).
     let stream = reader.get_mut();
-    let _ = stream.write_all(if line.starts_with('*') { b"x LOGOUT\r\n" } else { b"QUIT\r\n" });
+    let _ = stream.write_all(if line.starts_with('*') {
+        b"x LOGOUT\r\n"
+    } else {
+        b"QUIT\r\n"
+    });
     Ok(line.trim_end().to_string())
 }
 
@@ -228,7 +235,10 @@ impl MailStack {
             }
             let log = stack.log();
             stack.stop();
-            assert!(attempt < 5, "MailStack: ports {shared:?} still shared after {attempt} tries\n{log}");
+            assert!(
+                attempt < 5,
+                "MailStack: ports {shared:?} still shared after {attempt} tries\n{log}"
+            );
         }
     }
 
@@ -323,7 +333,12 @@ impl MailStack {
     }
 
     fn ports(&self) -> [u16; 4] {
-        [self.smtp_port, self.imap_port, self.lmtp_port, self.auth_port]
+        [
+            self.smtp_port,
+            self.imap_port,
+            self.lmtp_port,
+            self.auth_port,
+        ]
     }
 
     fn start_dovecot(&mut self) {
@@ -404,7 +419,11 @@ service auth {{
 
         let output = run(Command::new(program("dovecot")).arg("-c").arg(&conf));
         if !output.status.success() {
-            panic!("MailStack: dovecot did not start: {}\n{}", describe(&output), self.log());
+            panic!(
+                "MailStack: dovecot did not start: {}\n{}",
+                describe(&output),
+                self.log()
+            );
         }
         let pid_file = dir.join("run").join("master.pid");
         self.dovecot_pid = Some(
@@ -526,7 +545,11 @@ biff = no
             None => run(Command::new(&postfix).arg("-c").arg(&dir).arg("start")),
         };
         if !output.status.success() {
-            panic!("MailStack: postfix did not start: {}\n{}", describe(&output), self.log());
+            panic!(
+                "MailStack: postfix did not start: {}\n{}",
+                describe(&output),
+                self.log()
+            );
         }
         let pid_file = queue.join("pid").join("master.pid");
         self.postfix_pid = Some(
@@ -538,7 +561,10 @@ biff = no
 
     fn wait_for(&self, port: u16, greeting: Option<&str>, what: &str) {
         if let Err(e) = wait_until_listening(port, greeting, START_TIMEOUT) {
-            panic!("MailStack: {what} is not answering on port {port}: {e}\n{}", self.log());
+            panic!(
+                "MailStack: {what} is not answering on port {port}: {e}\n{}",
+                self.log()
+            );
         }
     }
 
@@ -568,7 +594,9 @@ fn read_maildir(maildir: &Path) -> Vec<Vec<u8>> {
     'again: loop {
         let mut entries: Vec<((u64, u64), String, PathBuf)> = Vec::new();
         for sub in ["new", "cur"] {
-            let Ok(dir) = std::fs::read_dir(maildir.join(sub)) else { continue };
+            let Ok(dir) = std::fs::read_dir(maildir.join(sub)) else {
+                continue;
+            };
             for entry in dir.flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();
                 if !name.starts_with('.') {
@@ -591,11 +619,18 @@ fn read_maildir(maildir: &Path) -> Vec<Vec<u8>> {
 
 fn maildir_time(name: &str) -> (u64, u64) {
     let mut parts = name.split('.');
-    let seconds = parts.next().and_then(|s| s.parse().ok()).unwrap_or(u64::MAX);
+    let seconds = parts
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(u64::MAX);
     let micros = parts
         .next()
         .and_then(|unique| unique.strip_prefix('M'))
-        .map(|rest| rest.chars().take_while(char::is_ascii_digit).collect::<String>())
+        .map(|rest| {
+            rest.chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+        })
         .and_then(|digits| digits.parse().ok())
         .unwrap_or(0);
     (seconds, micros)
@@ -652,7 +687,10 @@ impl SmtpSink {
             }
             let log = sink.log();
             sink.stop();
-            assert!(attempt < 5, "SmtpSink: port still shared after {attempt} tries\n{log}");
+            assert!(
+                attempt < 5,
+                "SmtpSink: port still shared after {attempt} tries\n{log}"
+            );
         }
     }
 
@@ -688,10 +726,18 @@ impl SmtpSink {
             .expect("spawn smtp-sink (is postfix installed? see .ci/install-deps)");
         // Resolve symlinks once, so paths compare equal with /proc/PID/fd links.
         let dump_dir = dump_dir.canonicalize().expect("canonicalize dump dir");
-        let mut sink = SmtpSink { child, port, root, dump_dir };
+        let mut sink = SmtpSink {
+            child,
+            port,
+            root,
+            dump_dir,
+        };
 
         // With fault flags such as `-r CONNECT` the greeting is an error: then any line will do.
-        let greeting = if args.iter().any(|a| a.to_ascii_lowercase().contains("connect")) {
+        let greeting = if args
+            .iter()
+            .any(|a| a.to_ascii_lowercase().contains("connect"))
+        {
             ""
         } else {
             "220"
@@ -830,7 +876,11 @@ fn parse_sink_dump(dump: &[u8]) -> SinkMessage {
         }
     }
     let content = rest.strip_suffix(b"\n").unwrap_or(rest).to_vec();
-    SinkMessage { sender, recipients, content }
+    SinkMessage {
+        sender,
+        recipients,
+        content,
+    }
 }
 
 /// `<a@b> SIZE=10` → `a@b`; an address without brackets is taken up to the first space.
@@ -874,7 +924,11 @@ pub fn run_smtp_source(
         .args(["-t", &format!("sink@{DOMAIN}")])
         .arg(format!("127.0.0.1:{port}")));
     let elapsed = started.elapsed();
-    assert!(output.status.success(), "smtp-source failed: {}", describe(&output));
+    assert!(
+        output.status.success(),
+        "smtp-source failed: {}",
+        describe(&output)
+    );
     elapsed
 }
 
@@ -887,7 +941,9 @@ pub fn run_smtp_source(
 fn unique_dir(prefix: &str) -> PathBuf {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     loop {
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
         let name = format!(
             "{prefix}-{}-{}-{nanos:09}",
             std::process::id(),
@@ -933,7 +989,10 @@ fn write_file(path: &Path, text: &str) {
 fn wait_for_pid_file(path: &Path, timeout: Duration) -> Option<u32> {
     let deadline = Instant::now() + timeout;
     loop {
-        if let Some(pid) = std::fs::read_to_string(path).ok().and_then(|s| s.trim().parse().ok()) {
+        if let Some(pid) = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+        {
             return Some(pid);
         }
         if Instant::now() >= deadline {
@@ -1021,7 +1080,9 @@ fn find_program(name: &str) -> Option<PathBuf> {
         .chain(["/usr/sbin", "/usr/bin", "/sbin", "/bin"].map(PathBuf::from))
         .map(|dir| dir.join(name))
         .find(|candidate| {
-            candidate.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            candidate
+                .metadata()
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         })
 }
 
@@ -1074,7 +1135,10 @@ pub fn read_until(
         if n == 0 {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
-                format!("connection closed; got {:?}", String::from_utf8_lossy(&buffer)),
+                format!(
+                    "connection closed; got {:?}",
+                    String::from_utf8_lossy(&buffer)
+                ),
             ));
         }
         buffer.extend_from_slice(&chunk[..n]);

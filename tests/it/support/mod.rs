@@ -14,7 +14,8 @@ impl TempDir {
     pub fn new(label: &str) -> Self {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let path = std::env::temp_dir().join(format!("gazette-test-{label}-{}-{n}", std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("gazette-test-{label}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&path);
         std::fs::create_dir_all(&path).expect("create temp dir");
         Self(path)
@@ -76,7 +77,11 @@ pub fn write_config(dir: &Path, overrides: &[(&str, &str)]) -> PathBuf {
         ("transport.outbox_dir", format!("\"{d}/outbox\"")),
         ("inbox.maildir", format!("\"{d}/inbox\"")),
     ];
-    for (key, value) in defaults.iter().map(|(k, v)| (*k, v.as_str())).chain(overrides.iter().copied()) {
+    for (key, value) in defaults
+        .iter()
+        .map(|(k, v)| (*k, v.as_str()))
+        .chain(overrides.iter().copied())
+    {
         let (table, field) = key.split_once('.').expect("section.key");
         let parsed: toml::Table = toml::from_str(&format!("v = {value}")).expect("a TOML value");
         doc.entry(table.to_owned())
