@@ -3,3 +3,5 @@
 mod support;
 
 mod compose;
+mod delivery_support;
+mod subscribers;
