@@ -4,4 +4,5 @@ mod support;
 
 mod compose;
 mod delivery_support;
+mod send_now;
 mod subscribers;
