@@ -4,5 +4,6 @@ mod support;
 
 mod compose;
 mod delivery_support;
+mod mailstack_delivery;
 mod send_now;
 mod subscribers;
