@@ -4,6 +4,7 @@ mod support;
 
 mod compose;
 mod delivery_support;
+mod faults;
 mod mailstack_delivery;
 mod send_now;
 mod subscribers;
