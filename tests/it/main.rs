@@ -3,6 +3,7 @@
 mod support;
 
 mod compose;
+mod crash;
 mod delivery_support;
 mod faults;
 mod mailstack_delivery;
