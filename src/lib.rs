@@ -9,6 +9,8 @@
 //! - [`settings`]: `config/gazette.toml` plus `GAZETTE__…` overrides, checked.
 //! - [`compose`]: reads the sections folder into an [`compose::Issue`].
 //! - [`render`]: tera templates to HTML and text, then one message per recipient.
+//! - [`web`]: the sign-up form, confirm and unsubscribe links, archive, preview,
+//!   health and metrics over HTTP.
 //! - [`app`]: wiring; the only module that knows the whole pipeline, with `main.rs`
 //!   as a thin shell around it.
 
@@ -17,3 +19,4 @@ pub mod compose;
 pub mod domain;
 pub mod render;
 pub mod settings;
+pub mod web;

@@ -41,4 +41,7 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
+    /// Serve the web side alone (sign-up, confirm, unsubscribe, archive, preview,
+    /// health, metrics) on `[web] bind`; `serve` runs it with everything else.
+    Web,
 }

@@ -5,6 +5,9 @@
 
 mod cli;
 mod content;
+mod web;
+
+pub use web::web_state;
 
 pub use cli::{Cli, Command};
 
@@ -88,5 +91,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             date,
             out,
         } => content::preview(&ctx, sections.as_deref(), date, &out),
+        Command::Web => web::run(&ctx).await,
     }
 }
