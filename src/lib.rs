@@ -9,6 +9,9 @@
 //! - [`settings`]: `config/gazette.toml` plus `GAZETTE__…` overrides, checked.
 //! - [`compose`]: reads the sections folder into an [`compose::Issue`].
 //! - [`render`]: tera templates to HTML and text, then one message per recipient.
+//! - [`store`]: subscribers, frozen issues and the delivery ledger (all SQL lives here).
+//! - [`send`]: the delivery engine: transports (file, SMTP, a test double) and the worker
+//!   that drains the ledger with the retry policy.
 //! - [`web`]: the sign-up form, confirm and unsubscribe links, archive, preview,
 //!   health and metrics over HTTP.
 //! - [`app`]: wiring; the only module that knows the whole pipeline, with `main.rs`
@@ -18,5 +21,7 @@ pub mod app;
 pub mod compose;
 pub mod domain;
 pub mod render;
+pub mod send;
 pub mod settings;
+pub mod store;
 pub mod web;
