@@ -55,7 +55,6 @@ pub fn page(newsletter: &str, title: &str, body: &str) -> Html<String> {
     ))
 }
 
-#[expect(dead_code, reason = "the unsubscribe page arrives with the store")]
 /// A form whose only field is the RFC 8058 one, posting to `action` (a same-site path).
 pub fn one_click_form(action: &str, button: &str) -> String {
     format!(
@@ -67,7 +66,6 @@ pub fn one_click_form(action: &str, button: &str) -> String {
     )
 }
 
-#[expect(dead_code, reason = "the confirm page arrives with the store")]
 /// A form with no fields posting to `action`.
 pub fn button_form(action: &str, button: &str) -> String {
     format!(

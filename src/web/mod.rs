@@ -5,34 +5,46 @@
 //! - [`router`] builds the axum router over a [`WebState`]; [`serve`] runs it on a
 //!   listener until a shutdown future completes (the daemon calls it inside
 //!   `gazette serve`).
+//! - `subscribe`: the sign-up form (double opt-in) and `confirmation`, the message it
+//!   sends; `links`: the pages behind the links in our messages (confirm, unsubscribe
+//!   with the RFC 8058 one-click POST, resubscribe); `archive`: sent issues;
+//!   `preview`: the next issue for editors; `metrics`: Prometheus text.
 //! - `html`: the page layout and escaping; `security`: headers on every response and
-//!   the editors' Basic credential; `limits`: sign-up rate limits; `metrics`: the
-//!   Prometheus text; `preview`: the next issue for editors.
+//!   the editors' Basic credential; `limits`: sign-up rate limits.
 //!
 //! Nothing here changes state on a GET: every link in a message (confirm, unsubscribe,
 //! resubscribe) opens a page with a button, and the button POSTs. Mail scanners that
 //! fetch links therefore cannot act for the reader, while the RFC 8058 one-click POST
-//! works without cookies or a login.
+//! works without cookies or a login. Tokens are checked (in constant time, by
+//! [`TokenKey::verify`]) before anything is looked up.
 
+mod archive;
+mod confirmation;
 mod html;
 mod limits;
+mod links;
 mod metrics;
 mod preview;
 mod security;
 mod subscribe;
 
+pub use confirmation::{ConfirmationError, Signup, build_confirmation, confirm_url};
 pub use limits::{SignupLimits, SignupQuota};
 pub use metrics::{StoreFigures, WebCounters};
 pub use security::{CONTENT_SECURITY_POLICY, PREVIEW_USER};
 
-use crate::domain::TokenKey;
+use crate::domain::{Clock, SystemClock, TokenKey};
 use crate::render::Renderer;
+use crate::send::{OutgoingMessage, SendError, Transport};
 use crate::settings::Settings;
+use crate::store::Store;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
+use futures::future::BoxFuture;
+use lettre::message::dkim::DkimConfig;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -40,6 +52,28 @@ use std::sync::Arc;
 /// Request bodies larger than this are refused with 413 before any handler runs; our
 /// forms carry an address and a name.
 pub const MAX_FORM_BYTES: usize = 4 * 1024;
+
+/// How long a confirmation link works.
+pub const CONFIRM_WITHIN_DAYS: u64 = 7;
+
+/// The transport as the web holds it: [`Transport`] is not object-safe, so this is
+/// its one method boxed. Every `Transport` is a `Mailer`.
+pub trait Mailer: Send + Sync + 'static {
+    /// Hands `message` to the transport.
+    fn send_message<'a>(
+        &'a self,
+        message: &'a OutgoingMessage,
+    ) -> BoxFuture<'a, Result<(), SendError>>;
+}
+
+impl<T: Transport + 'static> Mailer for T {
+    fn send_message<'a>(
+        &'a self,
+        message: &'a OutgoingMessage,
+    ) -> BoxFuture<'a, Result<(), SendError>> {
+        Box::pin(self.send(message))
+    }
+}
 
 /// Everything the handlers share. Cheap to clone.
 #[derive(Clone)]
@@ -50,15 +84,27 @@ pub struct WebState {
 struct Inner {
     settings: Arc<Settings>,
     renderer: Arc<Renderer>,
-    #[expect(dead_code, reason = "the token routes arrive with the store")]
     tokens: TokenKey,
+    store: Store,
+    mailer: Arc<dyn Mailer>,
+    dkim: Option<DkimConfig>,
+    clock: Arc<dyn Clock>,
     limits: SignupLimits,
     counters: WebCounters,
 }
 
 impl WebState {
-    /// The state for `settings`, rendering with `renderer` and signing with `tokens`.
-    pub fn new(settings: Arc<Settings>, renderer: Arc<Renderer>, tokens: TokenKey) -> Self {
+    /// The state for `settings`: reads and writes `store`, sends confirmations through
+    /// `mailer` (DKIM-signed with `dkim` when given), renders previews with `renderer`
+    /// and checks tokens with `tokens`. The system clock tells the time.
+    pub fn new(
+        settings: Arc<Settings>,
+        renderer: Arc<Renderer>,
+        tokens: TokenKey,
+        store: Store,
+        mailer: Arc<dyn Mailer>,
+        dkim: Option<DkimConfig>,
+    ) -> Self {
         let limits = SignupLimits::new(SignupQuota {
             per_ip_per_hour: settings.web.signups_per_ip_per_hour,
             per_address_per_day: settings.web.confirmations_per_address_per_day,
@@ -68,9 +114,22 @@ impl WebState {
                 settings,
                 renderer,
                 tokens,
+                store,
+                mailer,
+                dkim,
+                clock: Arc::new(SystemClock),
                 limits,
                 counters: WebCounters::default(),
             }),
+        }
+    }
+
+    /// The same state telling the time by `clock` (tests).
+    pub fn with_clock(self, clock: Arc<dyn Clock>) -> Self {
+        let inner = Arc::try_unwrap(self.inner)
+            .unwrap_or_else(|_| panic!("with_clock is called before the state is shared"));
+        Self {
+            inner: Arc::new(Inner { clock, ..inner }),
         }
     }
 
@@ -82,7 +141,14 @@ impl WebState {
         self.inner.settings.newsletter.name.as_str()
     }
 
-    #[expect(dead_code, reason = "the sign-up handler arrives with the store")]
+    fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.inner.clock.now()
+    }
+
     /// The client's address: the peer, or the last entry of the configured proxy header.
     fn client_ip(&self, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
         let from_header = self
@@ -102,10 +168,24 @@ impl WebState {
 pub fn router(state: WebState) -> Router {
     Router::new()
         .route("/", get(|| async { Redirect::to("/subscribe") }))
-        .route("/subscribe", get(subscribe::form))
+        .route("/subscribe", get(subscribe::form).post(subscribe::signup))
+        .route(
+            "/confirm/{token}",
+            get(links::confirm_page).post(links::confirm),
+        )
+        .route(
+            "/unsubscribe/{token}",
+            get(links::unsubscribe_page).post(links::unsubscribe),
+        )
+        .route(
+            "/resubscribe/{token}",
+            get(links::resubscribe_page).post(links::resubscribe),
+        )
+        .route("/archive", get(archive::list))
+        .route("/archive/{id}", get(archive::issue))
+        .route("/preview", get(preview::preview))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
-        .route("/preview", get(preview::preview))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
         .layer(axum::middleware::from_fn(security::security_headers))
@@ -142,15 +222,48 @@ pub async fn serve(
     result
 }
 
-async fn healthz() -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        "ok\n",
-    )
+async fn healthz(State(state): State<WebState>) -> Response {
+    match state.store().web_ping().await {
+        Ok(()) => (
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            "ok\n",
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "web: health check cannot reach the store");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                "store unavailable\n",
+            )
+                .into_response()
+        }
+    }
 }
 
 async fn metrics_text(State(state): State<WebState>) -> Response {
-    let figures = StoreFigures::default();
+    let figures = match state.store().web_figures().await {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::error!(error = %e, "web: cannot read figures for /metrics");
+            return (StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n").into_response();
+        }
+    };
+    let figures = StoreFigures {
+        deliveries: figures
+            .deliveries
+            .into_iter()
+            .map(|(s, n)| (s.to_owned(), n))
+            .collect(),
+        subscribers: figures
+            .subscribers
+            .into_iter()
+            .map(|(s, n)| (s.to_owned(), n))
+            .collect(),
+        // The inbox worker's tables are not in this branch's store yet.
+        inbox_processed: None,
+        inbox_last_poll: None,
+    };
     (
         [(
             header::CONTENT_TYPE,
@@ -181,4 +294,16 @@ fn error_page(state: &WebState, status: StatusCode, title: &str, message: &str) 
         ),
     )
         .into_response()
+}
+
+/// The answer when the store fails: logged with what was being done, and a page that
+/// says nothing about it.
+fn store_failed(state: &WebState, doing: &str, e: &crate::store::StoreError) -> Response {
+    tracing::error!(error = %e, "web: {doing}");
+    error_page(
+        state,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Something went wrong",
+        "Something went wrong on our side. Please try again later.",
+    )
 }
