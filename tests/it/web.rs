@@ -371,6 +371,10 @@ async fn chromium_renders_the_signup_page() {
     assert!(image.colours() > 8, "only {} colours", image.colours());
     // The heading, the fields and the button sit in the top third on a phone.
     assert!(image.rows_with_ink(0..300, background) > 0.2);
+    assert!(
+        image.rows_cut_at_right(6) < 0.01,
+        "the page runs off the right edge"
+    );
     let dom = chromium::dump_dom(web.dir.path(), &web.url("/subscribe")).await;
     assert!(dom.contains("<h1>Subscribe</h1>"), "{dom}");
     assert!(dom.contains("type=\"email\""), "{dom}");
@@ -826,6 +830,9 @@ async fn chromium_renders_an_archived_issue() {
     );
     assert!(image.colours() > 8, "only {} colours", image.colours());
     assert!(image.rows_with_ink(0..900, background) > 0.3);
+    // Readable on a phone: nothing runs off the right edge (long URLs wrap).
+    let cut = image.rows_cut_at_right(6);
+    assert!(cut < 0.01, "{:.3} of rows run off the right edge", cut);
     let dom = chromium::dump_dom(web.dir.path(), &url).await;
     assert!(
         dom.contains("Bridge the gap") || dom.contains("Bridge the Gap"),

@@ -41,6 +41,8 @@ fn common_args(profile: &Path) -> Vec<String> {
         "--disable-component-update",
         "--disable-sync",
         "--window-size=420,900",
+        // Scrollbars would hide whether content runs off the right edge.
+        "--hide-scrollbars",
     ]
     .iter()
     .map(|s| (*s).to_owned())
@@ -109,6 +111,20 @@ impl Image {
             .iter()
             .collect::<std::collections::HashSet<_>>()
             .len()
+    }
+
+    /// Share of rows whose right-most `strip` pixels differ from the same row's pixel
+    /// near the left edge: text cut off at the right, i.e. the page is wider than the
+    /// window. Full-width rules and backgrounds match on both sides and do not count.
+    pub fn rows_cut_at_right(&self, strip: usize) -> f64 {
+        let cut = (0..self.height)
+            .filter(|&y| {
+                let row = &self.pixels[y * self.width..(y + 1) * self.width];
+                let left = row[2];
+                row[self.width - strip..].iter().any(|p| *p != left)
+            })
+            .count();
+        cut as f64 / self.height as f64
     }
 
     /// Share of rows in `rows` that hold any pixel other than `background`.
