@@ -20,7 +20,7 @@ pub(super) async fn list(State(state): State<WebState>) -> Response {
         body.push_str("<ul class=\"archive\">\n");
         for issue in &issues {
             body.push_str(&format!(
-                "<li><a href=\"/archive/{id}\">{subject}</a> <span class=\"note\">{date}</span></li>\n",
+                "<li><a href=\"/archive/{id}\">{subject}</a> <span class=\"note\">sent {date}</span></li>\n",
                 id = esc(&issue.id.to_string()),
                 subject = esc(&issue.subject),
                 date = esc(&issue.sent_at.format("%-d %B %Y").to_string()),

@@ -91,6 +91,8 @@ struct Inner {
     clock: Arc<dyn Clock>,
     limits: SignupLimits,
     counters: WebCounters,
+    /// Confirmation messages still being sent; [`serve`] waits for them at shutdown.
+    background: tokio_util::task::TaskTracker,
 }
 
 impl WebState {
@@ -120,6 +122,7 @@ impl WebState {
                 clock: Arc::new(SystemClock),
                 limits,
                 counters: WebCounters::default(),
+                background: tokio_util::task::TaskTracker::new(),
             }),
         }
     }
@@ -192,13 +195,18 @@ pub fn router(state: WebState) -> Router {
         .with_state(state)
 }
 
+/// How long [`serve`] waits at shutdown for confirmation messages still being sent.
+const DRAIN: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Serves `state` on `listener` until `shutdown` completes, then finishes the requests
-/// in flight. Peer addresses reach the handlers (rate limits, consent records).
+/// in flight and (for up to 30 s) the confirmation messages still being sent. Peer
+/// addresses reach the handlers (rate limits, consent records).
 pub async fn serve(
     state: WebState,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let background = state.inner.background.clone();
     let tidy = {
         let limits = state.inner.limits.clone();
         tokio::spawn(async move {
@@ -219,6 +227,16 @@ pub async fn serve(
     .with_graceful_shutdown(shutdown)
     .await;
     tidy.abort();
+    background.close();
+    if tokio::time::timeout(DRAIN, background.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            left = background.len(),
+            "web: stopped with confirmation messages unsent"
+        );
+    }
     result
 }
 

@@ -146,8 +146,9 @@ pub(super) async fn signup(
     {
         // Sent after answering: how long the transport takes must not tell the visitor
         // whether this address needed a message.
-        let state = state.clone();
-        tokio::spawn(async move {
+        let task_state = state.clone();
+        state.inner.background.spawn(async move {
+            let state = task_state;
             send_confirmation(&state, subscriber_id, &to, name.as_ref(), now).await;
         });
     }

@@ -8,7 +8,7 @@ use crate::support::{
     TempDir, chromium, copy_sections, describe, fixture, gazette, prometheus, write_config,
 };
 use gazette::app::Cli;
-use gazette::domain::SubscriberEmail;
+use gazette::domain::{SubscriberEmail, TokenKey, TokenPurpose};
 use gazette::store::{Consent, NewSubscriber, Store, Subscriber, SubscriberStatus};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -62,6 +62,15 @@ impl TestWeb {
             shutdown: Some(tx),
             task: Some(task),
         }
+    }
+
+    /// The token key the server signs with.
+    fn tokens(&self) -> TokenKey {
+        let settings = gazette::settings::Settings::load(&self.config).unwrap();
+        TokenKey::new(
+            settings.web.secret.expose().as_bytes(),
+            &settings.newsletter.list_id,
+        )
     }
 
     async fn post(&self, path: &str, body: &str) -> Response {
@@ -839,4 +848,135 @@ async fn chromium_renders_an_archived_issue() {
         "{dom}"
     );
     web.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_confirmation_link_expires_and_is_spent_once_used() {
+    let web = TestWeb::start(&[]).await;
+    let email = SubscriberEmail::parse("late@example.org").unwrap();
+    let eight_days_ago = chrono::Utc::now() - chrono::Duration::days(8);
+    let outcome = web
+        .store
+        .web_signup(&email, None, "192.0.2.7", eight_days_ago)
+        .await
+        .unwrap();
+    let gazette::store::SignupOutcome::Confirm { subscriber_id, .. } = outcome else {
+        panic!("{outcome:?}");
+    };
+    let confirm = format!(
+        "/confirm/{}",
+        web.tokens().sign(TokenPurpose::Confirm, subscriber_id)
+    );
+    assert_eq!(web.get(&confirm).await.status, 410);
+    assert_eq!(web.post(&confirm, "").await.status, 410);
+    assert_eq!(
+        web.status("late@example.org").await,
+        Some(SubscriberStatus::Pending)
+    );
+
+    // A fresh sign-up opens a new request; the same link then works, once.
+    assert_eq!(
+        web.post("/subscribe", "email=late%40example.org")
+            .await
+            .status,
+        200
+    );
+    web.wait_for_messages("late@example.org", 1).await;
+    assert_eq!(web.post(&confirm, "").await.status, 200);
+    assert_eq!(
+        web.status("late@example.org").await,
+        Some(SubscriberStatus::Active)
+    );
+    // Unsubscribed later, the old link cannot bring them back.
+    web.store
+        .unsubscribe(subscriber_id, chrono::Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(web.post(&confirm, "").await.status, 410);
+    assert_eq!(
+        web.status("late@example.org").await,
+        Some(SubscriberStatus::Unsubscribed)
+    );
+    web.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_proxy_the_configured_header_names_the_client() {
+    let web = TestWeb::start(&[
+        ("web.client_ip_header", "\"X-Forwarded-For\""),
+        ("web.signups_per_ip_per_hour", "1"),
+    ])
+    .await;
+    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+    let via = |ip: &'static str| [form[0], ("X-Forwarded-For", ip)];
+    let first = http::request(
+        web.addr,
+        "POST",
+        "/subscribe",
+        &via("198.51.100.1, 203.0.113.9"),
+        b"email=proxied%40example.org",
+    )
+    .await;
+    assert_eq!(first.status, 200);
+    // Another client behind the same proxy has its own allowance.
+    let other = http::request(
+        web.addr,
+        "POST",
+        "/subscribe",
+        &via("203.0.113.10"),
+        b"email=other%40example.org",
+    )
+    .await;
+    assert_eq!(other.status, 200);
+    let again = http::request(
+        web.addr,
+        "POST",
+        "/subscribe",
+        &via("203.0.113.9"),
+        b"email=third%40example.org",
+    )
+    .await;
+    assert_eq!(again.status, 429);
+
+    let message = web.wait_for_messages("proxied@example.org", 1).await;
+    let confirm = link_path(&message[0], "confirm");
+    let r = http::request(web.addr, "POST", &confirm, &via("203.0.113.9"), b"").await;
+    assert_eq!(r.status, 200);
+    let s = web.subscriber("proxied@example.org").await.unwrap();
+    assert_eq!(s.consent.ip.as_deref(), Some("203.0.113.9"));
+    web.stop().await;
+}
+
+#[test]
+fn web_settings_are_checked() {
+    let dir = TempDir::new("web-settings");
+    for (key, value, expected) in [
+        (
+            "web.signups_per_ip_per_hour",
+            "0",
+            "web.signups_per_ip_per_hour",
+        ),
+        (
+            "web.confirmations_per_address_per_day",
+            "0",
+            "web.confirmations_per_address_per_day",
+        ),
+        (
+            "web.client_ip_header",
+            "\"not a header\"",
+            "web.client_ip_header",
+        ),
+    ] {
+        let config = write_config(dir.path(), &[(key, value)]);
+        let err = gazette::settings::Settings::load(&config)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(expected), "{key} = {value}: {err}");
+    }
+    let config = write_config(dir.path(), &[("web.preview_password", "\"\"")]);
+    let settings = gazette::settings::Settings::load(&config).unwrap();
+    assert!(
+        settings.web.preview_password.is_none(),
+        "an empty password is no password"
+    );
 }
