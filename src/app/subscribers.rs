@@ -154,6 +154,8 @@ pub struct ImportReport {
     pub added: u64,
     pub updated: Vec<(u64, String)>,
     pub unchanged: u64,
+    /// Line, address, and the earlier line with the same address.
+    pub duplicates: Vec<(u64, String, u64)>,
     /// Line, address, and the status that suppresses it.
     pub suppressed: Vec<(u64, String, SubscriberStatus)>,
     /// Line and why the row was refused.
@@ -172,16 +174,23 @@ impl ImportReport {
                 "line {line}: {email}: skipped, {status} (suppressed; not re-subscribed)\n"
             ));
         }
+        for (line, email, first) in &self.duplicates {
+            out.push_str(&format!(
+                "line {line}: {email}: duplicate of line {first}, ignored\n"
+            ));
+        }
         for (line, email) in &self.updated {
             out.push_str(&format!("line {line}: {email}: name updated\n"));
         }
         out.push_str(&format!(
-            "{} added, {} updated, {} unchanged, {} skipped (suppressed), {} invalid\n",
+            "{} added, {} updated, {} unchanged, {} skipped (suppressed), {} invalid, \
+             {} duplicate\n",
             self.added,
             self.updated.len(),
             self.unchanged,
             self.suppressed.len(),
-            self.invalid.len()
+            self.invalid.len(),
+            self.duplicates.len()
         ));
         out
     }
@@ -268,6 +277,7 @@ pub async fn import_file(
             ImportAction::SkippedSuppressed(status) => {
                 report.suppressed.push((line, email, status))
             }
+            ImportAction::Duplicate(first) => report.duplicates.push((line, email, first)),
         }
     }
     report.invalid.sort();

@@ -10,7 +10,7 @@
 //! duplicates after a crash by the batch size, and keeps the fsyncs per message low.
 
 use super::policy::RetryPolicy;
-use super::{MessageFactory, OutgoingMessage, SendError, Transport};
+use super::{MessageFactory, SendError, Transport};
 use crate::domain::{Clock, IssueId};
 use crate::store::{DeliveryUpdate, DueDelivery, FrozenIssue, Store, StoreError, SubscriberStatus};
 use chrono::{DateTime, Utc};
@@ -140,6 +140,9 @@ impl Pace {
     }
 }
 
+/// One row's attempt: the transport's answer, or why its message could not be built.
+type Attempt = Result<Result<(), SendError>, String>;
+
 /// Drains the delivery ledger through a transport.
 pub struct DeliveryWorker<T: Transport> {
     store: Store,
@@ -219,7 +222,7 @@ impl<T: Transport> DeliveryWorker<T> {
         }
         let mut report = BatchReport::default();
         let mut updates = Vec::with_capacity(rows.len());
-        let mut outgoing: Vec<(DueDelivery, OutgoingMessage)> = Vec::with_capacity(rows.len());
+        let mut outgoing: Vec<(DueDelivery, Arc<FrozenIssue>)> = Vec::with_capacity(rows.len());
         for row in rows {
             if row.subscriber_status != SubscriberStatus::Active {
                 report.skipped += 1;
@@ -231,37 +234,49 @@ impl<T: Transport> DeliveryWorker<T> {
                 continue;
             }
             let issue = self.issue(row.issue).await?;
-            match self.messages.build(&issue, &row) {
-                Ok(message) => outgoing.push((row, message)),
-                Err(e) => {
-                    tracing::error!(subscriber = row.subscriber_id, error = %e, "cannot build message");
+            outgoing.push((row, issue));
+        }
+
+        // Each message is built inside its own send future, so building the next one
+        // overlaps with waiting for the server on the others.
+        let started = Instant::now();
+        let pace = &self.pace;
+        let transport = &self.transport;
+        let messages = &self.messages;
+        let attempts: Vec<(DueDelivery, Attempt)> =
+            futures::stream::iter(outgoing.into_iter().map(|(row, issue)| async move {
+                match messages.build(&issue, &row) {
+                    Ok(message) => {
+                        pace.wait().await;
+                        let result = transport.send(&message).await;
+                        (row, Ok(result))
+                    }
+                    Err(e) => (row, Err(e.to_string())),
+                }
+            }))
+            .buffer_unordered(self.transport.concurrency().max(1))
+            .collect()
+            .await;
+        let mut results = Vec::with_capacity(attempts.len());
+        for (row, attempt) in attempts {
+            match attempt {
+                Ok(result) => results.push((row, result)),
+                Err(error) => {
+                    tracing::error!(subscriber = row.subscriber_id, %error, "cannot build message");
                     report.failed += 1;
                     updates.push((
                         row.issue,
                         row.subscriber_id,
                         DeliveryUpdate::Failed {
                             at: now,
-                            error: e.to_string(),
+                            error,
                             bounce_threshold: None,
                         },
                     ));
                 }
             }
         }
-
-        let started = Instant::now();
-        let attempted = outgoing.len();
-        let pace = &self.pace;
-        let transport = &self.transport;
-        let results: Vec<(DueDelivery, Result<(), SendError>)> =
-            futures::stream::iter(outgoing.into_iter().map(|(row, message)| async move {
-                pace.wait().await;
-                let result = transport.send(&message).await;
-                (row, result)
-            }))
-            .buffer_unordered(self.transport.concurrency().max(1))
-            .collect()
-            .await;
+        let attempted = results.len();
 
         let mut throttled = false;
         let mut transient_run = 0usize;

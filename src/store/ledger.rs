@@ -8,7 +8,7 @@ use sqlx::Row;
 use std::fmt;
 
 /// Where one ledger row stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum DeliveryStatus {
     /// Not tried yet.
     Queued,

@@ -5,6 +5,7 @@ use crate::domain::{HeaderText, SubscriberEmail};
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
+use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -113,6 +114,8 @@ pub enum ImportAction {
     Unchanged,
     /// On the suppression list: left as it was.
     SkippedSuppressed(SubscriberStatus),
+    /// The same address appeared earlier in the file, on this line; ignored.
+    Duplicate(u64),
 }
 
 fn corrupt(what: &'static str, value: impl Into<String>) -> StoreError {
@@ -328,62 +331,121 @@ impl Store {
 
     /// Imports rows in one transaction: new addresses are added as active with
     /// `consent`; known ones get the row's name if it has one; suppressed addresses
-    /// (unsubscribed, bounced) are left alone. Returns what happened to each row.
+    /// (unsubscribed, bounced) are left alone; an address seen earlier in the same file
+    /// is reported as a duplicate. Returns what happened to each row, in row order.
+    ///
+    /// The rows go into a temporary table in chunks, and the decisions are a few
+    /// set-based statements over it: 100 000 rows take seconds, not minutes.
     pub async fn import_subscribers(
         &self,
         rows: &[ImportRow],
         consent: &Consent,
         now: DateTime<Utc>,
     ) -> Result<Vec<(u64, ImportAction)>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let mut out = Vec::with_capacity(rows.len());
         let now = ts(now);
+        // Duplicates inside the file: the first row counts, later ones are reported.
+        let mut first_line: HashMap<&str, u64> = HashMap::with_capacity(rows.len());
+        let mut actions: HashMap<u64, ImportAction> = HashMap::with_capacity(rows.len());
+        let mut unique: Vec<&ImportRow> = Vec::with_capacity(rows.len());
         for row in rows {
-            let existing = sqlx::query("SELECT id, name, status FROM subscribers WHERE email = ?1")
-                .bind(row.email.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
-            let action = match existing {
+            match first_line.get(row.email.as_str()) {
+                Some(first) => {
+                    actions.insert(row.line, ImportAction::Duplicate(*first));
+                }
                 None => {
-                    sqlx::query(
-                        "INSERT INTO subscribers (email, name, status, consent_at, \
-                         consent_source, consent_ip, bounce_count, created_at, updated_at) \
-                         VALUES (?1, ?2, 'active', ?3, ?4, NULL, 0, ?5, ?5)",
-                    )
-                    .bind(row.email.as_str())
-                    .bind(row.name.as_ref().map(HeaderText::as_str))
-                    .bind(consent.at.map(ts).unwrap_or(now))
-                    .bind(consent.source.as_deref())
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                    ImportAction::Added
+                    first_line.insert(row.email.as_str(), row.line);
+                    unique.push(row);
                 }
-                Some(found) => {
-                    let status = status_from_db(found.try_get("status")?)?;
-                    let name: Option<&str> = found.try_get("name")?;
-                    let new_name = row.name.as_ref().map(HeaderText::as_str);
-                    if status.is_suppressed() {
-                        ImportAction::SkippedSuppressed(status)
-                    } else if new_name.is_some() && new_name != name {
-                        sqlx::query(
-                            "UPDATE subscribers SET name = ?2, updated_at = ?3 WHERE id = ?1",
-                        )
-                        .bind(found.try_get::<i64, _>("id")?)
-                        .bind(new_name)
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await?;
-                        ImportAction::Updated
-                    } else {
-                        ImportAction::Unchanged
-                    }
-                }
-            };
-            out.push((row.line, action));
+            }
         }
+
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "CREATE TEMP TABLE IF NOT EXISTS import_rows \
+             (email TEXT PRIMARY KEY, line INTEGER NOT NULL, name TEXT)",
+        )
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM temp.import_rows")
+            .execute(&mut *tx)
+            .await?;
+        const CHUNK: usize = 500;
+        for chunk in unique.chunks(CHUNK) {
+            // Only placeholders are spliced in; every value is bound.
+            let mut sql = String::from("INSERT INTO temp.import_rows (email, line, name) VALUES ");
+            for i in 0..chunk.len() {
+                sql.push_str(if i == 0 { "(?, ?, ?)" } else { ", (?, ?, ?)" });
+            }
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for row in chunk {
+                query = query
+                    .bind(row.email.as_str())
+                    .bind(row.line as i64)
+                    .bind(row.name.as_ref().map(HeaderText::as_str));
+            }
+            query.execute(&mut *tx).await?;
+        }
+
+        // Known addresses: decide from what is stored before anything changes.
+        let known = sqlx::query(
+            "SELECT i.line, i.name AS new_name, s.name, s.status \
+             FROM temp.import_rows i JOIN subscribers s ON s.email = i.email",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        for row in &known {
+            let line = row.try_get::<i64, _>("line")? as u64;
+            let status = status_from_db(row.try_get("status")?)?;
+            let new_name: Option<&str> = row.try_get("new_name")?;
+            let name: Option<&str> = row.try_get("name")?;
+            let action = if status.is_suppressed() {
+                ImportAction::SkippedSuppressed(status)
+            } else if new_name.is_some() && new_name != name {
+                ImportAction::Updated
+            } else {
+                ImportAction::Unchanged
+            };
+            actions.insert(line, action);
+        }
+
+        sqlx::query(
+            "UPDATE subscribers SET updated_at = ?1, \
+             name = (SELECT i.name FROM temp.import_rows i WHERE i.email = subscribers.email) \
+             WHERE status IN ('active', 'pending') AND email IN \
+               (SELECT i.email FROM temp.import_rows i \
+                WHERE i.name IS NOT NULL AND i.name IS NOT subscribers.name)",
+        )
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO subscribers (email, name, status, consent_at, consent_source, \
+             consent_ip, bounce_count, created_at, updated_at) \
+             SELECT i.email, i.name, 'active', ?1, ?2, NULL, 0, ?3, ?3 \
+             FROM temp.import_rows i \
+             WHERE NOT EXISTS (SELECT 1 FROM subscribers s WHERE s.email = i.email) \
+             ORDER BY i.line",
+        )
+        .bind(consent.at.map(ts).unwrap_or(now))
+        .bind(consent.source.as_deref())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DROP TABLE temp.import_rows")
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
-        Ok(out)
+
+        Ok(rows
+            .iter()
+            .map(|row| {
+                let action = actions
+                    .get(&row.line)
+                    .copied()
+                    .unwrap_or(ImportAction::Added);
+                (row.line, action)
+            })
+            .collect())
     }
 }
 

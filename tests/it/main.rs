@@ -3,4 +3,10 @@
 mod support;
 
 mod compose;
+mod crash;
+mod delivery_support;
+mod faults;
+mod mailstack_delivery;
+mod send_now;
+mod subscribers;
 mod web;

@@ -255,8 +255,11 @@ impl MailStack {
             postfix_pid: None,
         };
         // Dovecot first: Postfix needs its LMTP and auth listeners from the first message.
+        let t = Instant::now();
         stack.start_dovecot();
+        eprintln!("DBG dovecot {:?}", t.elapsed());
         stack.start_postfix();
+        eprintln!("DBG postfix {:?}", t.elapsed());
         stack
     }
 
@@ -324,10 +327,23 @@ impl MailStack {
     /// The Postfix and Dovecot logs so far, for failure messages.
     pub fn log(&self) -> String {
         let mut out = String::new();
-        for name in ["postfix.log", "dovecot.log"] {
+        // The start logs hold what `dovecot` / `postfix start` printed: usually nothing.
+        for name in [
+            "dovecot-start.log",
+            "dovecot.log",
+            "postfix-start.log",
+            "postfix.log",
+        ] {
             let path = self.root.join("log").join(name);
-            let text = std::fs::read_to_string(&path).unwrap_or_else(|e| format!("({e})\n"));
-            let _ = write!(out, "----- {} -----\n{text}", path.display());
+            match std::fs::read_to_string(&path) {
+                Ok(text) if text.is_empty() && name.ends_with("-start.log") => {}
+                Ok(text) => {
+                    let _ = write!(out, "----- {} -----\n{text}", path.display());
+                }
+                Err(e) => {
+                    let _ = writeln!(out, "----- {} ----- ({e})", path.display());
+                }
+            }
         }
         out
     }
@@ -372,6 +388,18 @@ ssl = no
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 auth_verbose = yes
+# Tests try wrong passwords on purpose; that must not slow down later logins. Dovecot
+# delays failure replies (auth_failure_delay, 2 s by default) and, worse, remembers
+# failures per client IP in anvil and makes that IP wait 2, 4, 8... s before every later
+# attempt, also successful ones. All clients here are 127.0.0.1, so one failed AUTH would
+# delay every later AUTH for this stack. Without access to anvil's penalty socket the
+# auth process turns the penalty off.
+auth_failure_delay = 0
+service anvil {{
+  unix_listener anvil-auth-penalty {{
+    mode = 0
+  }}
+}}
 mail_location = maildir:~/Maildir
 mail_uid = {uid}
 mail_gid = {gid}
@@ -417,20 +445,20 @@ service auth {{
         let conf = dir.join("dovecot.conf");
         write_file(&conf, &config);
 
-        let output = run(Command::new(program("dovecot")).arg("-c").arg(&conf));
-        if !output.status.success() {
-            panic!(
-                "MailStack: dovecot did not start: {}\n{}",
-                describe(&output),
-                self.log()
-            );
+        let log = root.join("log").join("dovecot-start.log");
+        let (ok, said) =
+            run_daemon_starter(Command::new(program("dovecot")).arg("-c").arg(&conf), &log);
+        if !ok {
+            panic!("MailStack: dovecot did not start: {said}\n{}", self.log());
         }
         let pid_file = dir.join("run").join("master.pid");
         self.dovecot_pid = Some(
             wait_for_pid_file(&pid_file, START_TIMEOUT)
                 .unwrap_or_else(|| panic!("MailStack: no {}\n{}", pid_file.display(), self.log())),
         );
+        eprintln!("DBG dovecot pid");
         self.wait_for(self.imap_port, Some("* OK"), "Dovecot IMAP");
+        eprintln!("DBG dovecot imap");
         self.wait_for(self.lmtp_port, Some("220"), "Dovecot LMTP");
         self.wait_for(self.auth_port, None, "Dovecot auth");
     }
@@ -440,11 +468,7 @@ service auth {{
         let dir = root.join("postfix");
         let queue = root.join("postfix-queue");
         std::fs::create_dir_all(&dir).expect("create postfix dir");
-        // Postfix insists that its queue directory is root-owned and not group/other
-        // writable; `postfix start` creates the subdirectories with their owners.
-        std::fs::create_dir_all(&queue).expect("create postfix queue");
-        std::fs::set_permissions(&queue, std::fs::Permissions::from_mode(0o755))
-            .expect("chmod postfix queue");
+        create_postfix_dirs(&queue, &root.join("postfix-data"));
 
         let main_cf = format!(
             r#"# Written by tests/it/support/mailstack.rs: a private Postfix for one test.
@@ -536,27 +560,42 @@ biff = no
         // syslog, which a test machine may not have), so run the start under `script` to
         // give it a pseudo-terminal and keep what it says.
         let postfix = program("postfix");
-        let output = match find_program("script") {
-            Some(script) => run(Command::new(script).args([
-                "-qec",
-                &format!("{} -c {} start", shell_quote(&postfix), shell_quote(&dir)),
-                "/dev/null",
-            ])),
-            None => run(Command::new(&postfix).arg("-c").arg(&dir).arg("start")),
+        let mut command = match find_program("script") {
+            Some(script) => {
+                let mut command = Command::new(script);
+                command.args([
+                    "-qec",
+                    &format!("{} -c {} start", shell_quote(&postfix), shell_quote(&dir)),
+                    "/dev/null",
+                ]);
+                command
+            }
+            None => {
+                let mut command = Command::new(&postfix);
+                command.arg("-c").arg(&dir).arg("start");
+                command
+            }
         };
-        if !output.status.success() {
-            panic!(
-                "MailStack: postfix did not start: {}\n{}",
-                describe(&output),
-                self.log()
-            );
+        // `postfix start` normally first runs `post-install create-missing` and a
+        // `find`-based integrity check over the whole installation: dozens of processes,
+        // 2-3 s on a busy 2-core machine. create_postfix_dirs did the part that matters
+        // for a fresh queue, and this file (as left by `postfix quick-stop`) skips the rest.
+        write_file(&queue.join("quick-start"), "");
+        let log = root.join("log").join("postfix-start.log");
+        let t = Instant::now();
+        let (ok, said) = run_daemon_starter(&mut command, &log);
+        eprintln!("DBG postfix start cmd {:?}", t.elapsed());
+        if !ok {
+            panic!("MailStack: postfix did not start: {said}\n{}", self.log());
         }
         let pid_file = queue.join("pid").join("master.pid");
         self.postfix_pid = Some(
             wait_for_pid_file(&pid_file, START_TIMEOUT)
                 .unwrap_or_else(|| panic!("MailStack: no {}\n{}", pid_file.display(), self.log())),
         );
+        eprintln!("DBG postfix pid {:?}", t.elapsed());
         self.wait_for(self.smtp_port, Some("220"), "Postfix smtpd");
+        eprintln!("DBG postfix 220 {:?}", t.elapsed());
     }
 
     fn wait_for(&self, port: u16, greeting: Option<&str>, what: &str) {
@@ -1048,6 +1087,58 @@ fn stat_field(stat: &str, index: usize) -> Option<&str> {
 }
 
 /// uid and gid of a system user, from /etc/passwd.
+/// Creates Postfix's queue and data directories with the owners and modes its
+/// `postfix-files` prescribes (Postfix refuses to run with others): the queue root and
+/// `pid` root-owned, the queues owned by `postfix` and private to it, `maildrop` and
+/// `public` shared with the `postdrop` group for the setgid submission programs.
+fn create_postfix_dirs(queue: &Path, data: &Path) {
+    let (postfix_uid, _) = passwd_ids("postfix").expect("no postfix user: run .ci/install-deps");
+    let postdrop_gid = group_id("postdrop").expect("no postdrop group: run .ci/install-deps");
+    let mut dirs: Vec<(PathBuf, Option<u32>, Option<u32>, u32)> = vec![
+        (queue.to_path_buf(), None, None, 0o755),
+        (queue.join("pid"), None, None, 0o755),
+        (
+            queue.join("maildrop"),
+            Some(postfix_uid),
+            Some(postdrop_gid),
+            0o730,
+        ),
+        (
+            queue.join("public"),
+            Some(postfix_uid),
+            Some(postdrop_gid),
+            0o710,
+        ),
+        (data.to_path_buf(), Some(postfix_uid), None, 0o700),
+    ];
+    for private in [
+        "active", "bounce", "corrupt", "defer", "deferred", "flush", "hold", "incoming", "private",
+        "saved", "trace",
+    ] {
+        dirs.push((queue.join(private), Some(postfix_uid), None, 0o700));
+    }
+    for (dir, uid, gid, mode) in dirs {
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+        std::os::unix::fs::chown(&dir, uid, gid)
+            .unwrap_or_else(|e| panic!("chown {}: {e}", dir.display()));
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode))
+            .unwrap_or_else(|e| panic!("chmod {}: {e}", dir.display()));
+    }
+}
+
+/// gid of a system group, from /etc/group.
+fn group_id(group: &str) -> Option<u32> {
+    let groups = std::fs::read_to_string("/etc/group").ok()?;
+    groups.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        if fields.len() > 2 && fields[0] == group {
+            fields[2].parse().ok()
+        } else {
+            None
+        }
+    })
+}
+
 fn passwd_ids(user: &str) -> Option<(u32, u32)> {
     let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
     passwd.lines().find_map(|line| {
@@ -1090,6 +1181,22 @@ fn program(name: &str) -> PathBuf {
     find_program(name).unwrap_or_else(|| {
         panic!("{name} not found: install the test dependencies with .ci/install-deps")
     })
+}
+
+/// Runs a command that starts a daemon and returns whether it succeeded and what it said.
+/// Its output goes to the file `out`, not to pipes: the daemon inherits the descriptors,
+/// so reading a pipe to its end would wait for the daemon to exit.
+fn run_daemon_starter(command: &mut Command, out: &Path) -> (bool, String) {
+    let file =
+        std::fs::File::create(out).unwrap_or_else(|e| panic!("create {}: {e}", out.display()));
+    let status = command
+        .stdin(Stdio::null())
+        .stdout(file.try_clone().expect("clone file handle"))
+        .stderr(file)
+        .status()
+        .unwrap_or_else(|e| panic!("run {command:?}: {e}"));
+    let said = std::fs::read_to_string(out).unwrap_or_default();
+    (status.success(), format!("{status}: {}", said.trim_end()))
 }
 
 fn run(command: &mut Command) -> Output {

@@ -1,0 +1,94 @@
+//! Helpers for the store and delivery tests: a context from a settings file, an issue
+//! frozen from a fixture, subscribers.
+#![allow(dead_code)]
+
+use crate::support::{TempDir, copy_sections, fixture, write_config};
+use chrono::{DateTime, Utc};
+use clap::Parser;
+use gazette::app::{Cli, Context, delivery};
+use gazette::compose;
+use gazette::domain::{HeaderText, IssueId, SubscriberEmail};
+use gazette::store::{Consent, FrozenIssue, NewSubscriber, Store, SubscriberStatus};
+use std::path::{Path, PathBuf};
+
+/// The issue date the fixtures are composed for.
+pub const ISSUE: &str = "2021-09-01";
+
+/// A public URL on https, as RFC 8058 wants for the one-click link.
+pub const PUBLIC_URL: &str = "\"https://news.example.org\"";
+
+/// Loads settings and templates the way the binary does.
+pub fn context(config: &Path) -> Context {
+    let cli = Cli::parse_from(["gazette", "--config", config.to_str().unwrap(), "status"]);
+    Context::load(&cli).expect("load settings")
+}
+
+/// A settings file in `dir` sending through SMTP on 127.0.0.1:`port` without TLS, plus
+/// `extra` overrides; the 2021-09 fixture sections are copied in.
+pub fn smtp_config(dir: &TempDir, port: u16, extra: &[(&str, &str)]) -> PathBuf {
+    copy_sections(&fixture("2021-09"), &dir.path().join("sections"));
+    let port = port.to_string();
+    let mut overrides: Vec<(&str, &str)> = vec![
+        ("transport.kind", "\"smtp\""),
+        ("smtp.host", "\"127.0.0.1\""),
+        ("smtp.port", &port),
+        ("smtp.tls", "\"none\""),
+        ("smtp.pool_size", "4"),
+        ("smtp.timeout", "\"10s\""),
+        ("newsletter.public_url", PUBLIC_URL),
+    ];
+    overrides.extend_from_slice(extra);
+    write_config(dir.path(), &overrides)
+}
+
+/// A settings file with the default file transport and the fixture sections.
+pub fn file_config(dir: &TempDir, extra: &[(&str, &str)]) -> PathBuf {
+    copy_sections(&fixture("2021-09"), &dir.path().join("sections"));
+    let mut overrides: Vec<(&str, &str)> = vec![("newsletter.public_url", PUBLIC_URL)];
+    overrides.extend_from_slice(extra);
+    write_config(dir.path(), &overrides)
+}
+
+/// Adds active subscribers; returns their ids in order.
+pub async fn add_subscribers(store: &Store, people: &[(&str, Option<&str>)]) -> Vec<i64> {
+    let mut ids = Vec::new();
+    for (email, name) in people {
+        let new = NewSubscriber {
+            email: SubscriberEmail::parse(email).unwrap(),
+            name: name.map(|n| HeaderText::parse(n).unwrap()),
+            status: SubscriberStatus::Active,
+            consent: Consent {
+                at: Some(Utc::now()),
+                source: Some("test".into()),
+                ip: None,
+            },
+        };
+        let (subscriber, added) = store.add_subscriber(&new, Utc::now()).await.unwrap();
+        assert!(added, "{email} added twice");
+        ids.push(subscriber.id);
+    }
+    ids
+}
+
+/// Composes the fixture issue from the context's sections folder and freezes it with
+/// its audience at `now`.
+pub async fn freeze(ctx: &Context, store: &Store, now: DateTime<Utc>) -> FrozenIssue {
+    let issue = compose::compose(
+        &ctx.settings.content.sections_dir,
+        IssueId::parse(ISSUE).unwrap(),
+        &ctx.compose_options(),
+        std::time::SystemTime::now(),
+    )
+    .unwrap();
+    assert!(issue.is_sendable(), "{:?}", issue.diagnostics);
+    let (frozen, outcome) = delivery::freeze_and_snapshot(ctx, store, &issue, now)
+        .await
+        .unwrap();
+    assert!(outcome.newly_frozen);
+    frozen
+}
+
+/// The issue id of the fixtures.
+pub fn issue_id() -> IssueId {
+    IssueId::parse(ISSUE).unwrap()
+}

@@ -1,0 +1,265 @@
+//! The failure policy against Postfix's smtp-sink injecting faults. The clock is passed
+//! to the worker, so retries "hours later" take no time.
+
+use crate::delivery_support::{add_subscribers, context, freeze, issue_id, smtp_config};
+use crate::support::TempDir;
+use crate::support::mailstack::SmtpSink;
+use chrono::{DateTime, Duration as Span, Utc};
+use gazette::app::{Context, delivery};
+use gazette::send::{ConfiguredTransport, DeliveryWorker, Outcome};
+use gazette::store::{DeliveryStatus, Store, SubscriberStatus, from_ts, ts};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+struct Setup {
+    dir: TempDir,
+    store: Store,
+    ids: Vec<i64>,
+    emails: Vec<String>,
+    t0: DateTime<Utc>,
+}
+
+fn worker(ctx: &Context, store: &Store) -> DeliveryWorker<ConfiguredTransport> {
+    delivery::delivery_worker(ctx, store.clone()).unwrap()
+}
+
+/// `n` subscribers and a frozen issue, sending to `port`.
+async fn setup(label: &str, port: u16, n: usize, extra: &[(&str, &str)]) -> (Setup, Context) {
+    let dir = TempDir::new(label);
+    let ctx = context(&smtp_config(&dir, port, extra));
+    let store = Store::open(&ctx.settings.store.url).await.unwrap();
+    let emails: Vec<String> = (0..n).map(|i| format!("reader{i}@example.org")).collect();
+    let refs: Vec<(&str, Option<&str>)> = emails.iter().map(|e| (e.as_str(), None)).collect();
+    let ids = add_subscribers(&store, &refs).await;
+    // Whole seconds, as the ledger keeps times.
+    let t0 = from_ts(ts(Utc::now()));
+    freeze(&ctx, &store, t0).await;
+    let setup = Setup {
+        dir,
+        store,
+        ids,
+        emails,
+        t0,
+    };
+    (setup, ctx)
+}
+
+/// The same store and issue, sending to another port (the fault is "gone").
+fn context_for(setup: &Setup, port: u16, extra: &[(&str, &str)]) -> Context {
+    context(&smtp_config(&setup.dir, port, extra))
+}
+
+async fn statuses(setup: &Setup) -> BTreeMap<DeliveryStatus, usize> {
+    let mut out = BTreeMap::new();
+    for id in &setup.ids {
+        let (status, _, _) = setup
+            .store
+            .delivery(issue_id(), *id)
+            .await
+            .unwrap()
+            .unwrap();
+        *out.entry(status).or_insert(0) += 1;
+    }
+    out
+}
+
+fn worked(outcome: Outcome) -> gazette::send::BatchReport {
+    match outcome {
+        Outcome::Worked(report) => report,
+        other => panic!("expected a batch, got {other:?}"),
+    }
+}
+
+/// Every subscriber appears exactly once among what the sink recorded.
+fn assert_each_once(sink: &SmtpSink, emails: &[String]) {
+    let counts = sink.recipient_counts();
+    for e in emails {
+        assert_eq!(counts.get(e), Some(&1), "{e}: {counts:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn soft_rcpt_rejections_retry_with_backoff_and_go_out_when_the_fault_is_gone() {
+    let sink = SmtpSink::start(&["-r", "RCPT"]);
+    let (s, ctx) = setup("fault-4xx", sink.port(), 12, &[]).await;
+    let mut w = worker(&ctx, &s.store);
+    let report = worked(w.try_once(s.t0).await.unwrap());
+    assert_eq!((report.retrying, report.sent, report.failed), (12, 0, 0));
+    assert_eq!(statuses(&s).await[&DeliveryStatus::Retrying], 12);
+    let (_, attempts, error) = s
+        .store
+        .delivery(issue_id(), s.ids[0])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(attempts, 1);
+    assert!(error.as_deref().unwrap_or("").contains("450"), "{error:?}");
+    // Twelve temporary failures in a row read as the server pushing back.
+    assert!(w.rate_limit().is_some());
+    assert_eq!(sink.received_count(), 0);
+
+    // Still failing at the first retry: the next wait doubles.
+    let first_retry = s.t0 + Span::minutes(5);
+    assert!(matches!(
+        w.try_once(s.t0 + Span::minutes(4)).await.unwrap(),
+        Outcome::NothingDue { next_due: Some(at) } if at == first_retry
+    ));
+    worked(w.try_once(first_retry).await.unwrap());
+    let second_retry = first_retry + Span::minutes(10);
+    assert!(matches!(
+        w.try_once(first_retry + Span::minutes(9)).await.unwrap(),
+        Outcome::NothingDue { next_due: Some(at) } if at == second_retry
+    ));
+
+    drop(sink);
+    let good = SmtpSink::start(&[]);
+    let ctx = context_for(&s, good.port(), &[]);
+    let mut w = worker(&ctx, &s.store);
+    let report = worked(w.try_once(second_retry).await.unwrap());
+    assert_eq!((report.sent, report.retrying), (12, 0));
+    assert_eq!(statuses(&s).await[&DeliveryStatus::Sent], 12);
+    good.wait_for_received(12, Duration::from_secs(10));
+    assert_each_once(&good, &s.emails);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn temporary_failures_give_up_after_the_retry_period() {
+    let sink = SmtpSink::start(&["-r", "RCPT"]);
+    let (s, ctx) = setup(
+        "fault-4xx-giveup",
+        sink.port(),
+        2,
+        &[("delivery.retry_for", "\"1h\"")],
+    )
+    .await;
+    let mut w = worker(&ctx, &s.store);
+    worked(w.try_once(s.t0).await.unwrap());
+    let report = worked(w.try_once(s.t0 + Span::hours(2)).await.unwrap());
+    assert_eq!(report.failed, 2);
+    let (status, attempts, error) = s
+        .store
+        .delivery(issue_id(), s.ids[0])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((status, attempts), (DeliveryStatus::Failed, 2));
+    assert!(error.unwrap().contains("gave up"));
+    // Giving up on temporary failures is not a bounce.
+    let sub = s.store.subscriber(s.ids[0]).await.unwrap().unwrap();
+    assert_eq!(
+        (sub.status, sub.bounce_count),
+        (SubscriberStatus::Active, 0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hard_rcpt_rejections_fail_and_count_toward_bounced() {
+    let sink = SmtpSink::start(&["-f", "RCPT"]);
+    let (s, ctx) = setup(
+        "fault-5xx",
+        sink.port(),
+        3,
+        &[("delivery.bounce_threshold", "2")],
+    )
+    .await;
+    let mut w = worker(&ctx, &s.store);
+    let report = worked(w.try_once(s.t0).await.unwrap());
+    assert_eq!((report.failed, report.sent, report.retrying), (3, 0, 0));
+    let (_, _, error) = s
+        .store
+        .delivery(issue_id(), s.ids[0])
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(error.as_deref().unwrap_or("").contains("500"), "{error:?}");
+    let sub = s.store.subscriber(s.ids[0]).await.unwrap().unwrap();
+    assert_eq!(
+        (sub.status, sub.bounce_count),
+        (SubscriberStatus::Active, 1)
+    );
+    // Failed rows are final: nothing is due any more.
+    assert!(matches!(
+        w.try_once(s.t0 + Span::days(1)).await.unwrap(),
+        Outcome::NothingDue { next_due: None }
+    ));
+    // A second permanent failure (the next issue, or a DSN) makes it bounced.
+    let status = s
+        .store
+        .record_bounce(s.ids[0], ctx.settings.delivery.bounce_threshold, Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(status, SubscriberStatus::Bounced);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_421_on_data_is_retried() {
+    let sink = SmtpSink::start(&["-Q", "DATA"]);
+    let (s, ctx) = setup("fault-421", sink.port(), 3, &[]).await;
+    let mut w = worker(&ctx, &s.store);
+    let report = worked(w.try_once(s.t0).await.unwrap());
+    assert_eq!((report.retrying, report.sent, report.failed), (3, 0, 0));
+    let (_, _, error) = s
+        .store
+        .delivery(issue_id(), s.ids[0])
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(error.as_deref().unwrap_or("").contains("421"), "{error:?}");
+    assert_eq!(sink.received_count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connection_dropped_after_the_final_dot_is_retried_and_no_row_is_lost() {
+    let sink = SmtpSink::start(&["-q", "."]);
+    let (s, ctx) = setup("fault-drop", sink.port(), 5, &[]).await;
+    let mut w = worker(&ctx, &s.store);
+    let report = worked(w.try_once(s.t0).await.unwrap());
+    assert_eq!((report.retrying, report.sent, report.failed), (5, 0, 0));
+    let (_, _, error) = s
+        .store
+        .delivery(issue_id(), s.ids[0])
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        error.as_deref().unwrap_or("").contains("connection lost"),
+        "{error:?}"
+    );
+    // The server did get them: we cannot know, so they go again (a duplicate at worst).
+    sink.wait_for_received(5, Duration::from_secs(10));
+    drop(sink);
+
+    let good = SmtpSink::start(&[]);
+    let ctx = context_for(&s, good.port(), &[]);
+    let mut w = worker(&ctx, &s.store);
+    let report = worked(w.try_once(s.t0 + Span::minutes(5)).await.unwrap());
+    assert_eq!(report.sent, 5);
+    good.wait_for_received(5, Duration::from_secs(10));
+    assert_each_once(&good, &s.emails);
+    let counts = s.store.delivery_counts(issue_id()).await.unwrap();
+    assert_eq!((counts.sent, counts.total()), (5, 5));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_server_times_out_and_a_patient_client_gets_through() {
+    let sink = SmtpSink::start(&["-w", "2"]);
+    let (s, ctx) = setup("fault-delay", sink.port(), 2, &[("smtp.timeout", "\"1s\"")]).await;
+    let mut w = worker(&ctx, &s.store);
+    let report = worked(w.try_once(s.t0).await.unwrap());
+    assert_eq!((report.retrying, report.sent), (2, 0));
+    let (_, _, error) = s
+        .store
+        .delivery(issue_id(), s.ids[0])
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        error.as_deref().unwrap_or("").contains("timed out"),
+        "{error:?}"
+    );
+
+    let ctx = context_for(&s, sink.port(), &[("smtp.timeout", "\"10s\"")]);
+    let mut w = worker(&ctx, &s.store);
+    let report = worked(w.try_once(s.t0 + Span::minutes(5)).await.unwrap());
+    assert_eq!((report.sent, report.retrying), (2, 0));
+}

@@ -1,0 +1,272 @@
+//! `gazette subscribers …` against a SQLite file on disk, through the real binary.
+
+use crate::delivery_support::{context, file_config};
+use crate::support::{TempDir, describe, gazette};
+use gazette::domain::SubscriberEmail;
+use gazette::store::{Store, SubscriberStatus};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+fn run(config: &Path, args: &[&str]) -> std::process::Output {
+    let mut all = vec!["--config", config.to_str().unwrap()];
+    all.extend_from_slice(args);
+    gazette(&all)
+}
+
+fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn read_csv(text: &str) -> Vec<Vec<String>> {
+    csv::Reader::from_reader(text.as_bytes())
+        .records()
+        .map(|r| r.unwrap().iter().map(str::to_owned).collect())
+        .collect()
+}
+
+#[test]
+fn import_then_export_round_trips_and_the_database_is_on_disk() {
+    let dir = TempDir::new("subs-roundtrip");
+    let config = file_config(&dir, &[]);
+    let input = dir.path().join("people.csv");
+    std::fs::write(
+        &input,
+        "name,email,extra\n\
+         \"Lovelace, Ada\",ada@Example.ORG,x\n\
+         Grace \"Amazing\" Hopper,grace@example.org,\n\
+         Zoë Ümlaut,zoe@example.org,\n\
+         ,nameless@example.org,\n",
+    )
+    .unwrap();
+    let out = run(&config, &["subscribers", "import", input.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(
+        stdout(&out).contains("4 added, 0 updated, 0 unchanged, 0 skipped (suppressed), 0 invalid"),
+        "{}",
+        describe(&out)
+    );
+    assert!(dir.path().join("gazette.db").is_file());
+
+    let out = run(&config, &["subscribers", "export"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let text = stdout(&out);
+    assert!(text.starts_with("email,name,status,"), "{text}");
+    let rows = read_csv(&text);
+    let got: Vec<(&str, &str, &str)> = rows
+        .iter()
+        .map(|r| (r[0].as_str(), r[1].as_str(), r[2].as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("ada@example.org", "Lovelace, Ada", "active"),
+            ("grace@example.org", "Grace \"Amazing\" Hopper", "active"),
+            ("zoe@example.org", "Zoë Ümlaut", "active"),
+            ("nameless@example.org", "", "active"),
+        ]
+    );
+    // The consent record says how they came.
+    assert!(rows.iter().all(|r| r[4] == "import:people.csv"), "{text}");
+
+    // The export imports cleanly: nothing new, nothing changed.
+    let exported = dir.path().join("exported.csv");
+    std::fs::write(&exported, &text).unwrap();
+    let out = run(
+        &config,
+        &["subscribers", "import", exported.to_str().unwrap()],
+    );
+    assert!(
+        stdout(&out).contains("0 added, 0 updated, 4 unchanged"),
+        "{}",
+        describe(&out)
+    );
+
+    // `list --status` filters; the domain compares case-insensitively.
+    let out = run(&config, &["subscribers", "add", "ADA@EXAMPLE.org"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    // Different local-part case is a different mailbox (RFC 5321), same domain case is not.
+    assert!(stdout(&out).contains("added"), "{}", describe(&out));
+    let out = run(&config, &["subscribers", "add", "ada@EXAMPLE.org"]);
+    assert!(
+        stdout(&out).contains("already a subscriber"),
+        "{}",
+        describe(&out)
+    );
+}
+
+#[test]
+fn suppressed_addresses_are_not_brought_back_by_an_import() {
+    let dir = TempDir::new("subs-suppress");
+    let config = file_config(&dir, &[]);
+    for email in [
+        "keep@example.org",
+        "gone@example.org",
+        "bounced@example.org",
+    ] {
+        let out = run(&config, &["subscribers", "add", email]);
+        assert!(out.status.success(), "{}", describe(&out));
+    }
+    let out = run(&config, &["subscribers", "remove", "gone@example.org"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let ctx = context(&config);
+        let store = Store::open(&ctx.settings.store.url).await.unwrap();
+        let s = store
+            .subscriber_by_email(&SubscriberEmail::parse("bounced@example.org").unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            store
+                .record_bounce(s.id, 1, chrono::Utc::now())
+                .await
+                .unwrap(),
+            SubscriberStatus::Bounced
+        );
+        store.close().await;
+    });
+
+    let input = dir.path().join("again.csv");
+    std::fs::write(
+        &input,
+        "email,name\nkeep@example.org,Keeper\ngone@example.org,Gone Again\nbounced@example.org,\n",
+    )
+    .unwrap();
+    let out = run(&config, &["subscribers", "import", input.to_str().unwrap()]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(
+        text.contains("line 2: keep@example.org: name updated"),
+        "{text}"
+    );
+    assert!(
+        text.contains("line 3: gone@example.org: skipped, unsubscribed"),
+        "{text}"
+    );
+    assert!(
+        text.contains("line 4: bounced@example.org: skipped, bounced"),
+        "{text}"
+    );
+    assert!(
+        text.contains("0 added, 1 updated, 0 unchanged, 2 skipped"),
+        "{text}"
+    );
+
+    let out = run(&config, &["subscribers", "list", "--status", "active"]);
+    let rows = read_csv(&stdout(&out));
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0][0], "keep@example.org");
+    let out = run(
+        &config,
+        &["subscribers", "list", "--status", "unsubscribed"],
+    );
+    let rows = read_csv(&stdout(&out));
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        (rows[0][0].as_str(), rows[0][1].as_str()),
+        ("gone@example.org", "")
+    );
+
+    // Adding a suppressed address by hand does not revive it either.
+    let out = run(&config, &["subscribers", "add", "gone@example.org"]);
+    assert!(!out.status.success());
+    assert!(
+        stdout(&out).contains("stays suppressed"),
+        "{}",
+        describe(&out)
+    );
+}
+
+#[test]
+fn invalid_rows_are_reported_with_their_line_numbers() {
+    let dir = TempDir::new("subs-invalid");
+    let config = file_config(&dir, &[]);
+    let input = dir.path().join("mixed.csv");
+    std::fs::write(
+        &input,
+        "email,name\n\
+         ok@example.org,Fine\n\
+         not-an-address,Bad\n\
+         evil@example.org,\"Ada\r\nBcc: victim@example.com\"\n\
+         also-ok@example.org,\n\
+         spaced out@example.org,\n\
+         ,Nobody\n\
+         ok@EXAMPLE.org,Again\n",
+    )
+    .unwrap();
+    let out = run(&config, &["subscribers", "import", input.to_str().unwrap()]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(text.contains("line 3: invalid: 'not-an-address'"), "{text}");
+    assert!(
+        text.contains("line 4: invalid: evil@example.org: the name contains a line break"),
+        "{text}"
+    );
+    // The quoted name on line 4 spans two lines: line numbers are the file's lines.
+    assert!(
+        text.contains("line 7: invalid: 'spaced out@example.org'"),
+        "{text}"
+    );
+    assert!(
+        text.contains("line 8: invalid: '': address is empty"),
+        "{text}"
+    );
+    assert!(
+        text.contains("line 9: ok@example.org: duplicate of line 2, ignored"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "2 added, 0 updated, 0 unchanged, 0 skipped (suppressed), 4 invalid, 1 duplicate"
+        ),
+        "{text}"
+    );
+
+    // The CLI refuses header injection in a name too, and bad addresses with the reason.
+    let out = run(
+        &config,
+        &[
+            "subscribers",
+            "add",
+            "x@example.org",
+            "--name",
+            "X\r\nBcc: y@example.com",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("line break"),
+        "{}",
+        describe(&out)
+    );
+    let out = run(&config, &["subscribers", "add", "x@nodot"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not a valid host name"),
+        "{}",
+        describe(&out)
+    );
+    let out = run(&config, &["subscribers", "list"]);
+    assert_eq!(read_csv(&stdout(&out)).len(), 2);
+}
+
+#[test]
+fn a_hundred_thousand_rows_import_in_seconds() {
+    let dir = TempDir::new("subs-bulk");
+    let config = file_config(&dir, &[]);
+    let input = dir.path().join("big.csv");
+    let mut text = String::from("email,name\n");
+    for i in 0..100_000 {
+        text.push_str(&format!("reader{i}@example.org,Reader {i}\n"));
+    }
+    std::fs::write(&input, text).unwrap();
+    let started = Instant::now();
+    let out = run(&config, &["subscribers", "import", input.to_str().unwrap()]);
+    let took = started.elapsed();
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(stdout(&out).contains("100000 added"), "{}", describe(&out));
+    // Seconds in a release build; the bound leaves room for a debug build on 2 cores.
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+    eprintln!("100 000 rows imported in {took:?}");
+}
