@@ -70,6 +70,10 @@ const SUBSCRIBER_STATUSES: [SubscriberStatus; 4] = [
     SubscriberStatus::Bounced,
 ];
 
+/// Each of these transactions reads, then writes: taking the write lock up front means
+/// a concurrent writer makes it wait (busy timeout) instead of failing the upgrade.
+const IMMEDIATE: &str = "BEGIN IMMEDIATE";
+
 /// The condition for an issue to be public: it has gone out to at least one subscriber.
 macro_rules! sent {
     () => {
@@ -88,7 +92,7 @@ impl Store {
         ip: &str,
         now: DateTime<Utc>,
     ) -> Result<SignupOutcome, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with(IMMEDIATE).await?;
         sqlx::query(
             "INSERT INTO subscribers (email, name, status, bounce_count, created_at, updated_at) \
              VALUES (?1, NULL, 'pending', 0, ?2, ?2) ON CONFLICT (email) DO NOTHING",
@@ -162,7 +166,7 @@ impl Store {
         since: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<ConfirmOutcome, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with(IMMEDIATE).await?;
         let Some(status) =
             sqlx::query_scalar::<_, String>("SELECT status FROM subscribers WHERE id = ?1")
                 .bind(id)
@@ -247,7 +251,7 @@ impl Store {
         consent_ip: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<Option<SubscriberStatus>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with(IMMEDIATE).await?;
         let Some(before) =
             sqlx::query_scalar::<_, String>("SELECT status FROM subscribers WHERE id = ?1")
                 .bind(id)

@@ -980,3 +980,32 @@ fn web_settings_are_checked() {
         "an empty password is no password"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_signups_and_confirmations_all_succeed() {
+    let web = TestWeb::start(&[]).await;
+    let addr = web.addr;
+    let emails: Vec<String> = (0..12).map(|i| format!("crowd{i}@example.org")).collect();
+    let signups = emails.iter().map(|e| {
+        let body = format!("email={}", form_encode(e));
+        tokio::spawn(async move { http::post_form(addr, "/subscribe", &body).await.status })
+    });
+    for status in futures::future::join_all(signups).await {
+        assert_eq!(status.unwrap(), 200);
+    }
+    let mut links = Vec::new();
+    for e in &emails {
+        let message = web.wait_for_messages(e, 1).await;
+        links.push(link_path(&message[0], "confirm"));
+    }
+    let confirms = links
+        .into_iter()
+        .map(|path| tokio::spawn(async move { http::post_form(addr, &path, "").await.status }));
+    for status in futures::future::join_all(confirms).await {
+        assert_eq!(status.unwrap(), 200);
+    }
+    for e in &emails {
+        assert_eq!(web.status(e).await, Some(SubscriberStatus::Active), "{e}");
+    }
+    web.stop().await;
+}
