@@ -12,6 +12,8 @@
 //! - [`store`]: subscribers, frozen issues and the delivery ledger (all SQL lives here).
 //! - [`send`]: the delivery engine: transports (file, SMTP, a test double) and the worker
 //!   that drains the ledger with the retry policy.
+//! - [`web`]: the sign-up form, confirm and unsubscribe links, archive, preview,
+//!   health and metrics over HTTP.
 //! - [`app`]: wiring; the only module that knows the whole pipeline, with `main.rs`
 //!   as a thin shell around it.
 
@@ -23,3 +25,4 @@ pub mod schedule;
 pub mod send;
 pub mod settings;
 pub mod store;
+pub mod web;

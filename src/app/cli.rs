@@ -58,6 +58,9 @@ pub enum Command {
     },
     /// Show the last issue's delivery progress.
     Status,
+    /// Serve the web side alone (sign-up, confirm, unsubscribe, archive, preview,
+    /// health, metrics) on `[web] bind`; `serve` runs it with everything else.
+    Web,
 }
 
 /// `gazette subscribers …`.

@@ -7,6 +7,9 @@ mod cli;
 mod content;
 pub mod delivery;
 pub mod subscribers;
+mod web;
+
+pub use web::web_state;
 
 pub use cli::{Cli, Command, SubscribersCommand};
 
@@ -101,5 +104,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Subscribers { command } => subscribers::run(&ctx, command).await,
         Command::SendNow { date, dry_run } => delivery::send_now(&ctx, date, dry_run).await,
         Command::Status => delivery::status(&ctx).await,
+        Command::Web => web::run(&ctx).await,
     }
 }

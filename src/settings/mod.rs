@@ -189,8 +189,17 @@ pub struct Web {
     pub bind: std::net::SocketAddr,
     /// HMAC key for unsubscribe and confirmation tokens.
     pub secret: Secret,
-    /// Credential for the editors' preview page (HTTP Basic, user `editor`).
+    /// Credential for the editors' preview page (HTTP Basic, user `editor`); without
+    /// it the preview does not exist.
     pub preview_password: Option<Secret>,
+    /// Sign-up form posts allowed per client IP (per /64 for IPv6) per hour.
+    pub signups_per_ip_per_hour: u32,
+    /// Confirmation messages sent to one address per day; sign-ups past this are
+    /// answered as usual but send nothing.
+    pub confirmations_per_address_per_day: u32,
+    /// Behind a reverse proxy: the header whose last entry is the client's IP
+    /// (e.g. `X-Forwarded-For`). Unset, the peer address of the connection is used.
+    pub client_ip_header: Option<axum::http::HeaderName>,
 }
 
 impl Settings {

@@ -231,10 +231,24 @@ struct RawWeb {
     secret_file: Option<PathBuf>,
     preview_password: Option<String>,
     preview_password_file: Option<PathBuf>,
+    #[serde(default = "default_signups_per_ip_per_hour")]
+    signups_per_ip_per_hour: u32,
+    #[serde(default = "default_confirmations_per_address_per_day")]
+    confirmations_per_address_per_day: u32,
+    #[serde(default)]
+    client_ip_header: Option<String>,
 }
 
 fn default_bind() -> String {
     "127.0.0.1:8080".into()
+}
+
+fn default_signups_per_ip_per_hour() -> u32 {
+    20
+}
+
+fn default_confirmations_per_address_per_day() -> u32 {
+    3
 }
 
 fn duration(key: &str, raw: &str) -> Result<Duration, SettingsError> {
@@ -518,8 +532,32 @@ impl RawSettings {
                 "web.preview_password",
                 w.preview_password,
                 w.preview_password_file,
-            )?,
+            )?
+            .filter(|p| !p.expose().is_empty()),
+            signups_per_ip_per_hour: w.signups_per_ip_per_hour,
+            confirmations_per_address_per_day: w.confirmations_per_address_per_day,
+            client_ip_header: match w.client_ip_header.map(|h| h.trim().to_owned()) {
+                None => None,
+                Some(h) if h.is_empty() => None,
+                Some(h) => Some(axum::http::HeaderName::try_from(h.as_str()).map_err(|_| {
+                    SettingsError::invalid(
+                        "web.client_ip_header",
+                        format!("'{h}' is not a header name like X-Forwarded-For"),
+                    )
+                })?),
+            },
         };
+        for (key, value) in [
+            ("web.signups_per_ip_per_hour", web.signups_per_ip_per_hour),
+            (
+                "web.confirmations_per_address_per_day",
+                web.confirmations_per_address_per_day,
+            ),
+        ] {
+            if value == 0 {
+                return Err(SettingsError::invalid(key, "must be at least 1"));
+            }
+        }
 
         Ok(Settings {
             newsletter,

@@ -12,12 +12,14 @@
 mod issues;
 mod ledger;
 mod subscribers;
+mod web;
 
 pub use issues::{FreezeOutcome, FrozenIssue};
 pub use ledger::{DeliveryCounts, DeliveryStatus, DeliveryUpdate, DueDelivery};
 pub use subscribers::{
     Consent, ImportAction, ImportRow, NewSubscriber, Subscriber, SubscriberStatus,
 };
+pub use web::{ArchivedIssue, ConfirmOutcome, SignupOutcome, WebFigures, WebSubscriber};
 
 use chrono::{DateTime, TimeZone, Utc};
 use sqlx::sqlite::{

@@ -9,3 +9,4 @@ mod faults;
 mod mailstack_delivery;
 mod send_now;
 mod subscribers;
+mod web;

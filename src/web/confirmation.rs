@@ -1,0 +1,110 @@
+//! The message a sign-up sends: one link that confirms the subscription.
+
+use crate::domain::{HeaderText, IssueId, SubscriberEmail, TokenKey, TokenPurpose};
+use crate::send::OutgoingMessage;
+use crate::settings::Newsletter;
+use chrono::{DateTime, Utc};
+use lettre::Message;
+use lettre::message::Mailbox;
+use lettre::message::dkim::DkimConfig;
+use lettre::message::header::{ContentType, HeaderName, HeaderValue};
+
+/// Why the confirmation could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the confirmation message for subscriber {subscriber}: {reason}")]
+pub struct ConfirmationError {
+    subscriber: i64,
+    reason: String,
+}
+
+/// The confirm link for `subscriber_id`.
+pub fn confirm_url(newsletter: &Newsletter, tokens: &TokenKey, subscriber_id: i64) -> String {
+    format!(
+        "{}/confirm/{}",
+        newsletter.public_url,
+        tokens.sign(TokenPurpose::Confirm, subscriber_id)
+    )
+}
+
+fn header(name: &'static str, value: &str) -> HeaderValue {
+    HeaderValue::new(HeaderName::new_from_ascii_str(name), value.to_owned())
+}
+
+/// Who a confirmation goes to.
+#[derive(Debug, Clone, Copy)]
+pub struct Signup<'a> {
+    pub subscriber_id: i64,
+    pub email: &'a SubscriberEmail,
+    /// The name given on the form.
+    pub name: Option<&'a HeaderText>,
+}
+
+/// The confirmation message for `signup`, its link valid for `valid_days`. Plain text, `Auto-Submitted: auto-generated` so that
+/// auto-responders leave it alone, DKIM-signed when `dkim` is given.
+pub fn build_confirmation(
+    newsletter: &Newsletter,
+    tokens: &TokenKey,
+    dkim: Option<&DkimConfig>,
+    signup: Signup<'_>,
+    valid_days: u64,
+    now: DateTime<Utc>,
+) -> Result<OutgoingMessage, ConfirmationError> {
+    let Signup {
+        subscriber_id,
+        email,
+        name,
+    } = signup;
+    let fail = |e: &dyn std::fmt::Display| ConfirmationError {
+        subscriber: subscriber_id,
+        reason: e.to_string(),
+    };
+    let address = email.as_str().parse().map_err(|e| fail(&e))?;
+    let to = Mailbox::new(name.map(|n| n.as_str().to_owned()), address);
+    let link = confirm_url(newsletter, tokens, subscriber_id);
+    let greeting = match name {
+        Some(name) => format!("Dear {name},"),
+        None => "Hello,".to_owned(),
+    };
+    let body = format!(
+        "{greeting}\n\n\
+         Someone, probably you, asked to receive the {list} newsletter at {email}.\n\n\
+         To confirm, open this link and press the button on the page:\n\n<{link}>\n\n\
+         The link works for {valid_days} days. If you did not ask for this, ignore this\n\
+         message: you will not hear from us again.\n",
+        list = newsletter.name,
+    );
+    let mut message = Message::builder()
+        .from(newsletter.from.clone())
+        .reply_to(newsletter.reply_to.clone())
+        .to(to)
+        .subject(format!("Confirm your subscription to {}", newsletter.name))
+        .date(now.into())
+        // Our domain: if it comes back to our mailbox it is recognised as ours.
+        .message_id(Some(format!(
+            "<confirm.{subscriber_id}.{}@{}>",
+            now.timestamp_micros(),
+            newsletter.message_id_domain
+        )))
+        .raw_header(header("Auto-Submitted", "auto-generated"))
+        .raw_header(header("X-Auto-Response-Suppress", "All"))
+        .header(ContentType::TEXT_PLAIN)
+        .body(body)
+        .map_err(|e| fail(&e))?;
+    if let Some(dkim) = dkim {
+        message.sign(dkim);
+    }
+    // Bounces go to the polled mailbox, like an issue's.
+    let envelope = lettre::address::Envelope::new(
+        Some(newsletter.reply_to.email.clone()),
+        message.envelope().to().to_vec(),
+    )
+    .map_err(|e| fail(&e))?;
+    Ok(OutgoingMessage {
+        // The transport files messages by issue; confirmations are filed by the day
+        // they go, as the inbox worker's notices are.
+        issue: IssueId::new(now.date_naive()),
+        subscriber_id,
+        envelope,
+        bytes: message.formatted(),
+    })
+}

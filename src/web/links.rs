@@ -1,0 +1,330 @@
+//! The pages behind the links in our messages: confirm (sign-up message), unsubscribe
+//! (every issue, and the RFC 8058 one-click POST to the same URL) and resubscribe (the
+//! inbox worker's unsubscribe notice).
+//!
+//! Each GET only shows a page with a button; the POST acts. A token that does not
+//! verify gets a 404 and touches nothing, whatever the method.
+
+use super::html::{self, esc};
+use super::{CONFIRM_WITHIN_DAYS, WebCounters, WebState, error_page, store_failed};
+use crate::domain::TokenPurpose;
+use crate::store::{ConfirmOutcome, SubscriberStatus};
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use std::net::SocketAddr;
+
+/// The subscriber `token` names for `purpose`; a token that does not verify is counted.
+fn verified(state: &WebState, purpose: TokenPurpose, token: &str) -> Option<i64> {
+    let id = state.inner.tokens.verify(purpose, token);
+    if id.is_none() {
+        WebCounters::bump(&state.inner.counters.rejected_tokens);
+    }
+    id
+}
+
+/// The 404 page for a link that names nobody.
+fn invalid_link(state: &WebState) -> Response {
+    error_page(
+        state,
+        StatusCode::NOT_FOUND,
+        "This link is not valid",
+        "This link is not valid. Please use the link exactly as it appears in the message.",
+    )
+}
+
+fn page(state: &WebState, title: &str, body: &str) -> Response {
+    html::page(state.name(), title, body).into_response()
+}
+
+fn since(state: &WebState) -> chrono::DateTime<chrono::Utc> {
+    state.now() - chrono::Duration::days(CONFIRM_WITHIN_DAYS as i64)
+}
+
+fn link_spent(state: &WebState) -> Response {
+    let mut response = page(
+        state,
+        "This link has expired",
+        &format!(
+            "<p>This confirmation link has been used or is more than {CONFIRM_WITHIN_DAYS} \
+days old.</p>\n<p><a href=\"/subscribe\">Sign up again</a> to get a new one.</p>"
+        ),
+    );
+    *response.status_mut() = StatusCode::GONE;
+    response
+}
+
+fn subscribed(state: &WebState, email: Option<&str>) -> Response {
+    let who = email.map_or(String::new(), |e| format!(" <strong>{}</strong>", esc(e)));
+    page(
+        state,
+        "You are subscribed",
+        &format!(
+            "<p>Thank you. The next issue of the {} newsletter will reach{who}.</p>\n\
+<p><a href=\"/archive\">Read past issues</a>.</p>",
+            esc(state.name())
+        ),
+    )
+}
+
+/// GET `/confirm/{token}`: asks for the press of a button.
+pub(super) async fn confirm_page(
+    State(state): State<WebState>,
+    Path(token): Path<String>,
+) -> Response {
+    let Some(id) = verified(&state, TokenPurpose::Confirm, &token) else {
+        return invalid_link(&state);
+    };
+    let subscriber = match state.store().web_subscriber(id, since(&state)).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return invalid_link(&state),
+        Err(e) => return store_failed(&state, "reading a subscriber", &e),
+    };
+    if subscriber.signup_open {
+        page(
+            &state,
+            "Confirm your subscription",
+            &format!(
+                "<p>Press the button to receive the {} newsletter at <strong>{}</strong>.</p>\n{}",
+                esc(state.name()),
+                esc(subscriber.email.as_str()),
+                html::button_form(&format!("/confirm/{token}"), "Confirm my subscription"),
+            ),
+        )
+    } else if subscriber.status == SubscriberStatus::Active {
+        subscribed(&state, Some(subscriber.email.as_str()))
+    } else {
+        link_spent(&state)
+    }
+}
+
+/// POST `/confirm/{token}`: the subscriber becomes active, with consent recorded.
+pub(super) async fn confirm(
+    State(state): State<WebState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(token): Path<String>,
+) -> Response {
+    let Some(id) = verified(&state, TokenPurpose::Confirm, &token) else {
+        return invalid_link(&state);
+    };
+    let ip = state.client_ip(peer, &headers).to_string();
+    match state
+        .store()
+        .web_confirm(id, &ip, since(&state), state.now())
+        .await
+    {
+        Ok(ConfirmOutcome::Confirmed { was }) => {
+            WebCounters::bump(&state.inner.counters.confirmations);
+            tracing::info!(subscriber = id, was = %was, "web: subscription confirmed");
+            subscribed(&state, None)
+        }
+        Ok(ConfirmOutcome::AlreadyActive) => subscribed(&state, None),
+        Ok(ConfirmOutcome::NotOpen) => link_spent(&state),
+        Err(e) => store_failed(&state, "confirming a subscription", &e),
+    }
+}
+
+fn resubscribe_offer(state: &WebState, id: i64) -> String {
+    let token = state.inner.tokens.sign(TokenPurpose::Resubscribe, id);
+    format!(
+        "<p class=\"note\">Unsubscribed by mistake?</p>\n{}",
+        html::button_form(&format!("/resubscribe/{token}"), "Subscribe again")
+    )
+}
+
+/// GET `/unsubscribe/{token}`: the page behind the link in every issue.
+pub(super) async fn unsubscribe_page(
+    State(state): State<WebState>,
+    Path(token): Path<String>,
+) -> Response {
+    let Some(id) = verified(&state, TokenPurpose::Unsubscribe, &token) else {
+        return invalid_link(&state);
+    };
+    let subscriber = match state.store().web_subscriber(id, since(&state)).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return invalid_link(&state),
+        Err(e) => return store_failed(&state, "reading a subscriber", &e),
+    };
+    match subscriber.status {
+        SubscriberStatus::Active | SubscriberStatus::Pending => page(
+            &state,
+            "Unsubscribe",
+            &format!(
+                "<p>Press the button to stop receiving the {} newsletter at \
+<strong>{}</strong>.</p>\n{}",
+                esc(state.name()),
+                esc(subscriber.email.as_str()),
+                html::one_click_form(&format!("/unsubscribe/{token}"), "Unsubscribe"),
+            ),
+        ),
+        SubscriberStatus::Unsubscribed => page(
+            &state,
+            "You are unsubscribed",
+            &format!(
+                "<p><strong>{}</strong> no longer receives the newsletter.</p>\n{}",
+                esc(subscriber.email.as_str()),
+                resubscribe_offer(&state, id)
+            ),
+        ),
+        SubscriberStatus::Bounced => page(
+            &state,
+            "You are unsubscribed",
+            &format!(
+                "<p><strong>{}</strong> no longer receives the newsletter.</p>",
+                esc(subscriber.email.as_str()),
+            ),
+        ),
+    }
+}
+
+/// True for an RFC 8058 body: `List-Unsubscribe=One-Click`, form-encoded (what our
+/// button and mail providers send) or as a multipart/form-data field.
+fn is_one_click(headers: &HeaderMap, body: &[u8]) -> bool {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let text = String::from_utf8_lossy(body);
+    if content_type.starts_with("multipart/form-data") {
+        return text.contains("name=\"List-Unsubscribe\"") && text.contains("One-Click");
+    }
+    text.trim()
+        .split('&')
+        .any(|pair| pair == "List-Unsubscribe=One-Click")
+}
+
+/// POST `/unsubscribe/{token}`: RFC 8058 one-click, and the page's button.
+pub(super) async fn unsubscribe(
+    State(state): State<WebState>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(id) = verified(&state, TokenPurpose::Unsubscribe, &token) else {
+        return invalid_link(&state);
+    };
+    if !is_one_click(&headers, &body) {
+        return error_page(
+            &state,
+            StatusCode::BAD_REQUEST,
+            "Nothing changed",
+            "This address takes the one-click unsubscribe request \
+(List-Unsubscribe=One-Click). Use the button on the unsubscribe page.",
+        );
+    }
+    match state.store().web_unsubscribe(id, state.now()).await {
+        Ok(Some(was)) => {
+            if matches!(was, SubscriberStatus::Active | SubscriberStatus::Pending) {
+                WebCounters::bump(&state.inner.counters.unsubscribes);
+                tracing::info!(subscriber = id, "web: unsubscribed");
+            }
+            page(
+                &state,
+                "You are unsubscribed",
+                &format!(
+                    "<p>You will not receive the {} newsletter any more.</p>\n{}",
+                    esc(state.name()),
+                    if was == SubscriberStatus::Bounced {
+                        String::new()
+                    } else {
+                        resubscribe_offer(&state, id)
+                    }
+                ),
+            )
+        }
+        Ok(None) => invalid_link(&state),
+        Err(e) => store_failed(&state, "unsubscribing", &e),
+    }
+}
+
+fn cannot_resubscribe(state: &WebState) -> Response {
+    page(
+        state,
+        "Please sign up again",
+        "<p>This link cannot bring this address back. \
+<a href=\"/subscribe\">Sign up again</a> and confirm the message we send.</p>",
+    )
+}
+
+/// GET `/resubscribe/{token}`: the link in the unsubscribe notice.
+pub(super) async fn resubscribe_page(
+    State(state): State<WebState>,
+    Path(token): Path<String>,
+) -> Response {
+    let Some(id) = verified(&state, TokenPurpose::Resubscribe, &token) else {
+        return invalid_link(&state);
+    };
+    let subscriber = match state.store().web_subscriber(id, since(&state)).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return invalid_link(&state),
+        Err(e) => return store_failed(&state, "reading a subscriber", &e),
+    };
+    match subscriber.status {
+        SubscriberStatus::Unsubscribed => page(
+            &state,
+            "Subscribe again",
+            &format!(
+                "<p>Press the button to receive the {} newsletter at <strong>{}</strong> \
+again.</p>\n{}",
+                esc(state.name()),
+                esc(subscriber.email.as_str()),
+                html::button_form(&format!("/resubscribe/{token}"), "Subscribe again"),
+            ),
+        ),
+        SubscriberStatus::Active => subscribed(&state, Some(subscriber.email.as_str())),
+        SubscriberStatus::Pending | SubscriberStatus::Bounced => cannot_resubscribe(&state),
+    }
+}
+
+/// POST `/resubscribe/{token}`: an unsubscribed subscriber becomes active again.
+pub(super) async fn resubscribe(
+    State(state): State<WebState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(token): Path<String>,
+) -> Response {
+    let Some(id) = verified(&state, TokenPurpose::Resubscribe, &token) else {
+        return invalid_link(&state);
+    };
+    let ip = state.client_ip(peer, &headers).to_string();
+    match state.store().web_resubscribe(id, &ip, state.now()).await {
+        Ok(Some(SubscriberStatus::Unsubscribed)) => {
+            WebCounters::bump(&state.inner.counters.resubscribes);
+            tracing::info!(subscriber = id, "web: resubscribed");
+            subscribed(&state, None)
+        }
+        Ok(Some(SubscriberStatus::Active)) => subscribed(&state, None),
+        Ok(Some(_)) => cannot_resubscribe(&state),
+        Ok(None) => invalid_link(&state),
+        Err(e) => store_failed(&state, "resubscribing", &e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn with_type(t: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_str(t).unwrap());
+        h
+    }
+
+    #[test]
+    fn recognises_rfc_8058_bodies() {
+        let form = with_type("application/x-www-form-urlencoded");
+        assert!(is_one_click(&form, b"List-Unsubscribe=One-Click"));
+        assert!(is_one_click(&form, b"a=b&List-Unsubscribe=One-Click\r\n"));
+        assert!(!is_one_click(&form, b""));
+        assert!(!is_one_click(&form, b"List-Unsubscribe=Two-Clicks"));
+        let multipart = with_type("multipart/form-data; boundary=x");
+        assert!(is_one_click(
+            &multipart,
+            b"--x\r\nContent-Disposition: form-data; name=\"List-Unsubscribe\"\r\n\r\nOne-Click\r\n--x--\r\n"
+        ));
+    }
+}

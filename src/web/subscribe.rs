@@ -1,0 +1,189 @@
+//! `/subscribe`: the sign-up form (double opt-in). A sign-up records a request and
+//! sends a confirmation link; nothing the visitor sees depends on whether the address
+//! was known.
+
+use super::html::{self, esc};
+use super::{
+    CONFIRM_WITHIN_DAYS, Signup, WebCounters, WebState, build_confirmation, error_page,
+    store_failed,
+};
+use crate::domain::{HeaderText, SubscriberEmail};
+use crate::store::SignupOutcome;
+use axum::Form;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use std::net::SocketAddr;
+
+/// Longest address accepted (RFC 5321's path limit).
+pub(super) const MAX_EMAIL_CHARS: usize = 254;
+/// Longest name accepted.
+pub(super) const MAX_NAME_CHARS: usize = 100;
+
+/// The form, with `error` above it and the fields filled with what was sent (escaped).
+pub(super) fn form_page(
+    state: &WebState,
+    email: &str,
+    name: &str,
+    error: Option<&str>,
+) -> Html<String> {
+    let error = error.map_or(String::new(), |e| {
+        format!("<p class=\"error\" role=\"alert\">{}</p>\n", esc(e))
+    });
+    let body = format!(
+        "<p>Get the {newsletter} newsletter by email. We will send you a message to \
+confirm your address first.</p>\n{error}\
+<form method=\"post\" action=\"/subscribe\">\n\
+<label for=\"email\">Email address</label>\n\
+<input id=\"email\" name=\"email\" type=\"email\" required maxlength=\"{MAX_EMAIL_CHARS}\" \
+autocomplete=\"email\" inputmode=\"email\" value=\"{email}\">\n\
+<label for=\"name\">Name <span class=\"note\">(optional)</span></label>\n\
+<input id=\"name\" name=\"name\" type=\"text\" maxlength=\"{MAX_NAME_CHARS}\" \
+autocomplete=\"name\" value=\"{name}\">\n\
+<button type=\"submit\">Subscribe</button>\n</form>\n\
+<p class=\"note\">You can unsubscribe at any time with the link at the foot of every \
+issue, or by replying with UNSUBSCRIBE in the subject. \
+<a href=\"/archive\">Read past issues</a>.</p>",
+        newsletter = esc(state.name()),
+        email = esc(email),
+        name = esc(name),
+    );
+    html::page(state.name(), "Subscribe", &body)
+}
+
+pub(super) async fn form(State(state): State<WebState>) -> Html<String> {
+    form_page(&state, "", "", None)
+}
+
+/// The sign-up form's fields; missing ones are empty.
+#[derive(Debug, serde::Deserialize)]
+pub(super) struct SignupForm {
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    name: String,
+}
+
+/// What the visitor sees after a sign-up that was not refused outright: the same page
+/// whether the address was new, pending, suppressed, already active or over its limit.
+fn check_your_inbox(state: &WebState, email: &SubscriberEmail) -> Response {
+    let body = format!(
+        "<p>Thank you. If <strong>{email}</strong> can receive the newsletter, a message \
+is on its way there with a link to confirm your subscription.</p>\n\
+<p>The link works for {CONFIRM_WITHIN_DAYS} days. Nothing arrived? Look in your spam \
+folder, or <a href=\"/subscribe\">try again</a> a little later.</p>",
+        email = esc(email.as_str()),
+    );
+    html::page(state.name(), "Check your inbox", &body).into_response()
+}
+
+pub(super) async fn signup(
+    State(state): State<WebState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(form): Form<SignupForm>,
+) -> Response {
+    let ip = state.client_ip(peer, &headers);
+    if !state.inner.limits.allow_ip(ip) {
+        WebCounters::bump(&state.inner.counters.signups_rate_limited);
+        let mut response = error_page(
+            &state,
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many sign-ups",
+            "There have been too many sign-ups from your network. Please try again in an hour.",
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("3600"));
+        return response;
+    }
+    let raw_email = form.email.trim();
+    let raw_name = form.name.trim();
+    let refuse = |message: &str| {
+        (
+            StatusCode::BAD_REQUEST,
+            form_page(&state, raw_email, raw_name, Some(message)),
+        )
+            .into_response()
+    };
+    if raw_email.chars().count() > MAX_EMAIL_CHARS {
+        return refuse("That address is too long.");
+    }
+    let Ok(email) = SubscriberEmail::parse(raw_email) else {
+        return refuse("Please enter an email address, like name@example.org.");
+    };
+    if raw_name.chars().count() > MAX_NAME_CHARS {
+        return refuse("Please shorten your name to 100 characters or fewer.");
+    }
+    let name = if raw_name.is_empty() {
+        None
+    } else {
+        match HeaderText::parse(raw_name) {
+            Ok(name) => Some(name),
+            Err(_) => return refuse("Your name cannot contain line breaks or control characters."),
+        }
+    };
+    WebCounters::bump(&state.inner.counters.signups);
+    if !state.inner.limits.allow_address(email.as_str()) {
+        // Silently: saying so would tell a stranger that the address was signed up before.
+        WebCounters::bump(&state.inner.counters.signups_rate_limited);
+        return check_your_inbox(&state, &email);
+    }
+    let now = state.now();
+    let outcome = match state
+        .store()
+        .web_signup(&email, name.as_ref(), &ip.to_string(), now)
+        .await
+    {
+        Ok(outcome) => outcome,
+        Err(e) => return store_failed(&state, "recording a sign-up", &e),
+    };
+    if let SignupOutcome::Confirm {
+        subscriber_id,
+        email: to,
+        name,
+    } = outcome
+    {
+        // Sent after answering: how long the transport takes must not tell the visitor
+        // whether this address needed a message.
+        let task_state = state.clone();
+        state.inner.background.spawn(async move {
+            let state = task_state;
+            send_confirmation(&state, subscriber_id, &to, name.as_ref(), now).await;
+        });
+    }
+    check_your_inbox(&state, &email)
+}
+
+async fn send_confirmation(
+    state: &WebState,
+    subscriber_id: i64,
+    email: &SubscriberEmail,
+    name: Option<&HeaderText>,
+    now: chrono::DateTime<chrono::Utc>,
+) {
+    let message = match build_confirmation(
+        &state.settings().newsletter,
+        &state.inner.tokens,
+        state.inner.dkim.as_ref(),
+        Signup {
+            subscriber_id,
+            email,
+            name,
+        },
+        CONFIRM_WITHIN_DAYS,
+        now,
+    ) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::error!(error = %e, "web: confirmation not sent");
+            return;
+        }
+    };
+    match state.inner.mailer.send_message(&message).await {
+        Ok(()) => tracing::info!(subscriber = subscriber_id, "web: confirmation sent"),
+        Err(e) => {
+            tracing::error!(subscriber = subscriber_id, error = %e, "web: confirmation not sent")
+        }
+    }
+}
