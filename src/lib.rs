@@ -19,6 +19,7 @@ pub mod app;
 pub mod compose;
 pub mod domain;
 pub mod render;
+pub mod schedule;
 pub mod send;
 pub mod settings;
 pub mod store;

@@ -21,9 +21,10 @@ use std::time::SystemTime;
 /// Why a folder could not be read at all (as opposed to a file in it being wrong).
 #[derive(Debug, thiserror::Error)]
 pub enum ComposeError {
-    #[error("cannot read the sections folder {path}: {source}")]
+    #[error("cannot read the sections folder {path}")]
     Folder {
         path: std::path::PathBuf,
+        #[source]
         source: std::io::Error,
     },
 }

@@ -6,11 +6,13 @@
 
 mod markdown;
 mod message;
+mod notice;
 mod personalize;
 mod templates;
 
 pub use markdown::{TEXT_WIDTH, to_html, to_text, wrap};
 pub use message::{MessageError, MessageOptions, build_message, message_id};
+pub use notice::{editor_notice, hold_text, proof_message};
 pub use personalize::{Personalized, Recipient, RecipientLinks, Slot};
 pub use templates::{RenderError, Renderer};
 

@@ -1,0 +1,128 @@
+//! Messages to the editors: proofs of the next issue, and notices about held or missed
+//! issues. They are not newsletter mail: no list headers, no unsubscribe links.
+
+use super::{MessageError, Recipient, RecipientLinks, RenderedIssue, wrap};
+use crate::compose::Diagnostic;
+use crate::domain::{HeaderText, IssueId, SubscriberEmail};
+use crate::settings::Newsletter;
+use lettre::Message;
+use lettre::message::header::{HeaderName, HeaderValue};
+use lettre::message::{Mailbox, MultiPart};
+
+fn auto_generated() -> HeaderValue {
+    HeaderValue::new(
+        HeaderName::new_from_ascii_str("Auto-Submitted"),
+        "auto-generated".into(),
+    )
+}
+
+fn build_error(to: &Mailbox, source: lettre::error::Error) -> MessageError {
+    MessageError::Build {
+        recipient: to.email.to_string(),
+        source,
+    }
+}
+
+/// The warnings block put on top of a proof, as text.
+fn diagnostics_text(diagnostics: &[Diagnostic]) -> String {
+    if diagnostics.is_empty() {
+        return "No warnings: the issue is ready to send.".to_owned();
+    }
+    let mut out = format!(
+        "{} problem(s) to look at before the issue goes out:\n\n",
+        diagnostics.len()
+    );
+    for d in diagnostics {
+        out.push_str(&wrap(&d.to_string(), "- ", "  "));
+        out.push('\n');
+    }
+    out
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// A proof of `rendered` for one editor: the issue as a subscriber would see it, with
+/// the warnings and the send time on top. Links in it are made out to `links`, which
+/// should belong to no real subscriber (id 0).
+#[allow(clippy::too_many_arguments)]
+pub fn proof_message(
+    newsletter: &Newsletter,
+    editor: &Mailbox,
+    issue: IssueId,
+    send_at: &str,
+    rendered: &RenderedIssue,
+    diagnostics: &[Diagnostic],
+    links: &RecipientLinks,
+    date: chrono::DateTime<chrono::Utc>,
+) -> Result<Message, MessageError> {
+    let recipient = Recipient {
+        id: 0,
+        email: SubscriberEmail::parse(editor.email.as_ref())
+            .map_err(|_| MessageError::Address(editor.email.to_string()))?,
+        name: None,
+    };
+    let banner = format!(
+        "PROOF of the issue {issue}, to be sent {send_at}.\n\n{}",
+        diagnostics_text(diagnostics)
+    );
+    let text = format!(
+        "{banner}\n\n{}\n\n{}",
+        "=".repeat(40),
+        rendered.text.fill(&recipient, links)
+    );
+    let html_banner = format!(
+        "<div style=\"border:3px solid #b45309;background:#fffbeb;color:#1f2933;padding:12px 16px;margin:12px;font-family:Arial,sans-serif\"><pre style=\"white-space:pre-wrap;margin:0;font-family:Arial,sans-serif\">{}</pre></div>",
+        escape(&banner)
+    );
+    let html = rendered.html.fill(&recipient, links);
+    let html = match html
+        .find("<body")
+        .and_then(|b| html[b..].find('>').map(|e| b + e + 1))
+    {
+        Some(at) => format!("{}{html_banner}{}", &html[..at], &html[at..]),
+        None => format!("{html_banner}{html}"),
+    };
+    let subject = HeaderText::parse(&format!("[PROOF] {}", rendered.subject))
+        .map_err(|_| MessageError::Address(editor.email.to_string()))?;
+    Message::builder()
+        .from(newsletter.from.clone())
+        .to(editor.clone())
+        .subject(subject.as_str())
+        .date(date.into())
+        .raw_header(auto_generated())
+        .multipart(MultiPart::alternative_plain_html(text, html))
+        .map_err(|e| build_error(editor, e))
+}
+
+/// A plain-text notice to one editor (an issue held, given up, or missed).
+pub fn editor_notice(
+    newsletter: &Newsletter,
+    editor: &Mailbox,
+    subject: &str,
+    body: &str,
+    date: chrono::DateTime<chrono::Utc>,
+) -> Result<Message, MessageError> {
+    let subject = HeaderText::parse(&format!("[{}] {subject}", newsletter.name))
+        .map_err(|_| MessageError::Address(editor.email.to_string()))?;
+    Message::builder()
+        .from(newsletter.from.clone())
+        .to(editor.clone())
+        .subject(subject.as_str())
+        .date(date.into())
+        .raw_header(auto_generated())
+        .body(body.to_owned())
+        .map_err(|e| build_error(editor, e))
+}
+
+/// The text of a notice listing what holds an issue.
+pub fn hold_text(issue: IssueId, diagnostics: &[Diagnostic], until: &str) -> String {
+    format!(
+        "The issue {issue} is held: nothing has been sent.\n\n{}\n\ngazette checks the sections folder again every few minutes and sends the issue as soon as these are fixed, until {until}; after that it gives up on this issue.\n",
+        diagnostics_text(diagnostics)
+    )
+}

@@ -1,0 +1,219 @@
+//! What the scheduler should do now, decided from the clock and what the store
+//! remembers about each slot. A plain function: the daemon carries the actions out.
+
+use super::Timing;
+use chrono::{DateTime, Utc};
+
+/// What the store remembers about one slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotRecord {
+    pub at: DateTime<Utc>,
+    pub proof_sent: bool,
+    pub state: SlotState,
+}
+
+/// Where a slot stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotState {
+    /// Nothing has happened at or after the slot time yet (a proof may have gone out).
+    Open,
+    /// The issue could not go out; re-check at `next_check`.
+    Held { next_check: DateTime<Utc> },
+    /// A daemon claimed the slot: the issue is frozen (or being frozen) and delivered.
+    Claimed,
+    /// Held until the hold window ended; nothing was sent.
+    GivenUp,
+    /// The daemon was not running in time, or a later slot superseded it.
+    Missed,
+}
+
+/// One thing to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Send the proof of the issue for this slot to the editors.
+    SendProof(DateTime<Utc>),
+    /// Compose the issue for this slot and send it, or hold it if it has errors.
+    Compose(DateTime<Utc>),
+    /// The hold window of this held slot is over: give up and tell the editors.
+    GiveUp(DateTime<Utc>),
+    /// This slot can no longer be sent: record it and tell the editors.
+    ReportMissed(DateTime<Utc>),
+}
+
+/// The actions due at `now`, and when to look again if nothing happens meanwhile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub actions: Vec<Action>,
+    pub wake_at: Option<DateTime<Utc>>,
+}
+
+/// Decides what is due at `now`. `records` are the store's records for slots from
+/// `now - timing.lookback()` onwards (others are ignored).
+pub fn plan(timing: &Timing, now: DateTime<Utc>, records: &[SlotRecord]) -> Plan {
+    let record = |at: DateTime<Utc>| records.iter().find(|r| r.at == at);
+    let mut actions = Vec::new();
+    let mut wake: Vec<DateTime<Utc>> = Vec::new();
+
+    let past = timing.slots_between(now - timing.lookback(), now);
+    let latest = past.last().copied();
+    for &slot in &past {
+        let state = record(slot).map_or(SlotState::Open, |r| r.state);
+        match state {
+            SlotState::Claimed | SlotState::GivenUp | SlotState::Missed => {}
+            // A later slot has come: this one's issue will never be composed.
+            _ if Some(slot) != latest => actions.push(Action::ReportMissed(slot)),
+            SlotState::Open if timing.may_catch_up(slot, now) => {
+                actions.push(Action::Compose(slot))
+            }
+            SlotState::Open => actions.push(Action::ReportMissed(slot)),
+            SlotState::Held { next_check } => {
+                let until = timing.hold_until(slot);
+                if now >= until {
+                    actions.push(Action::GiveUp(slot));
+                } else if now >= next_check {
+                    actions.push(Action::Compose(slot));
+                } else {
+                    wake.push(next_check.min(until));
+                }
+            }
+        }
+    }
+
+    if let Some(next) = timing.next_slot(now) {
+        wake.push(next);
+        let proof_at = timing.proof_at(next);
+        let proof_sent = record(next).is_some_and(|r| r.proof_sent);
+        if !proof_sent && !timing.proof_lead.is_zero() {
+            if now >= proof_at {
+                actions.push(Action::SendProof(next));
+            } else {
+                wake.push(proof_at);
+            }
+        }
+    }
+    Plan {
+        actions,
+        wake_at: wake.into_iter().min(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::SendSchedule;
+    use chrono::TimeZone;
+    use std::time::Duration;
+
+    fn timing() -> Timing {
+        Timing {
+            send: SendSchedule::parse("0 10 1 * *").unwrap(),
+            timezone: chrono_tz::Europe::London,
+            proof_lead: Duration::from_secs(24 * 3600),
+            hold_window: Duration::from_secs(48 * 3600),
+            hold_recheck: Duration::from_secs(600),
+            catch_up: Duration::from_secs(24 * 3600),
+        }
+    }
+
+    fn utc(m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, m, d, h, min, 0).unwrap()
+    }
+
+    // 1 December 2026, 10:00 London = 10:00 UTC.
+    fn slot() -> DateTime<Utc> {
+        utc(12, 1, 10, 0)
+    }
+
+    #[test]
+    fn nothing_to_do_before_the_proof_and_wake_at_proof_time() {
+        let p = plan(&timing(), utc(11, 29, 12, 0), &[]);
+        assert_eq!(p.actions, vec![]);
+        assert_eq!(p.wake_at, Some(utc(11, 30, 10, 0)));
+    }
+
+    #[test]
+    fn proof_goes_out_proof_lead_before_the_slot_once() {
+        let t = timing();
+        assert_eq!(plan(&t, utc(11, 30, 9, 59), &[]).actions, vec![]);
+        assert_eq!(
+            plan(&t, utc(11, 30, 10, 0), &[]).actions,
+            vec![Action::SendProof(slot())]
+        );
+        let sent = SlotRecord {
+            at: slot(),
+            proof_sent: true,
+            state: SlotState::Open,
+        };
+        let p = plan(&t, utc(11, 30, 10, 1), &[sent]);
+        assert_eq!(p.actions, vec![]);
+        assert_eq!(p.wake_at, Some(slot()));
+    }
+
+    #[test]
+    fn the_slot_is_composed_at_its_time_and_not_again_once_claimed() {
+        let t = timing();
+        assert_eq!(plan(&t, slot(), &[]).actions, vec![Action::Compose(slot())]);
+        let claimed = SlotRecord {
+            at: slot(),
+            proof_sent: true,
+            state: SlotState::Claimed,
+        };
+        let p = plan(&t, utc(12, 1, 10, 5), &[claimed]);
+        assert_eq!(p.actions, vec![]);
+        assert_eq!(
+            p.wake_at,
+            Some(Utc.with_ymd_and_hms(2026, 12, 31, 10, 0, 0).unwrap())
+        );
+    }
+
+    #[test]
+    fn a_held_slot_is_rechecked_then_given_up() {
+        let t = timing();
+        let held = |next: DateTime<Utc>| SlotRecord {
+            at: slot(),
+            proof_sent: true,
+            state: SlotState::Held { next_check: next },
+        };
+        let p = plan(&t, utc(12, 1, 10, 5), &[held(utc(12, 1, 10, 10))]);
+        assert_eq!(p.actions, vec![]);
+        assert_eq!(p.wake_at, Some(utc(12, 1, 10, 10)));
+        let p = plan(&t, utc(12, 1, 10, 10), &[held(utc(12, 1, 10, 10))]);
+        assert_eq!(p.actions, vec![Action::Compose(slot())]);
+        let p = plan(&t, utc(12, 3, 10, 0), &[held(utc(12, 3, 10, 5))]);
+        assert_eq!(p.actions, vec![Action::GiveUp(slot())]);
+    }
+
+    #[test]
+    fn missed_slots_are_caught_up_inside_the_window_and_reported_outside() {
+        let t = timing();
+        assert_eq!(
+            plan(&t, utc(12, 2, 9, 0), &[]).actions,
+            vec![Action::Compose(slot())]
+        );
+        assert_eq!(
+            plan(&t, utc(12, 2, 11, 0), &[]).actions,
+            vec![Action::ReportMissed(slot())]
+        );
+        let missed = SlotRecord {
+            at: slot(),
+            proof_sent: false,
+            state: SlotState::Missed,
+        };
+        assert_eq!(plan(&t, utc(12, 2, 11, 0), &[missed]).actions, vec![]);
+    }
+
+    #[test]
+    fn an_earlier_unhandled_slot_is_superseded_by_a_later_one() {
+        let mut t = timing();
+        t.send = SendSchedule::parse("0 10 * * *").unwrap();
+        t.proof_lead = Duration::ZERO;
+        let p = plan(&t, utc(12, 2, 10, 30), &[]);
+        assert_eq!(
+            p.actions,
+            vec![
+                Action::ReportMissed(slot()),
+                Action::Compose(utc(12, 2, 10, 0))
+            ]
+        );
+    }
+}
