@@ -11,10 +11,12 @@
 
 mod issues;
 mod ledger;
+mod slots;
 mod subscribers;
 
 pub use issues::{FreezeOutcome, FrozenIssue};
 pub use ledger::{DeliveryCounts, DeliveryStatus, DeliveryUpdate, DueDelivery};
+pub use slots::SlotRow;
 pub use subscribers::{
     Consent, ImportAction, ImportRow, NewSubscriber, Subscriber, SubscriberStatus,
 };
