@@ -58,6 +58,10 @@ pub enum Command {
     },
     /// Show the last issue's delivery progress.
     Status,
+    /// Run the daemon: send each issue on schedule, until SIGTERM or SIGINT.
+    Serve,
+    /// Send the proof of the next issue to the editors now.
+    Proof,
     /// Serve the web side alone (sign-up, confirm, unsubscribe, archive, preview,
     /// health, metrics) on `[web] bind`; `serve` runs it with everything else.
     Web,

@@ -5,6 +5,7 @@
 
 mod cli;
 mod content;
+pub mod daemon;
 pub mod delivery;
 pub mod subscribers;
 mod web;
@@ -44,7 +45,12 @@ pub struct Context {
 impl Context {
     /// Loads settings and templates; any problem names its key or file.
     pub fn load(cli: &Cli) -> anyhow::Result<Self> {
-        let settings = Settings::load(&cli.config)?;
+        Self::from_config(&cli.config)
+    }
+
+    /// Loads settings from `path` (with environment overrides) and the templates.
+    pub fn from_config(path: &std::path::Path) -> anyhow::Result<Self> {
+        let settings = Settings::load(path)?;
         let renderer = Renderer::new(
             settings.content.templates_dir.as_deref(),
             &settings.newsletter.subject,
@@ -103,7 +109,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => content::preview(&ctx, sections.as_deref(), date, &out),
         Command::Subscribers { command } => subscribers::run(&ctx, command).await,
         Command::SendNow { date, dry_run } => delivery::send_now(&ctx, date, dry_run).await,
-        Command::Status => delivery::status(&ctx).await,
+        Command::Status => {
+            let store = ctx.open_store().await?;
+            daemon::print_schedule(&ctx, &store).await?;
+            delivery::status(&ctx).await
+        }
+        Command::Serve => daemon::serve(&ctx).await,
+        Command::Proof => daemon::proof(&ctx).await,
         Command::Web => web::run(&ctx).await,
     }
 }

@@ -8,6 +8,7 @@ mod email;
 mod header_text;
 mod issue_id;
 mod send_schedule;
+mod slot;
 mod token;
 
 pub use clock::{Clock, SystemClock};
@@ -15,6 +16,7 @@ pub use email::{EmailError, SubscriberEmail};
 pub use header_text::{HeaderText, HeaderTextError};
 pub use issue_id::{IssueId, IssueIdError};
 pub use send_schedule::SendSchedule;
+pub use slot::{SlotRecord, SlotState};
 pub use token::{Token, TokenKey, TokenPurpose};
 
 /// True for link targets that are safe in an email: http(s) and mailto only.

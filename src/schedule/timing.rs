@@ -87,9 +87,11 @@ impl Timing {
         now + chrono(self.hold_recheck)
     }
 
-    /// True if a slot never looked at until `now` may still be sent (catch-up).
+    /// True if a slot never looked at until `now` may still be sent (catch-up). A slot
+    /// less than a minute old is always on time, whatever `catch_up` says: the scheduler
+    /// wakes at the slot, and a step takes a moment.
     pub fn may_catch_up(&self, slot: DateTime<Utc>, now: DateTime<Utc>) -> bool {
-        now - slot <= chrono(self.catch_up)
+        now - slot <= chrono(self.catch_up).max(chrono::Duration::minutes(1))
     }
 }
 

@@ -11,11 +11,13 @@
 
 mod issues;
 mod ledger;
+mod slots;
 mod subscribers;
 mod web;
 
 pub use issues::{FreezeOutcome, FrozenIssue};
 pub use ledger::{DeliveryCounts, DeliveryStatus, DeliveryUpdate, DueDelivery};
+pub use slots::SlotRow;
 pub use subscribers::{
     Consent, ImportAction, ImportRow, NewSubscriber, Subscriber, SubscriberStatus,
 };

@@ -4,6 +4,7 @@ mod support;
 
 mod compose;
 mod crash;
+mod daemon;
 mod delivery_support;
 mod faults;
 mod mailstack_delivery;

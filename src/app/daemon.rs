@@ -1,0 +1,586 @@
+//! `gazette serve`, `gazette proof` and the scheduler: the month's cycle without anyone
+//! at the keyboard.
+//!
+//! The scheduler is one step ([`Scheduler::try_once`]) around the pure decision in
+//! [`crate::schedule::plan`], and a loop ([`Scheduler::run_until_stopped`]) that sleeps
+//! until the plan's next event. `serve` runs it beside the delivery worker (and the inbox
+//! worker and web server) until SIGTERM or SIGINT.
+
+use super::Context;
+use super::delivery::{delivery_worker, freeze_and_snapshot};
+use crate::compose::{self, Diagnostic, Issue};
+use crate::domain::{Clock, IssueId, SlotState, SystemClock};
+use crate::render::{self, RecipientLinks};
+use crate::schedule::{Action, Timing, plan};
+use crate::send::{ConfiguredTransport, FileTransport, OutgoingMessage, Transport};
+use crate::settings::TransportKind;
+use crate::store::Store;
+use anyhow::Context as _;
+use chrono::{DateTime, Utc};
+use lettre::Message;
+use lettre::message::Mailbox;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// The longest the scheduler sleeps between looks, so a changed clock or a slot record
+/// written by another daemon is noticed.
+const MAX_SLEEP: Duration = Duration::from_secs(30);
+
+/// How long a claim may stay unfinished before another daemon (or a restart) finishes it.
+const CLAIM_GRACE: chrono::Duration = chrono::Duration::seconds(60);
+
+/// Mail to the editors: proofs and notices. Not newsletter mail, so not in the ledger.
+pub struct EditorMail {
+    transport: EditorTransport,
+}
+
+enum EditorTransport {
+    /// `<outbox_dir>/editors/<kind>/<issue>/<n>.eml`.
+    Files(std::path::PathBuf),
+    Smtp(ConfiguredTransport),
+}
+
+impl EditorMail {
+    /// Editor mail through the configured transport.
+    pub fn from_context(ctx: &Context) -> Self {
+        let transport = match ctx.settings.transport.kind {
+            TransportKind::File => {
+                EditorTransport::Files(ctx.settings.transport.outbox_dir.join("editors"))
+            }
+            TransportKind::Smtp => {
+                EditorTransport::Smtp(ConfiguredTransport::from_settings(&ctx.settings))
+            }
+        };
+        Self { transport }
+    }
+
+    /// Sends one message per editor, built by `build`. `kind` names the message
+    /// (`proof`, `held`, ...) for the file transport's folder.
+    pub async fn send(
+        &self,
+        ctx: &Context,
+        kind: &str,
+        issue: IssueId,
+        build: impl Fn(&Mailbox) -> Result<Message, render::MessageError>,
+    ) -> anyhow::Result<usize> {
+        let editors = &ctx.settings.newsletter.editors;
+        if editors.is_empty() {
+            tracing::warn!(kind, %issue, "no editors configured ([newsletter] editors); nobody is told");
+            return Ok(0);
+        }
+        for (i, editor) in editors.iter().enumerate() {
+            let message = build(editor)?;
+            let envelope = lettre::address::Envelope::new(
+                Some(ctx.settings.newsletter.from.email.clone()),
+                vec![editor.email.clone()],
+            )?;
+            let outgoing = OutgoingMessage {
+                issue,
+                subscriber_id: i as i64 + 1,
+                envelope,
+                bytes: message.formatted(),
+            };
+            match &self.transport {
+                EditorTransport::Files(dir) => {
+                    FileTransport::new(dir.join(kind)).send(&outgoing).await
+                }
+                EditorTransport::Smtp(t) => t.send(&outgoing).await,
+            }
+            .with_context(|| format!("sending the {kind} message to {}", editor.email))?;
+        }
+        tracing::info!(kind, %issue, editors = editors.len(), "editors told");
+        Ok(editors.len())
+    }
+
+    async fn close(&self) {
+        if let EditorTransport::Smtp(t) = &self.transport {
+            t.close().await;
+        }
+    }
+}
+
+/// What one scheduler step did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepReport {
+    /// The actions taken, in order.
+    pub actions: Vec<Action>,
+    /// When the next step is due if nothing else happens.
+    pub wake_at: Option<DateTime<Utc>>,
+}
+
+/// Sends each slot's issue once: proofs ahead of time, holds, catch-up, claims.
+pub struct Scheduler<'a> {
+    ctx: &'a Context,
+    store: Store,
+    timing: Timing,
+    mail: EditorMail,
+    daemon_id: String,
+}
+
+impl<'a> Scheduler<'a> {
+    /// A scheduler for `ctx`'s settings over `store`.
+    pub fn new(ctx: &'a Context, store: Store) -> Self {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        Self {
+            timing: Timing::from(&ctx.settings.schedule),
+            mail: EditorMail::from_context(ctx),
+            daemon_id: format!("{}:{}", host.trim(), std::process::id()),
+            ctx,
+            store,
+        }
+    }
+
+    /// The schedule's timing rules.
+    pub fn timing(&self) -> &Timing {
+        &self.timing
+    }
+
+    fn local(&self, at: DateTime<Utc>) -> String {
+        at.with_timezone(&self.timing.timezone)
+            .format("%A %-d %B %Y at %H:%M %Z")
+            .to_string()
+    }
+
+    /// One step at `now`: finishes claims left unfinished, then does what the plan says
+    /// is due. An action that fails is logged and tried again at the next step; only a
+    /// store that cannot be read stops the scheduler.
+    pub async fn try_once(&self, now: DateTime<Utc>) -> anyhow::Result<StepReport> {
+        for (slot, issue) in self.store.unfinished_claims(now - CLAIM_GRACE).await? {
+            tracing::warn!(%issue, "finishing a claimed issue that was not frozen (the daemon stopped part-way)");
+            if let Err(e) = self.finish_claim(slot, None, now).await {
+                tracing::error!(%issue, error = format!("{e:#}"), "cannot finish the claimed issue");
+            }
+        }
+        let records = self
+            .store
+            .slot_records(now - self.timing.lookback() - chrono::Duration::days(1))
+            .await?;
+        let plan = plan(&self.timing, now, &records);
+        for action in &plan.actions {
+            if let Err(e) = self.act(*action, now).await {
+                tracing::error!(
+                    ?action,
+                    error = format!("{e:#}"),
+                    "scheduled action failed; it is tried again"
+                );
+            }
+        }
+        Ok(StepReport {
+            actions: plan.actions,
+            wake_at: plan.wake_at,
+        })
+    }
+
+    async fn act(&self, action: Action, now: DateTime<Utc>) -> anyhow::Result<()> {
+        match action {
+            Action::SendProof(slot) => self.send_proof(slot, now).await,
+            Action::Compose(slot) => self.compose_and_send(slot, now).await,
+            Action::GiveUp(slot) => {
+                let issue = self.timing.issue_id(slot);
+                let note = format!(
+                    "held until the hold window ended ({}); nothing was sent",
+                    self.local(self.timing.hold_until(slot))
+                );
+                if self
+                    .store
+                    .close_slot(slot, issue, SlotState::GivenUp, &note, now)
+                    .await?
+                {
+                    tracing::error!(%issue, "gave up on a held issue: nothing was sent");
+                    let body = format!(
+                        "The issue {issue}, due {}, was held because of errors in the sections folder and the hold window has ended. It has not been sent and will not be sent automatically.\n\nFix the sections and send it with `gazette send-now --date {issue}`, or leave it for the next scheduled issue.\n",
+                        self.local(slot)
+                    );
+                    self.mail
+                        .send(self.ctx, "given-up", issue, |editor| {
+                            render::editor_notice(
+                                &self.ctx.settings.newsletter,
+                                editor,
+                                &format!("Issue {issue} was not sent"),
+                                &body,
+                                now,
+                            )
+                        })
+                        .await?;
+                }
+                Ok(())
+            }
+            Action::ReportMissed(slot) => {
+                let issue = self.timing.issue_id(slot);
+                let note =
+                    "missed: the daemon was not running in time, or a later slot superseded it";
+                if self
+                    .store
+                    .close_slot(slot, issue, SlotState::Missed, note, now)
+                    .await?
+                {
+                    tracing::warn!(%issue, slot = %slot, "missed slot: not sent");
+                    let body = format!(
+                        "The issue {issue}, due {}, was not sent: gazette was not running at that time and the catch-up window has passed (or a later issue was due).\n\nTo send it anyway: `gazette send-now --date {issue}`.\n",
+                        self.local(slot)
+                    );
+                    self.mail
+                        .send(self.ctx, "missed", issue, |editor| {
+                            render::editor_notice(
+                                &self.ctx.settings.newsletter,
+                                editor,
+                                &format!("Issue {issue} was missed"),
+                                &body,
+                                now,
+                            )
+                        })
+                        .await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn compose(&self, issue: IssueId) -> Issue {
+        let dir = &self.ctx.settings.content.sections_dir;
+        match compose::compose(
+            dir,
+            issue,
+            &self.ctx.compose_options(),
+            std::time::SystemTime::now(),
+        ) {
+            Ok(issue) => issue,
+            // A missing or unreadable folder holds the issue like any other error.
+            Err(e) => compose::assemble(
+                issue,
+                Vec::new(),
+                vec![Diagnostic::issue_error(format!(
+                    "{e}: {}",
+                    std::error::Error::source(&e)
+                        .map(|s| s.to_string())
+                        .unwrap_or_default()
+                ))],
+                Vec::new(),
+                &self.ctx.compose_options(),
+            ),
+        }
+    }
+
+    /// Sends the proof of the issue for `slot` to every editor, once.
+    pub async fn send_proof(&self, slot: DateTime<Utc>, now: DateTime<Utc>) -> anyhow::Result<()> {
+        let id = self.timing.issue_id(slot);
+        let issue = self.compose(id);
+        if !self.store.claim_proof(slot, id, now).await? {
+            return Ok(());
+        }
+        self.mail_proof(&issue, &self.local(slot), now).await
+    }
+
+    /// Renders `issue` as a proof and sends it to the editors.
+    pub async fn mail_proof(
+        &self,
+        issue: &Issue,
+        send_at: &str,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        let newsletter = &self.ctx.settings.newsletter;
+        let links = RecipientLinks::new(newsletter, &self.ctx.tokens, 0);
+        let diagnostics: Vec<Diagnostic> = issue.diagnostics.clone();
+        match self.ctx.renderer.render_issue(newsletter, issue) {
+            Ok(rendered) => {
+                self.mail
+                    .send(self.ctx, "proof", issue.id, |editor| {
+                        render::proof_message(
+                            newsletter,
+                            editor,
+                            issue.id,
+                            send_at,
+                            &rendered,
+                            &diagnostics,
+                            &links,
+                            now,
+                        )
+                    })
+                    .await?;
+            }
+            Err(e) => {
+                let body = format!(
+                    "The proof of the issue {} could not be rendered: {e}\n\n{}",
+                    issue.id,
+                    render::hold_text(issue.id, &diagnostics, send_at)
+                );
+                self.mail
+                    .send(self.ctx, "proof", issue.id, |editor| {
+                        render::editor_notice(
+                            newsletter,
+                            editor,
+                            &format!("Proof of {} failed", issue.id),
+                            &body,
+                            now,
+                        )
+                    })
+                    .await?;
+            }
+        }
+        tracing::info!(issue = %issue.id, warnings = issue.diagnostics.len(), "proof sent to the editors");
+        Ok(())
+    }
+
+    /// At the slot: compose, then hold (errors) or claim, freeze, archive and queue.
+    async fn compose_and_send(
+        &self,
+        slot: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        let id = self.timing.issue_id(slot);
+        let issue = self.compose(id);
+        if !issue.is_sendable() {
+            let next = self.timing.recheck_after(now);
+            let errors: Vec<String> = issue.errors().map(ToString::to_string).collect();
+            let first = self
+                .store
+                .hold_slot(slot, id, next, &errors.join("; "), now)
+                .await?;
+            tracing::warn!(issue = %id, errors = errors.len(), next_check = %next, "issue held");
+            if first {
+                let until = self.local(self.timing.hold_until(slot));
+                let body = render::hold_text(id, &issue.diagnostics, &until);
+                self.mail
+                    .send(self.ctx, "held", id, |editor| {
+                        render::editor_notice(
+                            &self.ctx.settings.newsletter,
+                            editor,
+                            &format!("Issue {id} is held"),
+                            &body,
+                            now,
+                        )
+                    })
+                    .await?;
+            }
+            return Ok(());
+        }
+        if !self
+            .store
+            .claim_slot(slot, id, &self.daemon_id, now)
+            .await?
+        {
+            tracing::info!(issue = %id, "slot already claimed by another daemon");
+            return Ok(());
+        }
+        self.finish_claim(slot, Some(issue), now).await
+    }
+
+    /// Freezes the claimed slot's issue, queues its audience and archives its files.
+    /// Safe to run again after a crash at any point: each part is idempotent.
+    async fn finish_claim(
+        &self,
+        slot: DateTime<Utc>,
+        issue: Option<Issue>,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        let id = self.timing.issue_id(slot);
+        let frozen = match self.store.issue(id).await? {
+            Some(frozen) => frozen,
+            None => {
+                let issue = match issue {
+                    Some(issue) => issue,
+                    None => self.compose(id),
+                };
+                anyhow::ensure!(
+                    issue.is_sendable(),
+                    "the sections folder now has errors; fix them to let the issue go out"
+                );
+                let (frozen, outcome) =
+                    freeze_and_snapshot(self.ctx, &self.store, &issue, now).await?;
+                tracing::info!(issue = %id, queued = outcome.queued, "issue frozen; delivery starts");
+                frozen
+            }
+        };
+        let names: Vec<&str> = frozen
+            .sources
+            .iter()
+            .map(|(name, _)| name.as_str())
+            .collect();
+        archive_sources(
+            &self.ctx.settings.content.sections_dir,
+            &self.ctx.settings.content.archive_dir,
+            id,
+            &names,
+        )?;
+        self.store.slot_frozen(slot, now).await?;
+        Ok(())
+    }
+
+    /// Steps until `shutdown`, sleeping until the next event in between.
+    pub async fn run_until_stopped(
+        &self,
+        clock: &dyn Clock,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        loop {
+            if shutdown.is_cancelled() {
+                return Ok(());
+            }
+            let now = clock.now();
+            let report = self.try_once(now).await?;
+            let wait = report
+                .wake_at
+                .and_then(|at| (at - clock.now()).to_std().ok())
+                .unwrap_or(Duration::ZERO)
+                .clamp(Duration::from_millis(200), MAX_SLEEP);
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => return Ok(()),
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+}
+
+/// Moves the issue's section files from the sections folder to `archive/<issue>/`.
+/// Files already moved (a re-run after a crash) are skipped; a file whose name is taken
+/// in the archive gets a numbered name rather than overwriting it.
+pub fn archive_sources(
+    sections: &Path,
+    archive: &Path,
+    issue: IssueId,
+    names: &[&str],
+) -> anyhow::Result<()> {
+    let dest_dir = archive.join(issue.to_string());
+    std::fs::create_dir_all(&dest_dir)
+        .with_context(|| format!("creating {}", dest_dir.display()))?;
+    for name in names {
+        let from = sections.join(name);
+        if !from.exists() {
+            continue;
+        }
+        let mut to = dest_dir.join(name);
+        let mut n = 1;
+        while to.exists() {
+            to = dest_dir.join(format!("{name}.{n}"));
+            n += 1;
+        }
+        if std::fs::rename(&from, &to).is_err() {
+            // Another file system: copy, make it durable, then remove.
+            std::fs::copy(&from, &to).with_context(|| format!("archiving {}", from.display()))?;
+            std::fs::File::open(&to).and_then(|f| f.sync_all())?;
+            std::fs::remove_file(&from).with_context(|| format!("removing {}", from.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Resolves when the process gets SIGTERM or SIGINT.
+async fn termination() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM");
+            return std::future::pending().await;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
+    }
+}
+
+/// `gazette serve`: the scheduler and the delivery worker until SIGTERM or SIGINT.
+/// In-flight messages finish and are recorded before it exits.
+pub async fn serve(ctx: &Context) -> anyhow::Result<ExitCode> {
+    let store = ctx.open_store().await?;
+    let clock = SystemClock;
+    let shutdown = CancellationToken::new();
+    let scheduler = Scheduler::new(ctx, store.clone());
+    let mut worker = delivery_worker(ctx, store.clone())?;
+    match scheduler.timing().next_slot(clock.now()) {
+        Some(next) => tracing::info!(
+            next_slot = %scheduler.local(next),
+            issue = %scheduler.timing().issue_id(next),
+            schedule = ctx.settings.schedule.send.as_str(),
+            "gazette is running"
+        ),
+        None => tracing::warn!(
+            schedule = ctx.settings.schedule.send.as_str(),
+            "the schedule has no future slot"
+        ),
+    }
+    let signals = {
+        let shutdown = shutdown.clone();
+        async move {
+            tokio::select! {
+                () = termination() => shutdown.cancel(),
+                () = shutdown.cancelled() => {}
+            }
+        }
+    };
+    let scheduling = async {
+        let result = scheduler.run_until_stopped(&clock, &shutdown).await;
+        shutdown.cancel();
+        result
+    };
+    let delivering = async {
+        let result = worker
+            .run_until_stopped(&clock, Duration::from_secs(2), shutdown.cancelled())
+            .await
+            .map_err(anyhow::Error::from);
+        shutdown.cancel();
+        result
+    };
+    let ((), scheduled, delivered) = tokio::join!(signals, scheduling, delivering);
+    worker.transport().close().await;
+    scheduler.mail.close().await;
+    store.close().await;
+    scheduled.context("the scheduler stopped")?;
+    delivered.context("the delivery worker stopped")?;
+    tracing::info!("stopped cleanly");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `gazette proof`: the proof of the next issue to the editors, now.
+pub async fn proof(ctx: &Context) -> anyhow::Result<ExitCode> {
+    let store = ctx.open_store().await?;
+    let scheduler = Scheduler::new(ctx, store.clone());
+    let now = Utc::now();
+    let slot = scheduler
+        .timing()
+        .next_slot(now)
+        .context("the schedule has no future slot")?;
+    let issue = scheduler.compose(scheduler.timing().issue_id(slot));
+    for d in &issue.diagnostics {
+        eprintln!("{d}");
+    }
+    scheduler
+        .mail_proof(&issue, &scheduler.local(slot), now)
+        .await?;
+    scheduler.mail.close().await;
+    store.close().await;
+    println!(
+        "Proof of the issue {} sent to {} editor(s).",
+        issue.id,
+        ctx.settings.newsletter.editors.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The schedule part of `gazette status`: the next slot and the recent ones.
+pub async fn print_schedule(ctx: &Context, store: &Store) -> anyhow::Result<()> {
+    let scheduler = Scheduler::new(ctx, store.clone());
+    match scheduler.timing().next_slot(Utc::now()) {
+        Some(next) => println!(
+            "Next issue: {} on {} ({})",
+            scheduler.timing().issue_id(next),
+            scheduler.local(next),
+            ctx.settings.schedule.send.as_str()
+        ),
+        None => println!("Next issue: none (the schedule has no future slot)"),
+    }
+    for slot in store.recent_slots(3).await? {
+        let note = slot.note.map(|n| format!(": {n}")).unwrap_or_default();
+        println!(
+            "Slot {} (issue {}): {}{note}",
+            scheduler.local(slot.at),
+            slot.issue,
+            slot.state.replace('_', " ")
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,478 @@
+//! The daemon: the scheduler step with the clock passed in (proofs, time zones, holds,
+//! catch-up, two daemons on one store), and the real `gazette serve` process end to end.
+
+use crate::support::mailstack::MailStack;
+use crate::support::{TempDir, copy_sections, describe, fixture, write_config};
+use chrono::{DateTime, TimeZone, Utc};
+use gazette::app::Context;
+use gazette::app::daemon::Scheduler;
+use gazette::domain::IssueId;
+use gazette::schedule::Action;
+use gazette::store::Store;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A working folder with the September 2021 sections, `subscribers` subscribers, and
+/// settings with `overrides`.
+fn setup(label: &str, subscribers: usize, overrides: &[(&str, &str)]) -> (TempDir, PathBuf) {
+    let work = TempDir::new(label);
+    copy_sections(&fixture("2021-09"), &work.path().join("sections"));
+    let config = write_config(work.path(), overrides);
+    if subscribers > 0 {
+        let csv = work.path().join("subscribers.csv");
+        let mut text = String::from("email,name\n");
+        for i in 0..subscribers {
+            text.push_str(&format!("reader{i}@example.org,Reader {i}\n"));
+        }
+        std::fs::write(&csv, text).unwrap();
+        let out = crate::support::gazette(&[
+            "--config",
+            config.to_str().unwrap(),
+            "subscribers",
+            "import",
+            csv.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}", describe(&out));
+    }
+    (work, config)
+}
+
+fn utc(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(y, m, d, h, min, 0).unwrap()
+}
+
+/// Files under `dir`, recursively, relative names.
+fn files(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            } else if !e.file_name().to_string_lossy().starts_with('.') {
+                out.push(e.path().strip_prefix(dir).unwrap().display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+async fn context(config: &Path) -> (Context, Store) {
+    let ctx = Context::from_config(config).unwrap();
+    let store = ctx.open_store().await.unwrap();
+    (ctx, store)
+}
+
+/// Runs the delivery worker until nothing is due at `now`.
+async fn deliver(ctx: &Context, store: &Store, now: DateTime<Utc>) -> u64 {
+    struct At(DateTime<Utc>);
+    impl gazette::domain::Clock for At {
+        fn now(&self) -> DateTime<Utc> {
+            self.0
+        }
+    }
+    let mut worker = gazette::app::delivery::delivery_worker(ctx, store.clone()).unwrap();
+    worker.deliver_due(&At(now), |_| {}).await.unwrap().sent
+}
+
+#[tokio::test]
+async fn proof_goes_out_proof_lead_before_the_slot_and_only_once() {
+    let (work, config) = setup(
+        "proof",
+        2,
+        &[
+            ("schedule.send", "\"0 10 1 * *\""),
+            ("schedule.timezone", "\"Europe/London\""),
+        ],
+    );
+    let (ctx, store) = context(&config).await;
+    let scheduler = Scheduler::new(&ctx, store.clone());
+    let slot = utc(2021, 9, 1, 9, 0); // 10:00 BST
+    let report = scheduler.try_once(utc(2021, 8, 31, 8, 59)).await.unwrap();
+    assert_eq!(report.actions, vec![]);
+    assert_eq!(report.wake_at, Some(utc(2021, 8, 31, 9, 0)));
+    let report = scheduler.try_once(utc(2021, 8, 31, 9, 0)).await.unwrap();
+    assert_eq!(report.actions, vec![Action::SendProof(slot)]);
+    let again = scheduler.try_once(utc(2021, 8, 31, 9, 30)).await.unwrap();
+    assert_eq!(again.actions, vec![]);
+    let outbox = work.path().join("outbox");
+    assert_eq!(files(&outbox), vec!["editors/proof/2021-09-01/1.eml"]);
+    let proof = std::fs::read_to_string(outbox.join("editors/proof/2021-09-01/1.eml")).unwrap();
+    assert!(
+        proof.contains("Subject: [PROOF] Independent review of children's social care"),
+        "{proof}"
+    );
+    assert!(proof.contains("To: editor@example.org"), "{proof}");
+    assert!(
+        proof.contains(
+            "PROOF of the issue 2021-09-01, to be sent Wednesday 1 September 2021 at 10:00 BST"
+        ),
+        "{proof}"
+    );
+    assert!(
+        proof.contains("Bridge the Gap"),
+        "the proof carries the issue"
+    );
+    // Nothing was sent to subscribers, and the sections are still in place.
+    assert_eq!(files(&work.path().join("sections")).len(), 6);
+    assert_eq!(store.latest_issue().await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn the_slot_fires_in_the_configured_time_zone_across_a_dst_change() {
+    // Daily at 10:00 London: 09:00 UTC before 25 October 2026, 10:00 UTC after.
+    let (work, config) = setup(
+        "dst",
+        1,
+        &[
+            ("schedule.send", "\"0 10 * * *\""),
+            ("schedule.timezone", "\"Europe/London\""),
+            ("schedule.proof_lead", "\"0s\""),
+        ],
+    );
+    let (ctx, store) = context(&config).await;
+    let scheduler = Scheduler::new(&ctx, store.clone());
+    assert_eq!(
+        scheduler
+            .try_once(utc(2026, 10, 24, 8, 59))
+            .await
+            .unwrap()
+            .actions,
+        vec![]
+    );
+    let before = scheduler.try_once(utc(2026, 10, 24, 9, 0)).await.unwrap();
+    assert_eq!(
+        before.actions,
+        vec![Action::Compose(utc(2026, 10, 24, 9, 0))]
+    );
+    assert_eq!(
+        store.latest_issue().await.unwrap(),
+        Some(IssueId::parse("2026-10-24").unwrap())
+    );
+    // Put sections back for the next day's issue (the first was archived).
+    copy_sections(&fixture("2021-11"), &work.path().join("sections"));
+    // On 26 October (GMT) nothing fires at 09:00 UTC; it fires at 10:00 UTC.
+    let day_after = scheduler.try_once(utc(2026, 10, 26, 9, 30)).await.unwrap();
+    assert!(
+        day_after
+            .actions
+            .iter()
+            .all(|a| matches!(a, Action::ReportMissed(_) | Action::Compose(_)))
+    );
+    let after = scheduler.try_once(utc(2026, 10, 27, 9, 59)).await.unwrap();
+    assert!(
+        !after
+            .actions
+            .contains(&Action::Compose(utc(2026, 10, 27, 9, 0))),
+        "{:?}",
+        after.actions
+    );
+    assert_eq!(after.wake_at, Some(utc(2026, 10, 27, 10, 0)));
+    let fired = scheduler.try_once(utc(2026, 10, 27, 10, 0)).await.unwrap();
+    assert!(
+        fired
+            .actions
+            .contains(&Action::Compose(utc(2026, 10, 27, 10, 0))),
+        "{:?}",
+        fired.actions
+    );
+}
+
+#[tokio::test]
+async fn a_hold_tells_the_editors_sends_nothing_and_sends_once_fixed() {
+    let (work, config) = setup(
+        "hold",
+        3,
+        &[
+            ("schedule.send", "\"0 10 1 * *\""),
+            ("schedule.timezone", "\"UTC\""),
+            ("schedule.proof_lead", "\"0s\""),
+            ("schedule.hold_recheck", "\"10m\""),
+        ],
+    );
+    let sections = work.path().join("sections");
+    let intro = std::fs::read(sections.join("introduction.md")).unwrap();
+    std::fs::remove_file(sections.join("introduction.md")).unwrap();
+    let (ctx, store) = context(&config).await;
+    let scheduler = Scheduler::new(&ctx, store.clone());
+    let slot = utc(2021, 9, 1, 10, 0);
+    let held = scheduler.try_once(slot).await.unwrap();
+    assert_eq!(held.actions, vec![Action::Compose(slot)]);
+    assert_eq!(store.latest_issue().await.unwrap(), None, "nothing frozen");
+    let outbox = work.path().join("outbox");
+    assert_eq!(files(&outbox), vec!["editors/held/2021-09-01/1.eml"]);
+    let notice = std::fs::read_to_string(outbox.join("editors/held/2021-09-01/1.eml")).unwrap();
+    assert!(
+        notice.contains("required section 'introduction' is missing"),
+        "{notice}"
+    );
+    assert!(
+        notice.contains("Auto-Submitted: auto-generated"),
+        "{notice}"
+    );
+    // Re-checked at the interval, still held: no second notice.
+    assert_eq!(
+        scheduler
+            .try_once(utc(2021, 9, 1, 10, 5))
+            .await
+            .unwrap()
+            .actions,
+        vec![]
+    );
+    assert_eq!(
+        scheduler
+            .try_once(utc(2021, 9, 1, 10, 10))
+            .await
+            .unwrap()
+            .actions,
+        vec![Action::Compose(slot)]
+    );
+    assert_eq!(files(&outbox).len(), 1);
+    // The editor fixes it: the next re-check sends.
+    std::fs::write(sections.join("introduction.md"), intro).unwrap();
+    crate::support::age_file(&sections.join("introduction.md"));
+    scheduler.try_once(utc(2021, 9, 1, 10, 20)).await.unwrap();
+    assert_eq!(
+        store.latest_issue().await.unwrap(),
+        Some(IssueId::parse("2021-09-01").unwrap())
+    );
+    assert_eq!(deliver(&ctx, &store, utc(2021, 9, 1, 10, 20)).await, 3);
+    assert!(files(&sections).is_empty(), "consumed files are archived");
+    assert_eq!(files(&work.path().join("archive/2021-09-01")).len(), 6);
+}
+
+#[tokio::test]
+async fn a_held_slot_is_given_up_when_the_window_ends() {
+    let (work, config) = setup(
+        "give-up",
+        1,
+        &[
+            ("schedule.send", "\"0 10 1 * *\""),
+            ("schedule.timezone", "\"UTC\""),
+            ("schedule.proof_lead", "\"0s\""),
+            ("schedule.hold_window", "\"1h\""),
+        ],
+    );
+    std::fs::remove_file(work.path().join("sections/introduction.md")).unwrap();
+    let (ctx, store) = context(&config).await;
+    let scheduler = Scheduler::new(&ctx, store.clone());
+    let slot = utc(2021, 9, 1, 10, 0);
+    scheduler.try_once(slot).await.unwrap();
+    let report = scheduler.try_once(utc(2021, 9, 1, 11, 0)).await.unwrap();
+    assert_eq!(report.actions, vec![Action::GiveUp(slot)]);
+    assert_eq!(
+        scheduler
+            .try_once(utc(2021, 9, 1, 11, 5))
+            .await
+            .unwrap()
+            .actions,
+        vec![]
+    );
+    assert_eq!(store.latest_issue().await.unwrap(), None);
+    let notices = files(&work.path().join("outbox"));
+    assert_eq!(
+        notices,
+        vec![
+            "editors/given-up/2021-09-01/1.eml",
+            "editors/held/2021-09-01/1.eml"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_missed_slot_is_caught_up_once_and_an_old_one_is_reported() {
+    let (work, config) = setup(
+        "catch-up",
+        4,
+        &[
+            ("schedule.send", "\"0 10 1 * *\""),
+            ("schedule.timezone", "\"UTC\""),
+            ("schedule.proof_lead", "\"0s\""),
+            ("schedule.catch_up", "\"6h\""),
+        ],
+    );
+    let (ctx, store) = context(&config).await;
+    let scheduler = Scheduler::new(&ctx, store.clone());
+    // The daemon was down at 10:00; it starts at 13:00, inside the catch-up window.
+    let first = scheduler.try_once(utc(2021, 9, 1, 13, 0)).await.unwrap();
+    assert_eq!(first.actions, vec![Action::Compose(utc(2021, 9, 1, 10, 0))]);
+    assert_eq!(deliver(&ctx, &store, utc(2021, 9, 1, 13, 0)).await, 4);
+    // A restart later that day does nothing again.
+    let restarted = Scheduler::new(&ctx, store.clone());
+    assert_eq!(
+        restarted
+            .try_once(utc(2021, 9, 1, 15, 0))
+            .await
+            .unwrap()
+            .actions,
+        vec![]
+    );
+    assert_eq!(deliver(&ctx, &store, utc(2021, 9, 1, 15, 0)).await, 0);
+    assert_eq!(files(&work.path().join("outbox/2021-09-01")).len(), 4);
+    // October's slot is missed by more than the window: reported, not sent.
+    copy_sections(&fixture("2021-11"), &work.path().join("sections"));
+    let late = scheduler.try_once(utc(2021, 10, 1, 17, 0)).await.unwrap();
+    assert_eq!(
+        late.actions,
+        vec![Action::ReportMissed(utc(2021, 10, 1, 10, 0))]
+    );
+    assert_eq!(
+        store.latest_issue().await.unwrap(),
+        Some(IssueId::parse("2021-09-01").unwrap())
+    );
+    assert!(
+        files(&work.path().join("outbox")).contains(&"editors/missed/2021-10-01/1.eml".to_owned())
+    );
+}
+
+#[tokio::test]
+async fn two_daemons_sharing_one_store_send_a_slot_once() {
+    let (work, config) = setup(
+        "two-daemons",
+        25,
+        &[
+            ("schedule.send", "\"0 10 1 * *\""),
+            ("schedule.timezone", "\"UTC\""),
+            ("schedule.proof_lead", "\"0s\""),
+        ],
+    );
+    let (ctx_a, store_a) = context(&config).await;
+    let (ctx_b, store_b) = context(&config).await;
+    let a = Scheduler::new(&ctx_a, store_a.clone());
+    let b = Scheduler::new(&ctx_b, store_b.clone());
+    let slot = utc(2021, 9, 1, 10, 0);
+    let (ra, rb) = tokio::join!(a.try_once(slot), b.try_once(slot));
+    ra.unwrap();
+    rb.unwrap();
+    let (sa, sb) = tokio::join!(
+        deliver(&ctx_a, &store_a, slot),
+        deliver(&ctx_b, &store_b, slot)
+    );
+    assert_eq!(
+        sa + sb,
+        25,
+        "each subscriber's row is sent once between the two workers"
+    );
+    let counts = store_a
+        .delivery_counts(IssueId::parse("2021-09-01").unwrap())
+        .await
+        .unwrap();
+    assert_eq!((counts.sent, counts.total()), (25, 25));
+    assert_eq!(files(&work.path().join("outbox/2021-09-01")).len(), 25);
+    assert_eq!(files(&work.path().join("archive/2021-09-01")).len(), 6);
+}
+
+/// Sends SIGTERM to a child and waits for it.
+fn terminate(child: &mut std::process::Child) -> std::process::ExitStatus {
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "gazette serve did not stop within 20 s of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn serve_sends_on_schedule_through_postfix_stops_on_sigterm_and_never_twice() {
+    let users = ["ada", "grace", "alan"];
+    let stack = MailStack::start(&users);
+    let slot = Utc::now() + chrono::Duration::seconds(6);
+    let cron = format!(
+        "\"{} {} {} * * *\"",
+        slot.format("%-S"),
+        slot.format("%-M"),
+        slot.format("%-H")
+    );
+    let smtp_port = stack.smtp_port().to_string();
+    let (work, config) = setup(
+        "serve",
+        0,
+        &[
+            ("schedule.send", &cron),
+            ("schedule.timezone", "\"UTC\""),
+            ("schedule.proof_lead", "\"0s\""),
+            ("transport.kind", "\"smtp\""),
+            ("smtp.host", "\"127.0.0.1\""),
+            ("smtp.port", &smtp_port),
+            ("smtp.tls", "\"none\""),
+            ("newsletter.reply_to", "\"news@gazette.test\""),
+            ("web.bind", "\"127.0.0.1:0\""),
+        ],
+    );
+    let csv = work.path().join("subscribers.csv");
+    let rows: Vec<String> = users
+        .iter()
+        .map(|u| format!("{}\n", stack.address(u)))
+        .collect();
+    std::fs::write(&csv, format!("email\n{}", rows.concat())).unwrap();
+    let out = crate::support::gazette(&[
+        "--config",
+        config.to_str().unwrap(),
+        "subscribers",
+        "import",
+        csv.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", describe(&out));
+
+    let spawn = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_gazette"))
+            .args(["--config", config.to_str().unwrap(), "serve"])
+            .env("GAZETTE_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(
+                std::fs::File::create(
+                    work.path()
+                        .join(format!("serve-{}.log", Utc::now().timestamp_millis())),
+                )
+                .unwrap(),
+            )
+            .spawn()
+            .unwrap()
+    };
+    let mut daemon = spawn();
+    for user in users {
+        let got = stack.wait_for_messages(user, 1, Duration::from_secs(40));
+        let text = String::from_utf8_lossy(&got[0]);
+        assert!(text.contains("newsletter: "), "{user} got: {text}");
+        assert!(text.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click"));
+    }
+    let status = terminate(&mut daemon);
+    let logs: String = files(work.path())
+        .iter()
+        .filter(|f| f.starts_with("serve-"))
+        .map(|f| std::fs::read_to_string(work.path().join(f)).unwrap())
+        .collect();
+    assert_eq!(status.code(), Some(0), "{logs}");
+    assert!(logs.contains("stopped cleanly"), "{logs}");
+
+    // Started again: the slot is claimed, nobody gets it twice.
+    let mut again = spawn();
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(terminate(&mut again).code(), Some(0));
+    for user in users {
+        assert_eq!(
+            stack.messages(user).len(),
+            1,
+            "{user} got the issue more than once"
+        );
+    }
+    let status_out = crate::support::gazette(&["--config", config.to_str().unwrap(), "status"]);
+    let status_text = describe(&status_out);
+    assert!(
+        status_text.contains("0 queued, 3 sent, 0 retrying, 0 failed"),
+        "{status_text}"
+    );
+}
