@@ -23,3 +23,12 @@ CREATE TABLE slots (
     note            TEXT,
     updated_at      INTEGER NOT NULL
 );
+
+-- Leases: one holder at a time for work that must not run twice at once (the delivery
+-- worker). A holder renews its lease as it works; an expired lease, or one whose holder
+-- process is gone from this host, can be taken over.
+CREATE TABLE leases (
+    name        TEXT    PRIMARY KEY,
+    holder      TEXT    NOT NULL,
+    expires_at  INTEGER NOT NULL
+);

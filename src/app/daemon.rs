@@ -468,7 +468,7 @@ pub fn archive_sources(
 }
 
 /// Resolves when the process gets SIGTERM or SIGINT.
-async fn termination() {
+pub(crate) async fn termination() {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = match signal(SignalKind::terminate()) {
         Ok(s) => s,
@@ -483,10 +483,16 @@ async fn termination() {
     }
 }
 
-/// `gazette serve`: the scheduler and the delivery worker until SIGTERM or SIGINT.
-/// In-flight messages finish and are recorded before it exits.
+/// `gazette serve`: the scheduler, the delivery worker and the web server until SIGTERM
+/// or SIGINT. In-flight messages finish and are recorded before it exits.
 pub async fn serve(ctx: &Context) -> anyhow::Result<ExitCode> {
     let store = ctx.open_store().await?;
+    let bind = ctx.settings.web.bind;
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .with_context(|| format!("settings key `web.bind`: cannot listen on {bind}"))?;
+    tracing::info!(address = %listener.local_addr()?, "web server listening");
+    let web_state = super::web::web_state(ctx).await?;
     let clock = SystemClock;
     let shutdown = CancellationToken::new();
     let scheduler = Scheduler::new(ctx, store.clone());
@@ -525,12 +531,20 @@ pub async fn serve(ctx: &Context) -> anyhow::Result<ExitCode> {
         shutdown.cancel();
         result
     };
-    let ((), scheduled, delivered) = tokio::join!(signals, scheduling, delivering);
+    let web = async {
+        let result = crate::web::serve(web_state, listener, shutdown.clone().cancelled_owned())
+            .await
+            .context("serving the web");
+        shutdown.cancel();
+        result
+    };
+    let ((), scheduled, delivered, served) = tokio::join!(signals, scheduling, delivering, web);
     worker.transport().close().await;
     scheduler.mail.close().await;
     store.close().await;
     scheduled.context("the scheduler stopped")?;
     delivered.context("the delivery worker stopped")?;
+    served?;
     tracing::info!("stopped cleanly");
     Ok(ExitCode::SUCCESS)
 }

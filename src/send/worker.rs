@@ -40,6 +40,43 @@ pub enum Outcome {
     Worked(BatchReport),
     /// Nothing is due now; `next_due` is when something will be (None: nothing left).
     NothingDue { next_due: Option<DateTime<Utc>> },
+    /// Another worker (another daemon on the same store, or a `send-now`) holds the
+    /// delivery lease; this one waits and asks again at `retry_at`.
+    Standby {
+        holder: String,
+        retry_at: DateTime<Utc>,
+    },
+}
+
+/// The lease that makes one worker at a time drain the ledger.
+const LEASE: &str = "delivery";
+/// How long a lease lasts without renewal: longer than any batch can take, so a live
+/// holder never loses it mid-batch. A holder whose process is gone from this host is
+/// taken over at once; one on another host after this long.
+const LEASE_TTL: chrono::Duration = chrono::Duration::minutes(10);
+/// How often a worker on standby asks for the lease again.
+const STANDBY_RETRY: chrono::Duration = chrono::Duration::seconds(5);
+
+/// This worker's name in the lease table: host, process and a counter, so two workers
+/// in one process are two holders.
+fn holder_name() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{}:{}:{n}", host.trim(), std::process::id())
+}
+
+/// True when `holder` names a process on this host that no longer exists.
+fn holder_is_gone(holder: &str) -> bool {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let mut parts = holder.rsplitn(3, ':');
+    let (_n, pid, their_host) = (parts.next(), parts.next(), parts.next());
+    match (their_host, pid.and_then(|p| p.parse::<u32>().ok())) {
+        (Some(h), Some(pid)) if h == host.trim() => {
+            pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        }
+        _ => false,
+    }
 }
 
 /// How a batch (or several) ended.
@@ -152,6 +189,7 @@ pub struct DeliveryWorker<T: Transport> {
     pace: Pace,
     batch_size: u32,
     issues: HashMap<IssueId, Arc<FrozenIssue>>,
+    holder: String,
 }
 
 impl<T: Transport> DeliveryWorker<T> {
@@ -173,6 +211,7 @@ impl<T: Transport> DeliveryWorker<T> {
             pace: Pace::new(rate_per_second),
             batch_size,
             issues: HashMap::new(),
+            holder: holder_name(),
         }
     }
 
@@ -214,6 +253,12 @@ impl<T: Transport> DeliveryWorker<T> {
     /// One step at `now`: takes a batch of due rows, skips those whose subscriber is no
     /// longer active, sends the rest concurrently, and records every result.
     pub async fn try_once(&mut self, now: DateTime<Utc>) -> Result<Outcome, WorkerError> {
+        if let Some(holder) = self.hold_lease(now).await? {
+            return Ok(Outcome::Standby {
+                holder,
+                retry_at: now + STANDBY_RETRY,
+            });
+        }
         let rows = self.store.due_deliveries(now, self.batch_size).await?;
         if rows.is_empty() {
             return Ok(Outcome::NothingDue {
@@ -323,6 +368,35 @@ impl<T: Transport> DeliveryWorker<T> {
         Ok(Outcome::Worked(report))
     }
 
+    /// Takes or renews the delivery lease. `Some(holder)` when another live worker has it.
+    async fn hold_lease(&self, now: DateTime<Utc>) -> Result<Option<String>, WorkerError> {
+        if self
+            .store
+            .acquire_lease(LEASE, &self.holder, now, now + LEASE_TTL)
+            .await?
+        {
+            return Ok(None);
+        }
+        let Some(holder) = self.store.lease_holder(LEASE).await? else {
+            return Ok(Some(String::new()));
+        };
+        if holder_is_gone(&holder)
+            && self
+                .store
+                .take_over_lease(LEASE, &holder, &self.holder, now + LEASE_TTL)
+                .await?
+        {
+            tracing::warn!(previous = %holder, "took over the delivery lease from a process that is gone");
+            return Ok(None);
+        }
+        Ok(Some(holder))
+    }
+
+    /// Gives the delivery lease up (when stopping, or when nothing is left to do).
+    pub async fn release_lease(&self) -> Result<(), WorkerError> {
+        Ok(self.store.release_lease(LEASE, &self.holder).await?)
+    }
+
     /// Steps until nothing is due at the clock's time, calling `progress` after each
     /// batch. Returns the totals. Rows waiting for a later retry are left for later.
     pub async fn deliver_due(
@@ -337,7 +411,14 @@ impl<T: Transport> DeliveryWorker<T> {
                     totals.add(&report);
                     progress(&report);
                 }
-                Outcome::NothingDue { .. } => return Ok(totals),
+                Outcome::NothingDue { .. } => {
+                    self.release_lease().await?;
+                    return Ok(totals);
+                }
+                Outcome::Standby { holder, .. } => {
+                    tracing::warn!(%holder, "another gazette process is delivering from this store; it will finish the job");
+                    return Ok(totals);
+                }
             }
         }
     }
@@ -356,9 +437,15 @@ impl<T: Transport> DeliveryWorker<T> {
         tokio::pin!(shutdown);
         loop {
             if (&mut shutdown).now_or_never().is_some() {
+                self.release_lease().await?;
                 return Ok(());
             }
-            if let Outcome::NothingDue { next_due } = self.try_once(clock.now()).await? {
+            let next_due = match self.try_once(clock.now()).await? {
+                Outcome::Worked(_) => continue,
+                Outcome::NothingDue { next_due } => next_due,
+                Outcome::Standby { retry_at, .. } => Some(retry_at),
+            };
+            {
                 let wait = next_due
                     .and_then(|at| (at - clock.now()).to_std().ok())
                     .unwrap_or(idle_poll)
@@ -366,7 +453,10 @@ impl<T: Transport> DeliveryWorker<T> {
                     .max(Duration::from_millis(50));
                 tokio::select! {
                     biased;
-                    () = &mut shutdown => return Ok(()),
+                    () = &mut shutdown => {
+                        self.release_lease().await?;
+                        return Ok(());
+                    }
                     () = tokio::time::sleep(wait) => {}
                 }
             }

@@ -10,6 +10,7 @@
 //! Times are whole seconds (UTC) in the database; [`ts`] and [`from_ts`] convert.
 
 mod issues;
+mod leases;
 mod ledger;
 mod slots;
 mod subscribers;
