@@ -1,0 +1,710 @@
+//! The benchmark: how fast gazette gets an issue to everyone, and what it needs to do so.
+//!
+//! `cargo bench --bench gazette-bench -- [--subscribers N] [--connections C]`
+//!
+//! In one run, in a fresh temp folder, against Postfix's `smtp-sink` on loopback:
+//!
+//! 1. render cost: the 2021-09 fixture issue rendered once, then
+//!    `MessageFactory::build` (fill, headers, MIME, bytes) timed over many recipients,
+//!    in this process;
+//! 2. `gazette subscribers import` of N rows into a fresh store (and of `--import-rows`
+//!    rows into another fresh store when that is a different number);
+//! 3. the ceiling: `smtp-source` sending N messages of the same size over C connections
+//!    to a fresh sink, before and after gazette (the better of the two is the ceiling);
+//! 4. `gazette send-now` as a child process (the real binary, SMTP transport with
+//!    `pool_size = C`, the ledger as durable as in production) sending the issue to the N
+//!    subscribers through a fresh sink: time to the first and last message, messages per
+//!    second, and the child's own peak RSS and CPU time from `wait4`;
+//! 5. `gazette inbox --once` over 1 000 waiting messages in a Maildir, when this build has
+//!    that command.
+//!
+//! Targets are printed beside the figures; nothing here asserts on time.
+
+#[path = "../tests/it/support/mailstack.rs"]
+mod mailstack;
+
+use clap::Parser;
+use gazette::app::Context;
+use gazette::domain::{HeaderText, IssueId, SubscriberEmail, TokenPurpose};
+use gazette::send::MessageFactory;
+use gazette::store::{DueDelivery, FrozenIssue, SubscriberStatus};
+use mailstack::{SmtpSink, run_smtp_source};
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The issue the fixture sections are composed as.
+const ISSUE: &str = "2021-09-01";
+/// Where the benchmark's subscribers live (a reserved TLD).
+const DOMAIN: &str = "bench.gazette.test";
+
+#[derive(Debug, Parser)]
+#[command(about = "gazette's send, import and render benchmark")]
+struct Args {
+    /// Subscribers to create and send the issue to.
+    #[arg(long, default_value_t = 10_000)]
+    subscribers: usize,
+    /// SMTP connections (gazette's `smtp.pool_size`, smtp-source's `-s`).
+    #[arg(long, default_value_t = 10)]
+    connections: usize,
+    /// Rows in the import benchmark.
+    #[arg(long, default_value_t = 100_000)]
+    import_rows: usize,
+    /// Messages built in the render benchmark.
+    #[arg(long, default_value_t = 5_000)]
+    render_messages: usize,
+    /// Keep the temp folder (stores, configs, logs) afterwards.
+    #[arg(long)]
+    keep: bool,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+/// What a child process cost, from `wait4`.
+#[derive(Debug, Clone, Copy)]
+struct ChildCost {
+    wall: Duration,
+    cpu: Duration,
+    peak_rss_kib: u64,
+}
+
+fn main() {
+    let args = Args::parse();
+    let root = repo_root();
+    let dir = std::env::temp_dir().join(format!("gazette-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create the temp folder");
+    copy_sections(&root.join("tests/fixtures/2021-09"), &dir.join("sections"));
+    let n = args.subscribers;
+    let c = args.connections;
+    let mut report = Report::new(&args);
+    eprintln!("gazette-bench: N = {n}, C = {c}, in {}", dir.display());
+
+    // 1. Render cost, in this process.
+    let config = write_config(&dir, "render", 25, c);
+    let render = render_cost(&config, args.render_messages);
+    report.render = Some(render);
+    eprintln!(
+        "render: {:.1} µs per message, {} bytes",
+        render.micros_per_message, render.message_bytes
+    );
+
+    // 2. Imports.
+    let csv = dir.join("subscribers.csv");
+    write_subscribers_csv(&csv, n);
+    let send_config = write_config(&dir, "send", 25, c);
+    let import_n = run_gazette(
+        &send_config,
+        &["subscribers", "import", path_str(&csv)],
+        &dir.join("import-n.log"),
+    );
+    eprintln!("import of {n}: {:.2} s", import_n.wall.as_secs_f64());
+    report.imports.push((n, import_n));
+    if args.import_rows != n {
+        let csv = dir.join("import.csv");
+        write_subscribers_csv(&csv, args.import_rows);
+        let config = write_config(&dir, "import", 25, c);
+        let cost = run_gazette(
+            &config,
+            &["subscribers", "import", path_str(&csv)],
+            &dir.join("import.log"),
+        );
+        eprintln!(
+            "import of {}: {:.2} s",
+            args.import_rows,
+            cost.wall.as_secs_f64()
+        );
+        report.imports.push((args.import_rows, cost));
+        let _ = std::fs::remove_file(&csv);
+    }
+
+    // 3. The ceiling, before gazette.
+    let size = render.message_bytes;
+    report.ceiling.push(ceiling(n, c, size));
+    eprintln!("smtp-source: {:.0} messages/s", rate(n, report.ceiling[0]));
+
+    // 4. gazette send-now against a fresh sink.
+    let sink = SmtpSink::start_unrecorded(&[]);
+    let send_config = write_config(&dir, "send", sink.port(), c);
+    let send = send_now(&send_config, &sink, n, &dir.join("send-now.log"));
+    eprintln!(
+        "gazette: {:.0} messages/s, {} received",
+        send.sending_rate(n),
+        send.received
+    );
+    report.send = Some(send);
+
+    // 3'. The ceiling again, after gazette: the machine is shared, so take the better.
+    report.ceiling.push(ceiling(n, c, size));
+    eprintln!("smtp-source: {:.0} messages/s", rate(n, report.ceiling[1]));
+
+    // 5. The inbox, if this build has it.
+    report.inbox = inbox_poll(&send_config, &dir, n.min(1000));
+    drop(sink);
+
+    report.load_after = load_average();
+    println!("{}", report.render());
+    if args.keep {
+        eprintln!("kept {}", dir.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Steps
+// ---------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy)]
+struct RenderCost {
+    micros_per_message: f64,
+    fill_micros: f64,
+    message_bytes: usize,
+    messages: usize,
+}
+
+/// Times `MessageFactory::build` (what the worker does per message) over `messages`
+/// recipients, after a warm-up, and the text+HTML fill alone.
+fn render_cost(config: &Path, messages: usize) -> RenderCost {
+    let ctx = Context::from_config(config).expect("load the settings");
+    let id = IssueId::parse(ISSUE).expect("issue id");
+    let issue = gazette::compose::compose(
+        &ctx.settings.content.sections_dir,
+        id,
+        &ctx.compose_options(),
+        std::time::SystemTime::now(),
+    )
+    .expect("compose the fixture");
+    assert!(issue.is_sendable(), "{:?}", issue.diagnostics);
+    let rendered = ctx
+        .renderer
+        .render_issue(&ctx.settings.newsletter, &issue)
+        .expect("render the fixture");
+    let frozen = FrozenIssue::new(id, &rendered, Vec::new(), chrono::Utc::now());
+    let factory = MessageFactory::new(ctx.settings.newsletter.clone(), ctx.tokens.clone(), None);
+    let rows: Vec<DueDelivery> = (1..=messages.max(1) as i64)
+        .map(|i| DueDelivery {
+            issue: id,
+            subscriber_id: i,
+            email: SubscriberEmail::parse(&email(i as usize)).expect("address"),
+            name: Some(HeaderText::parse(&name(i as usize)).expect("name")),
+            subscriber_status: SubscriberStatus::Active,
+            attempts: 0,
+            first_attempt_at: None,
+        })
+        .collect();
+    let mut bytes = 0;
+    for row in rows.iter().take(200) {
+        bytes = factory.build(&frozen, row).expect("build").bytes.len();
+    }
+    let started = Instant::now();
+    let mut total = 0usize;
+    for row in &rows {
+        total += factory.build(&frozen, row).expect("build").bytes.len();
+    }
+    let build = started.elapsed();
+    let started = Instant::now();
+    for row in &rows {
+        let recipient = gazette::render::Recipient {
+            id: row.subscriber_id,
+            email: row.email.clone(),
+            name: row.name.clone(),
+        };
+        let links = gazette::render::RecipientLinks::new(
+            &ctx.settings.newsletter,
+            &ctx.tokens,
+            row.subscriber_id,
+        );
+        total += frozen.rendered.html.fill(&recipient, &links).len();
+        total += frozen.rendered.text.fill(&recipient, &links).len();
+    }
+    let fill = started.elapsed();
+    std::hint::black_box(total);
+    RenderCost {
+        micros_per_message: build.as_secs_f64() * 1e6 / rows.len() as f64,
+        fill_micros: fill.as_secs_f64() * 1e6 / rows.len() as f64,
+        message_bytes: bytes,
+        messages: rows.len(),
+    }
+}
+
+/// `smtp-source` sending `n` messages of `size` bytes over `c` connections to a fresh
+/// sink.
+fn ceiling(n: usize, c: usize, size: usize) -> Duration {
+    let sink = SmtpSink::start_unrecorded(&[]);
+    let took = run_smtp_source(sink.port(), n, c, size);
+    let got = wait_for_count(&sink, n, Duration::from_secs(10));
+    assert_eq!(got, n, "smtp-source: the sink counted {got} of {n}");
+    took
+}
+
+#[derive(Debug, Clone, Copy)]
+struct SendRun {
+    cost: ChildCost,
+    first: Option<Duration>,
+    last: Option<Duration>,
+    received: usize,
+}
+
+impl SendRun {
+    /// Messages per second between the first and the last message.
+    fn sending_rate(&self, n: usize) -> f64 {
+        match (self.first, self.last) {
+            (Some(first), Some(last)) if last > first && n > 1 => {
+                (n - 1) as f64 / (last - first).as_secs_f64()
+            }
+            _ => 0.0,
+        }
+    }
+}
+
+/// Runs `gazette send-now` and watches the sink's count while it works.
+fn send_now(config: &Path, sink: &SmtpSink, n: usize, log: &Path) -> SendRun {
+    let child = gazette_command(config, &["send-now", "--date", ISSUE], log)
+        .spawn()
+        .expect("start gazette send-now");
+    let started = Instant::now();
+    let (mut first, mut last) = (None, None);
+    let mut poll = || {
+        let count = sink.received_count();
+        if count > 0 && first.is_none() {
+            first = Some(started.elapsed());
+        }
+        if count >= n && last.is_none() {
+            last = Some(started.elapsed());
+        }
+        count
+    };
+    let cost = wait_measured(child, started, Duration::from_millis(1), || {
+        poll();
+    });
+    // The sink may count the last messages a moment after the client had its replies.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while poll() < n && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let received = sink.received_count();
+    let output = std::fs::read_to_string(log).unwrap_or_default();
+    assert!(
+        received == n,
+        "gazette send-now: the sink counted {received} of {n}\n{output}"
+    );
+    SendRun {
+        cost,
+        first,
+        last,
+        received,
+    }
+}
+
+/// `gazette inbox --once` over `messages` replies in a Maildir, if the command exists.
+fn inbox_poll(config: &Path, dir: &Path, messages: usize) -> Option<(usize, ChildCost)> {
+    let help = gazette_command(config, &["inbox", "--help"], &dir.join("inbox-help.log"))
+        .status()
+        .expect("run gazette");
+    if !help.success() {
+        eprintln!("inbox: this build has no `gazette inbox`; skipped");
+        return None;
+    }
+    let ctx = Context::from_config(config).expect("load the settings");
+    let maildir = &ctx.settings.inbox.maildir;
+    for sub in ["new", "cur", "tmp"] {
+        std::fs::create_dir_all(maildir.join(sub)).expect("create the Maildir");
+    }
+    let newsletter = &ctx.settings.newsletter;
+    let issue = IssueId::parse(ISSUE).expect("issue id");
+    for i in 1..=messages {
+        // Subscriber ids follow the import's row order, from 1.
+        let token = ctx.tokens.sign(TokenPurpose::Unsubscribe, i as i64);
+        let in_reply_to = gazette::render::message_id(newsletter, issue, token.as_str());
+        // Every other reply asks to leave; the rest are ordinary replies.
+        let body = if i % 2 == 0 {
+            "UNSUBSCRIBE\r\n".to_owned()
+        } else {
+            "Thank you for this month's issue.\r\n".to_owned()
+        };
+        let message = format!(
+            "From: {name} <{email}>\r\nTo: {to}\r\nSubject: Re: the newsletter\r\n\
+             Date: Wed, 1 Sep 2021 12:00:00 +0000\r\nMessage-ID: <reply.{i}@{DOMAIN}>\r\n\
+             In-Reply-To: {in_reply_to}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{body}",
+            name = name(i),
+            email = email(i),
+            to = newsletter.reply_to.email,
+        );
+        let file = maildir.join("new").join(format!("{i}.bench:2,"));
+        std::fs::write(file, message).expect("write a reply");
+    }
+    let child = gazette_command(config, &["inbox", "--once"], &dir.join("inbox.log"))
+        .spawn()
+        .expect("start gazette inbox");
+    let cost = wait_measured(child, Instant::now(), Duration::from_millis(1), || {});
+    Some((messages, cost))
+}
+
+// ---------------------------------------------------------------------------------------
+// Child processes
+// ---------------------------------------------------------------------------------------
+
+fn gazette_command(config: &Path, args: &[&str], log: &Path) -> Command {
+    let log = std::fs::File::create(log).expect("create a log file");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_gazette"));
+    command
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .current_dir(repo_root())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("clone the log handle"))
+        .stderr(log);
+    command
+}
+
+/// Runs gazette to the end and returns what it cost; panics with its output if it failed.
+fn run_gazette(config: &Path, args: &[&str], log: &Path) -> ChildCost {
+    let child = gazette_command(config, args, log)
+        .spawn()
+        .expect("start gazette");
+    wait_measured(child, Instant::now(), Duration::from_millis(5), || {})
+}
+
+/// Waits for `child` to exit, calling `between` every `interval` meanwhile, and returns
+/// what it cost (wall time since `started`, CPU time, peak RSS).
+fn wait_measured(
+    child: std::process::Child,
+    started: Instant,
+    interval: Duration,
+    mut between: impl FnMut(),
+) -> ChildCost {
+    // Reaped with wait4 below, not Child::wait, which cannot tell the resources used.
+    let pid = child.id() as libc::pid_t;
+    loop {
+        between();
+        if let Some(cost) = try_reap(pid, started) {
+            return cost;
+        }
+        std::thread::sleep(interval);
+    }
+}
+
+/// Reaps `pid` if it has exited: its wall time since `started`, CPU time and peak RSS.
+/// Panics, with its log, if it failed.
+fn try_reap(pid: libc::pid_t, started: Instant) -> Option<ChildCost> {
+    let mut status = 0;
+    // SAFETY: rusage is plain old data; wait4 fills it in for the child it reaps.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `status` and `usage` are valid for writes; `pid` is our own child, and
+    // nothing else in this process waits for it (its `Child` is never waited on).
+    let reaped = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+    if reaped == 0 {
+        return None;
+    }
+    assert_eq!(reaped, pid, "wait4: {}", std::io::Error::last_os_error());
+    let wall = started.elapsed();
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "gazette (pid {pid}) failed with status {status:#x}; see the logs in the temp folder \
+         (run with --keep)"
+    );
+    let time = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    Some(ChildCost {
+        wall,
+        cpu: time(usage.ru_utime) + time(usage.ru_stime),
+        // Linux reports ru_maxrss in KiB.
+        peak_rss_kib: usage.ru_maxrss as u64,
+    })
+}
+
+fn wait_for_count(sink: &SmtpSink, n: usize, timeout: Duration) -> usize {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let count = sink.received_count();
+        if count >= n || Instant::now() >= deadline {
+            return count;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Files
+// ---------------------------------------------------------------------------------------
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn path_str(path: &Path) -> &str {
+    path.to_str().expect("a UTF-8 temp path")
+}
+
+fn email(i: usize) -> String {
+    format!("subscriber{i}@{DOMAIN}")
+}
+
+fn name(i: usize) -> String {
+    format!("Subscriber {i}")
+}
+
+/// An `email,name` CSV of `n` subscribers.
+fn write_subscribers_csv(path: &Path, n: usize) {
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).expect("create the CSV"));
+    writeln!(out, "email,name").expect("write the CSV");
+    for i in 1..=n {
+        writeln!(out, "{},{}", email(i), name(i)).expect("write the CSV");
+    }
+    out.flush().expect("write the CSV");
+}
+
+/// Copies the fixture sections, dated an hour back so none looks half-written.
+fn copy_sections(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create the sections folder");
+    for entry in std::fs::read_dir(from).expect("read the fixture") {
+        let entry = entry.expect("read the fixture");
+        let dest = to.join(entry.file_name());
+        std::fs::copy(entry.path(), &dest).expect("copy a section");
+        let past = std::time::SystemTime::now() - Duration::from_secs(3600);
+        std::fs::File::options()
+            .write(true)
+            .open(&dest)
+            .and_then(|f| f.set_modified(past))
+            .expect("date a section");
+    }
+}
+
+/// `config/gazette.toml` with its paths in `dir`, the store `<store>.db`, and SMTP to
+/// 127.0.0.1:`port` over `connections` connections without TLS.
+fn write_config(dir: &Path, store: &str, port: u16, connections: usize) -> PathBuf {
+    let base = std::fs::read_to_string(repo_root().join("config/gazette.toml"))
+        .expect("read config/gazette.toml");
+    let mut doc: toml::Table = toml::from_str(&base).expect("parse config/gazette.toml");
+    let d = dir.display();
+    let overrides = [
+        ("content.sections_dir", format!("\"{d}/sections\"")),
+        ("content.archive_dir", format!("\"{d}/archive\"")),
+        ("store.url", format!("\"sqlite://{d}/{store}.db\"")),
+        ("transport.kind", "\"smtp\"".into()),
+        ("transport.outbox_dir", format!("\"{d}/outbox\"")),
+        ("smtp.host", "\"127.0.0.1\"".into()),
+        ("smtp.port", port.to_string()),
+        ("smtp.tls", "\"none\"".into()),
+        ("smtp.pool_size", connections.to_string()),
+        ("smtp.timeout", "\"30s\"".into()),
+        (
+            "newsletter.public_url",
+            "\"https://news.example.org\"".into(),
+        ),
+        ("inbox.kind", "\"maildir\"".into()),
+        ("inbox.maildir", format!("\"{d}/inbox\"")),
+        ("web.secret", "\"a-benchmark-secret-of-some-length\"".into()),
+    ];
+    for (key, value) in overrides {
+        let (table, field) = key.split_once('.').expect("section.key");
+        let parsed: toml::Table = toml::from_str(&format!("v = {value}")).expect("a value");
+        doc.entry(table.to_owned())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            .as_table_mut()
+            .expect("a table")
+            .insert(field.to_owned(), parsed["v"].clone());
+    }
+    let path = dir.join(format!("{store}.toml"));
+    std::fs::write(&path, toml::to_string(&doc).expect("write TOML")).expect("write config");
+    path
+}
+
+// ---------------------------------------------------------------------------------------
+// The machine and the report
+// ---------------------------------------------------------------------------------------
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|l| l.trim_start_matches([' ', '\t', ':']).to_owned())
+        .unwrap_or_else(|| "unknown CPU".into());
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem_gib = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|l| l.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kib| kib / 1024.0 / 1024.0);
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{cores} cores ({model}), {mem_gib:.1} GiB RAM")
+}
+
+fn rate(n: usize, took: Duration) -> f64 {
+    n as f64 / took.as_secs_f64().max(1e-9)
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "met" } else { "MISSED" }
+}
+
+struct Report {
+    subscribers: usize,
+    connections: usize,
+    command: String,
+    machine: String,
+    load_before: String,
+    load_after: String,
+    render: Option<RenderCost>,
+    imports: Vec<(usize, ChildCost)>,
+    ceiling: Vec<Duration>,
+    send: Option<SendRun>,
+    inbox: Option<(usize, ChildCost)>,
+}
+
+impl Report {
+    fn new(args: &Args) -> Self {
+        Self {
+            subscribers: args.subscribers,
+            connections: args.connections,
+            command: format!(
+                "cargo bench --bench gazette-bench -- --subscribers {} --connections {}",
+                args.subscribers, args.connections
+            ),
+            machine: machine(),
+            load_before: load_average(),
+            load_after: String::new(),
+            render: None,
+            imports: Vec::new(),
+            ceiling: Vec::new(),
+            send: None,
+            inbox: None,
+        }
+    }
+
+    fn render(&self) -> String {
+        let (n, c) = (self.subscribers, self.connections);
+        let mut out = String::new();
+        let w = &mut out;
+        let _ = writeln!(w, "`{}`", self.command);
+        let _ = writeln!(w);
+        let _ = writeln!(w, "- machine: {}", self.machine);
+        let _ = writeln!(
+            w,
+            "- load average (1, 5, 15 min): {} before, {} after",
+            self.load_before, self.load_after
+        );
+        let _ = writeln!(w);
+        let _ = writeln!(w, "| figure | value | target |");
+        let _ = writeln!(w, "| --- | --- | --- |");
+        let best = self.ceiling.iter().copied().min().unwrap_or_default();
+        let ceiling_rate = rate(n, best);
+        if let Some(send) = &self.send {
+            let sending = send.sending_rate(n);
+            let overall = rate(n, send.cost.wall);
+            let ratio = sending / ceiling_rate.max(1e-9);
+            let _ = writeln!(
+                w,
+                "| send rate, first to last message ({n} messages, {c} connections) | {sending:.0} messages/s | |"
+            );
+            let _ = writeln!(
+                w,
+                "| smtp-source ceiling (same N, C, size; better of {} runs: {}) | {ceiling_rate:.0} messages/s | |",
+                self.ceiling.len(),
+                self.ceiling
+                    .iter()
+                    .map(|d| format!("{:.0}/s", rate(n, *d)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            let _ = writeln!(
+                w,
+                "| gazette / ceiling | {:.0} % | ≥ 50 %: {} |",
+                ratio * 100.0,
+                verdict(ratio >= 0.5)
+            );
+            let _ = writeln!(
+                w,
+                "| send-now overall (start to exit, freeze and snapshot included) | {overall:.0} messages/s, {:.2} s | |",
+                send.cost.wall.as_secs_f64()
+            );
+            let secs = |d: Option<Duration>| {
+                d.map_or("never".into(), |d| format!("{:.3} s", d.as_secs_f64()))
+            };
+            let _ = writeln!(
+                w,
+                "| time to first message / last message | {} / {} | |",
+                secs(send.first),
+                secs(send.last)
+            );
+            let rss = mib(send.cost.peak_rss_kib);
+            let rss_target = if n >= 1_000_000 {
+                "< 1.3 × the 100 000 figure (compare)"
+            } else if n >= 100_000 {
+                if rss < 64.0 {
+                    "< 64 MB: met"
+                } else {
+                    "< 64 MB: MISSED"
+                }
+            } else {
+                "(target at 100 000)"
+            };
+            let _ = writeln!(
+                w,
+                "| peak RSS of gazette send-now | {rss:.1} MiB | {rss_target} |"
+            );
+            let _ = writeln!(
+                w,
+                "| CPU of gazette send-now | {:.2} s in all, {:.3} s per 1 000 messages | |",
+                send.cost.cpu.as_secs_f64(),
+                send.cost.cpu.as_secs_f64() * 1000.0 / n.max(1) as f64
+            );
+        }
+        for (rows, cost) in &self.imports {
+            let target = if *rows == 100_000 {
+                format!("< 5 s: {}", verdict(cost.wall < Duration::from_secs(5)))
+            } else {
+                String::new()
+            };
+            let _ = writeln!(
+                w,
+                "| subscribers import of {rows} rows (fresh store) | {:.2} s, peak RSS {:.1} MiB | {target} |",
+                cost.wall.as_secs_f64(),
+                mib(cost.peak_rss_kib)
+            );
+        }
+        if let Some(r) = &self.render {
+            let _ = writeln!(
+                w,
+                "| render cost per message (MessageFactory::build, mean of {}) | {:.1} µs ({:.1} µs of it filling text and HTML); {} bytes per message | < 100 µs: {} |",
+                r.messages,
+                r.micros_per_message,
+                r.fill_micros,
+                r.message_bytes,
+                verdict(r.micros_per_message < 100.0)
+            );
+        }
+        match &self.inbox {
+            Some((messages, cost)) => {
+                let _ = writeln!(
+                    w,
+                    "| inbox --once over {messages} waiting messages | {:.2} s, peak RSS {:.1} MiB | |",
+                    cost.wall.as_secs_f64(),
+                    mib(cost.peak_rss_kib)
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    w,
+                    "| inbox --once over 1 000 waiting messages | not measured: this build has no `gazette inbox` | |"
+                );
+            }
+        }
+        out
+    }
+}
