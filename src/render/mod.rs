@@ -3,11 +3,14 @@
 //! The issue-wide part of every message is rendered once ([`RenderedIssue`]); the parts
 //! that differ per recipient (address, name, unsubscribe links) are left as slots and
 //! filled in per message ([`Personalized::fill`]), so the cost per message is a copy.
+//! Message bodies are quoted-printable, and the literal parts of an issue are encoded
+//! once too ([`Personalized::fill_quoted_printable`]).
 
 mod markdown;
 mod message;
 mod notice;
 mod personalize;
+mod quoted_printable;
 mod templates;
 
 pub use markdown::{TEXT_WIDTH, to_html, to_text, wrap};

@@ -5,6 +5,7 @@
 //! After rendering, the output is split at the markers once; filling a message is then
 //! a walk over literal text and slots.
 
+use super::quoted_printable;
 use crate::domain::{HeaderText, SubscriberEmail, TokenKey, TokenPurpose};
 use crate::settings::Newsletter;
 
@@ -98,6 +99,10 @@ pub struct Personalized {
     segments: Vec<Segment>,
     html: bool,
     literal_len: usize,
+    /// Each segment's literal text as quoted-printable (empty for slots): encoded once
+    /// here, copied per message by [`fill_quoted_printable`](Self::fill_quoted_printable).
+    encoded: Vec<Vec<u8>>,
+    encoded_len: usize,
 }
 
 impl Personalized {
@@ -134,10 +139,24 @@ impl Personalized {
                 Segment::Slot(_) => 0,
             })
             .sum();
+        let encoded: Vec<Vec<u8>> = segments
+            .iter()
+            .map(|s| match s {
+                Segment::Literal(l) => {
+                    let mut out = Vec::with_capacity(l.len() + l.len() / 8);
+                    quoted_printable::encode_piece(l, &mut out);
+                    out
+                }
+                Segment::Slot(_) => Vec::new(),
+            })
+            .collect();
+        let encoded_len = encoded.iter().map(Vec::len).sum();
         Self {
             segments,
             html,
             literal_len,
+            encoded,
+            encoded_len,
         }
     }
 
@@ -147,22 +166,48 @@ impl Personalized {
         for segment in &self.segments {
             match segment {
                 Segment::Literal(l) => out.push_str(l),
+                Segment::Slot(slot) => self.push_value(&mut out, *slot, recipient, links),
+            }
+        }
+        out
+    }
+
+    /// The output for one recipient as a quoted-printable body with CRLF line ends: what
+    /// [`fill`](Self::fill) gives, encoded, but only the slot values are encoded here.
+    pub fn fill_quoted_printable(&self, recipient: &Recipient, links: &RecipientLinks) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.encoded_len + 512);
+        let mut value = String::new();
+        for (segment, encoded) in self.segments.iter().zip(&self.encoded) {
+            match segment {
+                Segment::Literal(_) => out.extend_from_slice(encoded),
                 Segment::Slot(slot) => {
-                    let value = match slot {
-                        Slot::Email => recipient.email.as_str(),
-                        Slot::Name => recipient.name.as_ref().map_or("", HeaderText::as_str),
-                        Slot::UnsubscribeUrl => &links.unsubscribe_url,
-                        Slot::UnsubscribeMailto => &links.unsubscribe_mailto,
-                    };
-                    if self.html {
-                        push_html_escaped(&mut out, value);
-                    } else {
-                        out.push_str(value);
-                    }
+                    value.clear();
+                    self.push_value(&mut value, *slot, recipient, links);
+                    quoted_printable::encode_piece(&value, &mut out);
                 }
             }
         }
         out
+    }
+
+    fn push_value(
+        &self,
+        out: &mut String,
+        slot: Slot,
+        recipient: &Recipient,
+        links: &RecipientLinks,
+    ) {
+        let value = match slot {
+            Slot::Email => recipient.email.as_str(),
+            Slot::Name => recipient.name.as_ref().map_or("", HeaderText::as_str),
+            Slot::UnsubscribeUrl => &links.unsubscribe_url,
+            Slot::UnsubscribeMailto => &links.unsubscribe_mailto,
+        };
+        if self.html {
+            push_html_escaped(out, value);
+        } else {
+            out.push_str(value);
+        }
     }
 
     /// The rendered text with its slot markers, as [`parse`](Self::parse) read it: what a
@@ -262,5 +307,33 @@ mod tests {
             Personalized::parse(&text, false).without_recipient(),
             "To  at ."
         );
+    }
+
+    #[test]
+    fn quoted_printable_fill_decodes_to_the_plain_fill() {
+        let text = format!(
+            "Dear {},\n{}\nLeave: <a href=\"{}\">unsubscribe</a> \n{}",
+            Slot::Name.marker(),
+            "A long line – with a dash = and more words ".repeat(5),
+            Slot::UnsubscribeUrl.marker(),
+            Slot::Email.marker(),
+        );
+        let recipient = Recipient {
+            id: 1,
+            email: SubscriberEmail::parse("zoe@example.org").unwrap(),
+            name: Some(HeaderText::parse("Zoë <O'Brien>").unwrap()),
+        };
+        let links = RecipientLinks {
+            token: "t".into(),
+            unsubscribe_url: "https://example.org/unsubscribe/abc?x=1&y=2".into(),
+            unsubscribe_mailto: "m".into(),
+        };
+        for html in [true, false] {
+            let p = Personalized::parse(&text, html);
+            assert_eq!(
+                super::quoted_printable::decode(&p.fill_quoted_printable(&recipient, &links)),
+                p.fill(&recipient, &links),
+            );
+        }
     }
 }

@@ -54,6 +54,9 @@ const LEASE: &str = "delivery";
 /// holder never loses it mid-batch. A holder whose process is gone from this host is
 /// taken over at once; one on another host after this long.
 const LEASE_TTL: chrono::Duration = chrono::Duration::minutes(10);
+/// How often a holder writes its lease again while it works. Far inside `LEASE_TTL`, and
+/// not once per batch: each renewal is a write transaction with its own fsync.
+const LEASE_RENEWAL: chrono::Duration = chrono::Duration::minutes(1);
 /// How often a worker on standby asks for the lease again.
 const STANDBY_RETRY: chrono::Duration = chrono::Duration::seconds(5);
 
@@ -190,6 +193,8 @@ pub struct DeliveryWorker<T: Transport> {
     batch_size: u32,
     issues: HashMap<IssueId, Arc<FrozenIssue>>,
     holder: String,
+    /// When this worker last took or renewed the lease (None: it does not hold it).
+    lease_renewed_at: Option<DateTime<Utc>>,
 }
 
 impl<T: Transport> DeliveryWorker<T> {
@@ -212,6 +217,7 @@ impl<T: Transport> DeliveryWorker<T> {
             batch_size,
             issues: HashMap::new(),
             holder: holder_name(),
+            lease_renewed_at: None,
         }
     }
 
@@ -369,12 +375,22 @@ impl<T: Transport> DeliveryWorker<T> {
     }
 
     /// Takes or renews the delivery lease. `Some(holder)` when another live worker has it.
-    async fn hold_lease(&self, now: DateTime<Utc>) -> Result<Option<String>, WorkerError> {
+    async fn hold_lease(&mut self, now: DateTime<Utc>) -> Result<Option<String>, WorkerError> {
+        // Renewed a moment ago: still ours, since nobody takes an unexpired lease from a
+        // live holder.
+        if let Some(at) = self.lease_renewed_at
+            && now >= at
+            && now - at < LEASE_RENEWAL
+        {
+            return Ok(None);
+        }
+        self.lease_renewed_at = None;
         if self
             .store
             .acquire_lease(LEASE, &self.holder, now, now + LEASE_TTL)
             .await?
         {
+            self.lease_renewed_at = Some(now);
             return Ok(None);
         }
         let Some(holder) = self.store.lease_holder(LEASE).await? else {
@@ -387,13 +403,15 @@ impl<T: Transport> DeliveryWorker<T> {
                 .await?
         {
             tracing::warn!(previous = %holder, "took over the delivery lease from a process that is gone");
+            self.lease_renewed_at = Some(now);
             return Ok(None);
         }
         Ok(Some(holder))
     }
 
     /// Gives the delivery lease up (when stopping, or when nothing is left to do).
-    pub async fn release_lease(&self) -> Result<(), WorkerError> {
+    pub async fn release_lease(&mut self) -> Result<(), WorkerError> {
+        self.lease_renewed_at = None;
         Ok(self.store.release_lease(LEASE, &self.holder).await?)
     }
 

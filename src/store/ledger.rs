@@ -101,6 +101,23 @@ impl DeliveryCounts {
     }
 }
 
+/// Sent rows recorded per statement: well under SQLite's limit on bound values.
+const SENT_PER_STATEMENT: usize = 500;
+
+/// `?N, ?N+1, …`: `count` numbered placeholders from `first` (only these are ever spliced
+/// into SQL; every value is bound).
+fn placeholders(count: usize, first: usize) -> String {
+    let mut out = String::with_capacity(count * 6);
+    for i in first..first + count {
+        if i > first {
+            out.push_str(", ");
+        }
+        out.push('?');
+        out.push_str(&i.to_string());
+    }
+    out
+}
+
 impl Store {
     /// Up to `limit` rows due at `now` (queued or retrying, `next_attempt_at <= now`),
     /// oldest due first, across all issues.
@@ -161,29 +178,47 @@ impl Store {
             return Ok(());
         }
         let mut tx = self.pool.begin().await?;
+        // Sent rows, the bulk of every batch, take a few set-based statements per batch
+        // instead of two per row: each statement is a round trip to SQLite's thread.
+        let mut sent: Vec<(&IssueId, DateTime<Utc>, i64)> = results
+            .iter()
+            .filter_map(|(issue, subscriber, update)| match update {
+                DeliveryUpdate::Sent { at } => Some((issue, *at, *subscriber)),
+                _ => None,
+            })
+            .collect();
+        sent.sort_unstable();
+        for group in sent.chunk_by(|a, b| (a.0, a.1) == (b.0, b.1)) {
+            for chunk in group.chunks(SENT_PER_STATEMENT) {
+                let (issue, at, _) = chunk[0];
+                let ids = placeholders(chunk.len(), 3);
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "UPDATE deliveries SET status = 'sent', attempts = attempts + 1, \
+                     first_attempt_at = COALESCE(first_attempt_at, ?2), sent_at = ?2, \
+                     updated_at = ?2 WHERE issue_id = ?1 AND subscriber_id IN ({ids})"
+                )))
+                .bind(issue.to_string())
+                .bind(ts(at));
+                for (_, _, subscriber) in chunk {
+                    query = query.bind(subscriber);
+                }
+                query.execute(&mut *tx).await?;
+                // A delivery that went through clears earlier permanent failures.
+                let ids = placeholders(chunk.len(), 1);
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "UPDATE subscribers SET bounce_count = 0 \
+                     WHERE bounce_count > 0 AND id IN ({ids})"
+                )));
+                for (_, _, subscriber) in chunk {
+                    query = query.bind(subscriber);
+                }
+                query.execute(&mut *tx).await?;
+            }
+        }
         for (issue, subscriber, update) in results {
             let issue = issue.to_string();
             match update {
-                DeliveryUpdate::Sent { at } => {
-                    sqlx::query(
-                        "UPDATE deliveries SET status = 'sent', attempts = attempts + 1, \
-                         first_attempt_at = COALESCE(first_attempt_at, ?3), sent_at = ?3, \
-                         updated_at = ?3 WHERE issue_id = ?1 AND subscriber_id = ?2",
-                    )
-                    .bind(&issue)
-                    .bind(subscriber)
-                    .bind(ts(*at))
-                    .execute(&mut *tx)
-                    .await?;
-                    // A delivery that went through clears earlier permanent failures.
-                    sqlx::query(
-                        "UPDATE subscribers SET bounce_count = 0 \
-                         WHERE id = ?1 AND bounce_count > 0",
-                    )
-                    .bind(subscriber)
-                    .execute(&mut *tx)
-                    .await?;
-                }
+                DeliveryUpdate::Sent { .. } => {}
                 DeliveryUpdate::Retrying {
                     at,
                     next,
