@@ -623,7 +623,7 @@ impl Report {
             );
             let _ = writeln!(
                 w,
-                "| smtp-source ceiling (same N, C, size; better of {} runs: {}) | {ceiling_rate:.0} messages/s | |",
+                "| smtp-source ceiling (same N, C, size; best of {} run(s): {}) | {ceiling_rate:.0} messages/s | |",
                 self.ceiling.len(),
                 self.ceiling
                     .iter()
