@@ -9,6 +9,9 @@
 //! - [`settings`]: `config/gazette.toml` plus `GAZETTE__…` overrides, checked.
 //! - [`compose`]: reads the sections folder into an [`compose::Issue`].
 //! - [`render`]: tera templates to HTML and text, then one message per recipient.
+//! - [`store`]: subscribers, frozen issues and the delivery ledger (all SQL lives here).
+//! - [`send`]: the delivery engine: transports (file, SMTP, a test double) and the worker
+//!   that drains the ledger with the retry policy.
 //! - [`inbox`]: reads the newsletter's mailbox; unsubscribes, counts bounces, answers.
 //! - [`app`]: wiring; the only module that knows the whole pipeline, with `main.rs`
 //!   as a thin shell around it.
@@ -18,4 +21,6 @@ pub mod compose;
 pub mod domain;
 pub mod inbox;
 pub mod render;
+pub mod send;
 pub mod settings;
+pub mod store;

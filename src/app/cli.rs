@@ -1,6 +1,7 @@
 //! Command-line arguments.
 
 use crate::domain::IssueId;
+use crate::store::SubscriberStatus;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -41,4 +42,46 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
+    /// Add, remove, list, import and export subscribers.
+    Subscribers {
+        #[command(subcommand)]
+        command: SubscribersCommand,
+    },
+    /// Compose, freeze and send one issue now; sending it again sends nothing new.
+    SendNow {
+        /// Issue date (default: today in `[schedule] timezone`).
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        date: Option<IssueId>,
+        /// Report what would happen and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Show the last issue's delivery progress.
+    Status,
+}
+
+/// `gazette subscribers …`.
+#[derive(Debug, Subcommand)]
+pub enum SubscribersCommand {
+    /// Add an active subscriber (consent source "cli").
+    Add {
+        email: String,
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Unsubscribe an address (it stays on the suppression list).
+    Remove { email: String },
+    /// Write subscribers as CSV (email,name,status,…) to stdout.
+    List {
+        /// Only subscribers with this status (pending, active, unsubscribed, bounced).
+        #[arg(long, value_name = "STATUS")]
+        status: Option<SubscriberStatus>,
+    },
+    /// Import a CSV file with an `email` column and an optional `name` column.
+    Import {
+        #[arg(value_name = "FILE.csv")]
+        file: PathBuf,
+    },
+    /// Write every subscriber as CSV to stdout.
+    Export,
 }

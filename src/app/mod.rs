@@ -5,13 +5,16 @@
 
 mod cli;
 mod content;
+pub mod delivery;
+pub mod subscribers;
 
-pub use cli::{Cli, Command};
+pub use cli::{Cli, Command, SubscribersCommand};
 
 use crate::compose::ComposeOptions;
 use crate::domain::{IssueId, TokenKey};
 use crate::render::Renderer;
 use crate::settings::Settings;
+use crate::store::Store;
 use anyhow::Context as _;
 use std::process::ExitCode;
 
@@ -63,6 +66,13 @@ impl Context {
         }
     }
 
+    /// Opens the store `[store] url` names (creating it if missing).
+    pub async fn open_store(&self) -> anyhow::Result<Store> {
+        Store::open(&self.settings.store.url)
+            .await
+            .with_context(|| format!("opening the store {}", self.settings.store.url))
+    }
+
     /// The id of the next scheduled issue after `now`.
     pub fn next_issue_id(&self, now: chrono::DateTime<chrono::Utc>) -> IssueId {
         let tz = self.settings.schedule.timezone;
@@ -88,5 +98,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             date,
             out,
         } => content::preview(&ctx, sections.as_deref(), date, &out),
+        Command::Subscribers { command } => subscribers::run(&ctx, command).await,
+        Command::SendNow { date, dry_run } => delivery::send_now(&ctx, date, dry_run).await,
+        Command::Status => delivery::status(&ctx).await,
     }
 }

@@ -3,12 +3,14 @@
 //! Each type has a private field and a `parse` constructor, so a value that exists
 //! has already been checked.
 
+mod clock;
 mod email;
 mod header_text;
 mod issue_id;
 mod send_schedule;
 mod token;
 
+pub use clock::{Clock, SystemClock};
 pub use email::{EmailError, SubscriberEmail};
 pub use header_text::{HeaderText, HeaderTextError};
 pub use issue_id::{IssueId, IssueIdError};

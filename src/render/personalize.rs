@@ -165,6 +165,24 @@ impl Personalized {
         out
     }
 
+    /// The rendered text with its slot markers, as [`parse`](Self::parse) read it: what a
+    /// store keeps so that `Personalized::parse(&p.marked(), p.is_html())` gives `p` back.
+    pub fn marked(&self) -> String {
+        let mut out = String::with_capacity(self.literal_len + 32 * self.segments.len());
+        for segment in &self.segments {
+            match segment {
+                Segment::Literal(l) => out.push_str(l),
+                Segment::Slot(slot) => out.push_str(&slot.marker()),
+            }
+        }
+        out
+    }
+
+    /// Whether slot values are HTML-escaped when filled.
+    pub fn is_html(&self) -> bool {
+        self.html
+    }
+
     /// The output with every slot left empty: the archive's copy of an issue.
     pub fn without_recipient(&self) -> String {
         self.segments
@@ -206,6 +224,18 @@ fn push_html_escaped(out: &mut String, value: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn marked_text_parses_back_to_the_same_value() {
+        let text = format!(
+            "Hi {}, bye <{}>",
+            Slot::Name.marker(),
+            Slot::UnsubscribeUrl.marker()
+        );
+        let p = Personalized::parse(&text, true);
+        assert_eq!(p.marked(), text);
+        assert_eq!(Personalized::parse(&p.marked(), p.is_html()), p);
+    }
 
     #[test]
     fn fills_slots_escaping_in_html_only() {

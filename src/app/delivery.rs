@@ -1,0 +1,306 @@
+//! `gazette send-now` and `gazette status`, and the steps the daemon shares with them:
+//! freeze an issue with its audience, build the worker, deliver what is due.
+
+use super::Context;
+use crate::compose::{self, Issue};
+use crate::domain::{Clock, IssueId, SystemClock};
+use crate::send::{
+    BatchReport, ConfiguredTransport, DeliveryWorker, MessageFactory, RetryPolicy, dkim_config,
+};
+use crate::store::{DeliveryCounts, FreezeOutcome, FrozenIssue, Store, SubscriberStatus};
+use anyhow::{Context as _, bail};
+use chrono::{DateTime, Utc};
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+/// Renders `issue`, freezes it (rendered parts and source files) and snapshots every
+/// active subscriber into the ledger, in one transaction. An issue frozen before is
+/// returned as it was stored, and nobody new is queued: a slot is sent once.
+pub async fn freeze_and_snapshot(
+    ctx: &Context,
+    store: &Store,
+    issue: &Issue,
+    now: DateTime<Utc>,
+) -> anyhow::Result<(FrozenIssue, FreezeOutcome)> {
+    if let Some(frozen) = store.issue(issue.id).await? {
+        let outcome = FreezeOutcome {
+            newly_frozen: false,
+            queued: 0,
+        };
+        return Ok((frozen, outcome));
+    }
+    let rendered = ctx
+        .renderer
+        .render_issue(&ctx.settings.newsletter, issue)
+        .context("rendering the issue")?;
+    let sources = issue
+        .sources
+        .iter()
+        .map(|s| (s.name(), s.text.clone()))
+        .collect();
+    let frozen = FrozenIssue::new(issue.id, &rendered, sources, now);
+    let outcome = store.freeze_and_snapshot(&frozen, now).await?;
+    if !outcome.newly_frozen {
+        // Another process froze it between our look and our write: use theirs.
+        let theirs = store
+            .issue(issue.id)
+            .await?
+            .context("the issue vanished from the store")?;
+        return Ok((theirs, outcome));
+    }
+    Ok((frozen, outcome))
+}
+
+/// The delivery worker for `ctx`'s settings: transport, DKIM, retry policy, rate.
+pub fn delivery_worker(
+    ctx: &Context,
+    store: Store,
+) -> anyhow::Result<DeliveryWorker<ConfiguredTransport>> {
+    let settings = &ctx.settings;
+    let dkim = settings
+        .dkim
+        .as_ref()
+        .map(dkim_config)
+        .transpose()
+        .context("loading the DKIM key")?;
+    let messages = MessageFactory::new(settings.newsletter.clone(), ctx.tokens.clone(), dkim);
+    let transport = ConfiguredTransport::from_settings(settings);
+    let rate = match settings.transport.kind {
+        crate::settings::TransportKind::Smtp => settings.smtp.rate_per_second,
+        crate::settings::TransportKind::File => 0,
+    };
+    Ok(DeliveryWorker::new(
+        store,
+        transport,
+        messages,
+        RetryPolicy::from(&settings.delivery),
+        rate,
+    ))
+}
+
+/// Delivers every row due now, with a progress bar on a terminal and log lines
+/// otherwise. Returns the totals.
+pub async fn deliver_due_now(
+    worker: &mut DeliveryWorker<ConfiguredTransport>,
+    pending: u64,
+    clock: &dyn Clock,
+) -> anyhow::Result<BatchReport> {
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new(pending);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} {msg} [{elapsed_precise}, {per_sec}]",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    });
+    let mut so_far = BatchReport::default();
+    let started = std::time::Instant::now();
+    let result = worker
+        .deliver_due(clock, |batch| {
+            so_far.sent += batch.sent;
+            so_far.retrying += batch.retrying;
+            so_far.failed += batch.failed;
+            so_far.skipped += batch.skipped;
+            let done = so_far.total();
+            let message = format!(
+                "sent {} retrying {} failed {} skipped {} remaining {}",
+                so_far.sent,
+                so_far.retrying,
+                so_far.failed,
+                so_far.skipped,
+                pending.saturating_sub(done)
+            );
+            match &bar {
+                Some(bar) => {
+                    bar.set_position(done);
+                    bar.set_message(message);
+                }
+                None => {
+                    let rate = done as f64 / started.elapsed().as_secs_f64().max(0.001);
+                    tracing::info!(
+                        sent = so_far.sent,
+                        retrying = so_far.retrying,
+                        failed = so_far.failed,
+                        skipped = so_far.skipped,
+                        remaining = pending.saturating_sub(done),
+                        per_second = format!("{rate:.0}"),
+                        "delivery progress"
+                    );
+                }
+            }
+        })
+        .await;
+    if let Some(bar) = bar {
+        bar.finish();
+    }
+    worker.transport().close().await;
+    Ok(result?)
+}
+
+fn print_counts(issue: IssueId, counts: &DeliveryCounts) {
+    println!(
+        "Issue {issue}: {} queued, {} sent, {} retrying, {} failed, {} skipped ({} in all)",
+        counts.queued,
+        counts.sent,
+        counts.retrying,
+        counts.failed,
+        counts.skipped,
+        counts.total()
+    );
+}
+
+/// Today's date in the schedule's time zone: the id `send-now` uses by default.
+fn today(ctx: &Context, now: DateTime<Utc>) -> IssueId {
+    IssueId::new(
+        now.with_timezone(&ctx.settings.schedule.timezone)
+            .date_naive(),
+    )
+}
+
+fn compose_now(ctx: &Context, id: IssueId) -> anyhow::Result<Issue> {
+    let issue = compose::compose(
+        &ctx.settings.content.sections_dir,
+        id,
+        &ctx.compose_options(),
+        std::time::SystemTime::now(),
+    )?;
+    for d in &issue.diagnostics {
+        eprintln!("{d}");
+    }
+    if !issue.is_sendable() {
+        bail!(
+            "issue {id} has {} error(s) and is not sent (see above; `gazette check` shows more)",
+            issue.errors().count()
+        );
+    }
+    Ok(issue)
+}
+
+/// `gazette send-now`.
+pub async fn send_now(
+    ctx: &Context,
+    date: Option<IssueId>,
+    dry_run: bool,
+) -> anyhow::Result<ExitCode> {
+    let clock = SystemClock;
+    let now = clock.now();
+    let id = date.unwrap_or_else(|| today(ctx, now));
+    let transport = ConfiguredTransport::from_settings(&ctx.settings).describe(&ctx.settings);
+    if dry_run {
+        return dry_run_report(ctx, id, &transport).await;
+    }
+    let store = ctx.open_store().await?;
+    let frozen = match store.issue(id).await? {
+        Some(frozen) => {
+            println!(
+                "Issue {id} was frozen at {}; resuming its delivery.",
+                frozen.frozen_at
+            );
+            frozen
+        }
+        None => {
+            let issue = compose_now(ctx, id)?;
+            let (frozen, outcome) = freeze_and_snapshot(ctx, &store, &issue, now).await?;
+            println!(
+                "Froze issue {id} \"{}\" with {} section(s); {} subscriber(s) queued.",
+                frozen.rendered.subject,
+                issue.sections.len(),
+                outcome.queued
+            );
+            frozen
+        }
+    };
+    let pending = store.delivery_counts(frozen.id).await?.pending();
+    println!("Sending through {transport}.");
+    let mut worker = delivery_worker(ctx, store.clone())?;
+    let totals = deliver_due_now(&mut worker, pending, &clock).await?;
+    let counts = store.delivery_counts(id).await?;
+    println!(
+        "This run: {} sent, {} retrying, {} failed, {} skipped.",
+        totals.sent, totals.retrying, totals.failed, totals.skipped
+    );
+    print_counts(id, &counts);
+    if counts.retrying > 0
+        && let Some(next) = store.next_due_at().await?
+    {
+        println!("Next retry due at {next}; `gazette serve` (or send-now again) resumes.");
+    }
+    store.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn dry_run_report(ctx: &Context, id: IssueId, transport: &str) -> anyhow::Result<ExitCode> {
+    let store = if Store::exists(&ctx.settings.store.url)? {
+        Some(ctx.open_store().await?)
+    } else {
+        None
+    };
+    let frozen = match &store {
+        Some(store) => store.issue(id).await?,
+        None => None,
+    };
+    match frozen {
+        Some(frozen) => {
+            let counts = store
+                .as_ref()
+                .expect("an issue came from the store")
+                .delivery_counts(id)
+                .await?;
+            println!(
+                "Dry run: issue {id} \"{}\" is frozen already; {} row(s) would be sent through {transport}.",
+                frozen.rendered.subject,
+                counts.pending()
+            );
+            print_counts(id, &counts);
+        }
+        None => {
+            let issue = compose_now(ctx, id)?;
+            let rendered = ctx
+                .renderer
+                .render_issue(&ctx.settings.newsletter, &issue)
+                .context("rendering the issue")?;
+            let audience = match &store {
+                Some(store) => store.count_subscribers(SubscriberStatus::Active).await?,
+                None => 0,
+            };
+            println!(
+                "Dry run: would freeze issue {id} \"{}\" ({} section(s)) and send it to {audience} active subscriber(s) through {transport}.",
+                rendered.subject,
+                issue.sections.len()
+            );
+        }
+    }
+    println!("Nothing was changed.");
+    if let Some(store) = store {
+        store.close().await;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `gazette status`: the last issue's ledger.
+pub async fn status(ctx: &Context) -> anyhow::Result<ExitCode> {
+    if !Store::exists(&ctx.settings.store.url)? {
+        println!(
+            "No issue has been sent yet (no store at {}).",
+            ctx.settings.store.url
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let store = ctx.open_store().await?;
+    match store.latest_issue().await? {
+        None => println!("No issue has been sent yet."),
+        Some(id) => {
+            let counts = store.delivery_counts(id).await?;
+            print_counts(id, &counts);
+            if counts.pending() > 0
+                && let Some(next) = store.next_due_at().await?
+            {
+                println!("Next attempt due at {next}.");
+            }
+        }
+    }
+    store.close().await;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,56 @@
+//! The transport `[transport] kind` names, as one type the worker can hold.
+
+use super::{FileTransport, OutgoingMessage, SendError, SmtpTransport, Transport};
+use crate::settings::{Settings, TransportKind};
+
+/// The file or SMTP transport, chosen by settings.
+#[derive(Debug)]
+pub enum ConfiguredTransport {
+    File(FileTransport),
+    Smtp(SmtpTransport),
+}
+
+impl ConfiguredTransport {
+    /// The transport `[transport]` (and `[smtp]`) describe. EHLO names our Message-ID
+    /// domain.
+    pub fn from_settings(settings: &Settings) -> Self {
+        match settings.transport.kind {
+            TransportKind::File => Self::File(FileTransport::new(&settings.transport.outbox_dir)),
+            TransportKind::Smtp => Self::Smtp(SmtpTransport::new(
+                &settings.smtp,
+                &settings.newsletter.message_id_domain,
+            )),
+        }
+    }
+
+    /// Where messages go, for reports.
+    pub fn describe(&self, settings: &Settings) -> String {
+        match self {
+            Self::File(_) => format!("files in {}", settings.transport.outbox_dir.display()),
+            Self::Smtp(_) => format!("SMTP {}:{}", settings.smtp.host, settings.smtp.port),
+        }
+    }
+
+    /// Closes idle connections (SMTP); nothing for files.
+    pub async fn close(&self) {
+        if let Self::Smtp(smtp) = self {
+            smtp.close().await;
+        }
+    }
+}
+
+impl Transport for ConfiguredTransport {
+    async fn send(&self, message: &OutgoingMessage) -> Result<(), SendError> {
+        match self {
+            Self::File(t) => t.send(message).await,
+            Self::Smtp(t) => t.send(message).await,
+        }
+    }
+
+    fn concurrency(&self) -> usize {
+        match self {
+            Self::File(t) => t.concurrency(),
+            Self::Smtp(t) => t.concurrency(),
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! From a frozen issue and a ledger row to the bytes of one message, DKIM-signed if
+//! configured.
+
+use super::OutgoingMessage;
+use crate::domain::TokenKey;
+use crate::render::{self, MessageOptions, Recipient, RecipientLinks};
+use crate::settings::{Dkim, Newsletter};
+use crate::store::{DueDelivery, FrozenIssue};
+use lettre::address::Envelope;
+use lettre::message::dkim::{
+    DkimCanonicalization, DkimCanonicalizationType, DkimConfig, DkimSigningAlgorithm,
+    DkimSigningKey,
+};
+use lettre::message::header::HeaderName;
+
+/// Why a message could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum MessageError {
+    #[error(transparent)]
+    Build(#[from] render::MessageError),
+    #[error("settings key `dkim.private_key_file`: not a PKCS#1 RSA key in PEM form ({0})")]
+    DkimKey(String),
+    #[error("cannot make the envelope for {0}")]
+    Envelope(String),
+}
+
+/// The headers a DKIM signature covers: RFC 8058 wants List-Unsubscribe and
+/// List-Unsubscribe-Post signed, which lettre's default list leaves out.
+pub const DKIM_HEADERS: [&str; 7] = [
+    "From",
+    "To",
+    "Subject",
+    "Date",
+    "Message-ID",
+    "List-Unsubscribe",
+    "List-Unsubscribe-Post",
+];
+
+/// Builds DKIM settings from `[dkim]`.
+pub fn dkim_config(dkim: &Dkim) -> Result<DkimConfig, MessageError> {
+    let key = DkimSigningKey::new(dkim.private_key.expose(), DkimSigningAlgorithm::Rsa)
+        .map_err(|e| MessageError::DkimKey(e.to_string()))?;
+    Ok(DkimConfig::new(
+        dkim.selector.clone(),
+        dkim.domain.clone(),
+        key,
+        DKIM_HEADERS
+            .iter()
+            .map(|h| HeaderName::new_from_ascii_str(h))
+            .collect(),
+        DkimCanonicalization {
+            header: DkimCanonicalizationType::Relaxed,
+            body: DkimCanonicalizationType::Relaxed,
+        },
+    ))
+}
+
+/// Makes each recipient's message: the newsletter's headers, the token key, DKIM.
+#[derive(Debug)]
+pub struct MessageFactory {
+    newsletter: Newsletter,
+    tokens: TokenKey,
+    dkim: Option<DkimConfig>,
+}
+
+impl MessageFactory {
+    /// A factory for `newsletter`, signing tokens with `tokens` and messages with `dkim`.
+    pub fn new(newsletter: Newsletter, tokens: TokenKey, dkim: Option<DkimConfig>) -> Self {
+        Self {
+            newsletter,
+            tokens,
+            dkim,
+        }
+    }
+
+    /// The message of `issue` for one ledger row. The same row always gives the same
+    /// message (same Message-ID and Date), so a resend after a crash is a true duplicate
+    /// that receiving systems can recognise.
+    ///
+    /// The envelope sender is the polled mailbox (`reply_to`), so bounces reach the
+    /// inbox worker.
+    pub fn build(
+        &self,
+        issue: &FrozenIssue,
+        row: &DueDelivery,
+    ) -> Result<OutgoingMessage, MessageError> {
+        let recipient = Recipient {
+            id: row.subscriber_id,
+            email: row.email.clone(),
+            name: row.name.clone(),
+        };
+        let links = RecipientLinks::new(&self.newsletter, &self.tokens, row.subscriber_id);
+        let mut message = render::build_message(
+            MessageOptions {
+                newsletter: &self.newsletter,
+                issue: issue.id,
+                date: issue.message_date,
+            },
+            &issue.rendered,
+            &recipient,
+            &links,
+        )?;
+        if let Some(dkim) = &self.dkim {
+            message.sign(dkim);
+        }
+        let to = row
+            .email
+            .as_str()
+            .parse()
+            .map_err(|_| MessageError::Envelope(row.email.to_string()))?;
+        let envelope = Envelope::new(Some(self.newsletter.reply_to.email.clone()), vec![to])
+            .map_err(|_| MessageError::Envelope(row.email.to_string()))?;
+        Ok(OutgoingMessage {
+            issue: issue.id,
+            subscriber_id: row.subscriber_id,
+            envelope,
+            bytes: message.formatted(),
+        })
+    }
+}

@@ -1,0 +1,27 @@
+//! Send: the delivery engine, from the ledger to the recipients' servers.
+//!
+//! - [`Transport`] is the boundary: one required method, errors that say whether a
+//!   failure is transient, permanent, throttling or a dropped connection. Beside it:
+//!   [`FileTransport`] (`.eml` files, the default), [`SmtpTransport`] (lettre over our own
+//!   TCP_NODELAY sockets, a pool, TLS, AUTH, timeouts) and [`StubTransport`] (tests).
+//! - [`MessageFactory`] makes each recipient's message from a frozen issue.
+//! - [`RetryPolicy`] decides what a result means for a ledger row.
+//! - [`DeliveryWorker`] drives it: `try_once(now) -> Outcome` and `run_until_stopped`.
+
+mod configured;
+mod file;
+mod message;
+mod policy;
+mod smtp;
+mod stub;
+mod transport;
+mod worker;
+
+pub use configured::ConfiguredTransport;
+pub use file::FileTransport;
+pub use message::{DKIM_HEADERS, MessageError, MessageFactory, dkim_config};
+pub use policy::RetryPolicy;
+pub use smtp::SmtpTransport;
+pub use stub::StubTransport;
+pub use transport::{OutgoingMessage, SendError, Transport};
+pub use worker::{BatchReport, DeliveryWorker, Outcome, WorkerError};

@@ -1,0 +1,164 @@
+//! Frozen issues: rendered once, stored with their source files, never changed again.
+
+use super::{Store, StoreError, from_ts, ts};
+use crate::domain::{HeaderText, IssueId};
+use crate::render::{Personalized, RenderedIssue};
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+
+/// An issue as it goes out: what is needed to build every message again, identically.
+#[derive(Debug, Clone)]
+pub struct FrozenIssue {
+    pub id: IssueId,
+    /// Subject, HTML and text, with per-recipient slots.
+    pub rendered: RenderedIssue,
+    /// The `Date` header of every message of the issue, so a resend is the same message.
+    pub message_date: DateTime<Utc>,
+    pub frozen_at: DateTime<Utc>,
+    /// The section files it was composed from: (file name, content).
+    pub sources: Vec<(String, String)>,
+}
+
+impl FrozenIssue {
+    /// Freezes a rendered issue.
+    pub fn new(
+        id: IssueId,
+        rendered: &RenderedIssue,
+        sources: Vec<(String, String)>,
+        now: DateTime<Utc>,
+    ) -> Self {
+        // Whole seconds: what the database keeps, so a reloaded issue equals this one.
+        let now = from_ts(ts(now));
+        Self {
+            id,
+            rendered: rendered.clone(),
+            message_date: now,
+            frozen_at: now,
+            sources,
+        }
+    }
+}
+
+/// What freezing did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FreezeOutcome {
+    /// False when the issue had been frozen before: nothing was written.
+    pub newly_frozen: bool,
+    /// Ledger rows written by the audience snapshot (0 when not newly frozen).
+    pub queued: u64,
+}
+
+impl Store {
+    /// Stores `issue` and snapshots the audience (every active subscriber, as of now)
+    /// into the ledger, both in one transaction, so there is never an issue without its
+    /// audience. An issue frozen before is left exactly as it was: freezing twice
+    /// changes nothing and queues nobody new.
+    pub async fn freeze_and_snapshot(
+        &self,
+        issue: &FrozenIssue,
+        now: DateTime<Utc>,
+    ) -> Result<FreezeOutcome, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let id = issue.id.to_string();
+        let inserted = sqlx::query(
+            "INSERT INTO issues (id, subject, html_template, text_template, message_date, \
+             frozen_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&id)
+        .bind(issue.rendered.subject.as_str())
+        .bind(issue.rendered.html.marked())
+        .bind(issue.rendered.text.marked())
+        .bind(ts(issue.message_date))
+        .bind(ts(issue.frozen_at))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !inserted {
+            tx.rollback().await?;
+            return Ok(FreezeOutcome {
+                newly_frozen: false,
+                queued: 0,
+            });
+        }
+        for (name, content) in &issue.sources {
+            sqlx::query(
+                "INSERT INTO issue_sources (issue_id, file_name, content) VALUES (?1, ?2, ?3)",
+            )
+            .bind(&id)
+            .bind(name)
+            .bind(content)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let queued = sqlx::query(
+            "INSERT INTO deliveries (issue_id, subscriber_id, status, attempts, \
+             next_attempt_at, updated_at) \
+             SELECT ?1, id, 'queued', 0, ?2, ?2 FROM subscribers WHERE status = 'active'",
+        )
+        .bind(&id)
+        .bind(ts(now))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(FreezeOutcome {
+            newly_frozen: true,
+            queued,
+        })
+    }
+
+    /// The frozen issue `id`, if there is one.
+    pub async fn issue(&self, id: IssueId) -> Result<Option<FrozenIssue>, StoreError> {
+        let key = id.to_string();
+        let Some(row) = sqlx::query(
+            "SELECT subject, html_template, text_template, message_date, frozen_at \
+             FROM issues WHERE id = ?1",
+        )
+        .bind(&key)
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let subject: String = row.try_get("subject")?;
+        let sources = sqlx::query(
+            "SELECT file_name, content FROM issue_sources WHERE issue_id = ?1 ORDER BY file_name",
+        )
+        .bind(&key)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get("file_name")?, r.try_get("content")?)))
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        Ok(Some(FrozenIssue {
+            id,
+            rendered: RenderedIssue {
+                subject: HeaderText::parse(&subject).map_err(|_| StoreError::Corrupt {
+                    what: "issue subject",
+                    value: subject.clone(),
+                })?,
+                html: Personalized::parse(row.try_get("html_template")?, true),
+                text: Personalized::parse(row.try_get("text_template")?, false),
+            },
+            message_date: from_ts(row.try_get("message_date")?),
+            frozen_at: from_ts(row.try_get("frozen_at")?),
+            sources,
+        }))
+    }
+
+    /// The most recently frozen issue's id.
+    pub async fn latest_issue(&self) -> Result<Option<IssueId>, StoreError> {
+        let id: Option<String> =
+            sqlx::query_scalar("SELECT id FROM issues ORDER BY frozen_at DESC, id DESC LIMIT 1")
+                .fetch_optional(&self.pool)
+                .await?;
+        id.map(|raw| {
+            IssueId::parse(&raw).map_err(|_| StoreError::Corrupt {
+                what: "issue id",
+                value: raw,
+            })
+        })
+        .transpose()
+    }
+}
