@@ -58,6 +58,12 @@ pub enum Command {
     },
     /// Show the last issue's delivery progress.
     Status,
+    /// Read the newsletter's mailbox: unsubscribe, count bounces, leave the rest unread.
+    Inbox {
+        /// Process what is in the mailbox now, then exit (else run until interrupted).
+        #[arg(long)]
+        once: bool,
+    },
 }
 
 /// `gazette subscribers …`.

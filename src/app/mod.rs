@@ -6,9 +6,11 @@
 mod cli;
 mod content;
 pub mod delivery;
+mod inbox;
 pub mod subscribers;
 
 pub use cli::{Cli, Command, SubscribersCommand};
+pub use inbox::{inbox_worker, notice_transport};
 
 use crate::compose::ComposeOptions;
 use crate::domain::{IssueId, TokenKey};
@@ -101,5 +103,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Subscribers { command } => subscribers::run(&ctx, command).await,
         Command::SendNow { date, dry_run } => delivery::send_now(&ctx, date, dry_run).await,
         Command::Status => delivery::status(&ctx).await,
+        Command::Inbox { once } => inbox::run(&ctx, once).await,
     }
 }

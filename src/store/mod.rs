@@ -9,10 +9,14 @@
 //!
 //! Times are whole seconds (UTC) in the database; [`ts`] and [`from_ts`] convert.
 
+mod inbox;
 mod issues;
 mod ledger;
 mod subscribers;
 
+pub use inbox::{
+    InboxDisposition, InboxEffect, InboxEntry, InboxLimits, InboxRecorded, OwedNotice,
+};
 pub use issues::{FreezeOutcome, FrozenIssue};
 pub use ledger::{DeliveryCounts, DeliveryStatus, DeliveryUpdate, DueDelivery};
 pub use subscribers::{

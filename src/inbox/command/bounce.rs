@@ -58,3 +58,24 @@ impl Bounce {
         self.recipients.iter().any(|r| r.permanent)
     }
 }
+
+impl Bounce {
+    /// The subscriber `recipient` is: the one our returned Message-ID names when the
+    /// report is about a single recipient, else the one with the `Final-Recipient` address.
+    pub async fn subscriber(
+        &self,
+        recipient: &BouncedRecipient,
+        store: &crate::store::Store,
+    ) -> Result<Option<i64>, crate::store::StoreError> {
+        if self.recipients.len() == 1
+            && let Some(id) = self.token_subscriber
+            && store.subscriber(id).await?.is_some()
+        {
+            return Ok(Some(id));
+        }
+        match &recipient.address {
+            Some(email) => Ok(store.subscriber_by_email(email).await?.map(|s| s.id)),
+            None => Ok(None),
+        }
+    }
+}

@@ -75,3 +75,61 @@ impl Command {
         }
     }
 }
+
+use crate::store::{InboxDisposition, InboxEffect, InboxEntry, Store, StoreError};
+
+impl Command {
+    /// Carries the command out as far as the store is concerned: finds the subscriber it
+    /// is about and says what to record. The worker records a batch of these in one
+    /// transaction (see [`Store::record_inbox`]) before it files the messages, so the
+    /// effect and the record of the message are on disk together.
+    pub async fn apply(&self, message: &Incoming, store: &Store) -> Result<InboxEntry, StoreError> {
+        let mut entry = InboxEntry {
+            key: message.key.clone(),
+            command: self.name(),
+            disposition: InboxDisposition::Processed,
+            effects: Vec::new(),
+            detail: None,
+        };
+        match self {
+            Command::Unsubscribe(request) => match request.subscriber(store).await? {
+                Some(subscriber_id) => {
+                    entry
+                        .effects
+                        .push(InboxEffect::Unsubscribe { subscriber_id });
+                    entry.detail =
+                        Some(format!("requested in the {:?}", request.via).to_lowercase());
+                }
+                None => {
+                    // A request we cannot tie to anyone: a person may recognise the sender.
+                    entry.disposition = InboxDisposition::ForAPerson;
+                    entry.detail = Some("no subscriber matches the sender or a token".into());
+                }
+            },
+            Command::Bounce(report) => {
+                let mut statuses = Vec::new();
+                for recipient in &report.recipients {
+                    statuses.push(format!(
+                        "{} {:?} {}",
+                        recipient.address.as_ref().map_or("?", |a| a.as_str()),
+                        recipient.action,
+                        recipient.status.map(|s| s.to_string()).unwrap_or_default()
+                    ));
+                    if let Some(subscriber_id) = report.subscriber(recipient, store).await? {
+                        entry.effects.push(InboxEffect::Bounce {
+                            subscriber_id,
+                            permanent: recipient.permanent,
+                        });
+                    }
+                }
+                entry.detail = Some(statuses.join("; "));
+            }
+            Command::Ignore(reason) => {
+                entry.disposition = InboxDisposition::ForAPerson;
+                entry.detail = Some(format!("{reason:?}"));
+            }
+            Command::ForAPerson => entry.disposition = InboxDisposition::ForAPerson,
+        }
+        Ok(entry)
+    }
+}

@@ -51,3 +51,22 @@ impl Unsubscribe {
         })
     }
 }
+
+impl Unsubscribe {
+    /// The subscriber this request is about: the one a genuine token names, else the one
+    /// with the sender's address.
+    pub async fn subscriber(
+        &self,
+        store: &crate::store::Store,
+    ) -> Result<Option<i64>, crate::store::StoreError> {
+        if let Some(id) = self.token_subscriber
+            && store.subscriber(id).await?.is_some()
+        {
+            return Ok(Some(id));
+        }
+        match &self.sender {
+            Some(email) => Ok(store.subscriber_by_email(email).await?.map(|s| s.id)),
+            None => Ok(None),
+        }
+    }
+}
