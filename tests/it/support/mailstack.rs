@@ -18,6 +18,10 @@
 //! [`free_port`]; nothing system-wide is changed, so tests can run in parallel, also across
 //! processes. The packages come from `.ci/install-deps`; the tests run as root.
 //!
+//! Everything here blocks (polling with `thread::sleep`). From an async test, call the
+//! waiting helpers through `tokio::task::spawn_blocking` or use a multi-threaded runtime:
+//! on a current-thread runtime a blocking wait would also stop the code under test.
+//!
 //! Set `MAILSTACK_KEEP=1` to keep the directories after a test for a post-mortem.
 #![allow(dead_code)]
 
@@ -324,10 +328,23 @@ impl MailStack {
     /// The Postfix and Dovecot logs so far, for failure messages.
     pub fn log(&self) -> String {
         let mut out = String::new();
-        for name in ["postfix.log", "dovecot.log"] {
+        // The start logs hold what `dovecot` / `postfix start` printed: usually nothing.
+        for name in [
+            "dovecot-start.log",
+            "dovecot.log",
+            "postfix-start.log",
+            "postfix.log",
+        ] {
             let path = self.root.join("log").join(name);
-            let text = std::fs::read_to_string(&path).unwrap_or_else(|e| format!("({e})\n"));
-            let _ = write!(out, "----- {} -----\n{text}", path.display());
+            match std::fs::read_to_string(&path) {
+                Ok(text) if text.is_empty() && name.ends_with("-start.log") => {}
+                Ok(text) => {
+                    let _ = write!(out, "----- {} -----\n{text}", path.display());
+                }
+                Err(e) => {
+                    let _ = writeln!(out, "----- {} ----- ({e})", path.display());
+                }
+            }
         }
         out
     }
@@ -362,7 +379,7 @@ impl MailStack {
 
         let config = format!(
             r#"# Written by tests/it/support/mailstack.rs: a private Dovecot for one test.
-instance_name = gazette-{instance}
+instance_name = {instance}
 base_dir = {root}/dovecot/run
 state_dir = {root}/dovecot/state
 log_path = {root}/log/dovecot.log
@@ -372,6 +389,18 @@ ssl = no
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 auth_verbose = yes
+# Tests try wrong passwords on purpose; that must not slow down later logins. Dovecot
+# delays failure replies (auth_failure_delay, 2 s by default) and, worse, remembers
+# failures per client IP in anvil and makes that IP wait 2, 4, 8... s before every later
+# attempt, also successful ones. All clients here are 127.0.0.1, so one failed AUTH would
+# delay every later AUTH for this stack. Without access to anvil's penalty socket the
+# auth process turns the penalty off.
+auth_failure_delay = 0
+service anvil {{
+  unix_listener anvil-auth-penalty {{
+    mode = 0
+  }}
+}}
 mail_location = maildir:~/Maildir
 mail_uid = {uid}
 mail_gid = {gid}
@@ -417,13 +446,11 @@ service auth {{
         let conf = dir.join("dovecot.conf");
         write_file(&conf, &config);
 
-        let output = run(Command::new(program("dovecot")).arg("-c").arg(&conf));
-        if !output.status.success() {
-            panic!(
-                "MailStack: dovecot did not start: {}\n{}",
-                describe(&output),
-                self.log()
-            );
+        let log = root.join("log").join("dovecot-start.log");
+        let (ok, said) =
+            run_daemon_starter(Command::new(program("dovecot")).arg("-c").arg(&conf), &log);
+        if !ok {
+            panic!("MailStack: dovecot did not start: {said}\n{}", self.log());
         }
         let pid_file = dir.join("run").join("master.pid");
         self.dovecot_pid = Some(
@@ -440,11 +467,7 @@ service auth {{
         let dir = root.join("postfix");
         let queue = root.join("postfix-queue");
         std::fs::create_dir_all(&dir).expect("create postfix dir");
-        // Postfix insists that its queue directory is root-owned and not group/other
-        // writable; `postfix start` creates the subdirectories with their owners.
-        std::fs::create_dir_all(&queue).expect("create postfix queue");
-        std::fs::set_permissions(&queue, std::fs::Permissions::from_mode(0o755))
-            .expect("chmod postfix queue");
+        create_postfix_dirs(&queue, &root.join("postfix-data"));
 
         let main_cf = format!(
             r#"# Written by tests/it/support/mailstack.rs: a private Postfix for one test.
@@ -531,25 +554,42 @@ biff = no
             smtp = self.smtp_port,
         );
         write_file(&dir.join("master.cf"), &master_cf);
+        // Postfix reads a configuration file again and again, 300 ms apart, for as long as
+        // its mtime is not at least a second in the past (a guard against half-written
+        // files): 2 s of `postfix start` doing nothing. These files are complete.
+        for file in ["main.cf", "master.cf"] {
+            backdate(&dir.join(file));
+        }
 
         // Postfix commands report problems on stderr only when it is a terminal (else to
         // syslog, which a test machine may not have), so run the start under `script` to
         // give it a pseudo-terminal and keep what it says.
         let postfix = program("postfix");
-        let output = match find_program("script") {
-            Some(script) => run(Command::new(script).args([
-                "-qec",
-                &format!("{} -c {} start", shell_quote(&postfix), shell_quote(&dir)),
-                "/dev/null",
-            ])),
-            None => run(Command::new(&postfix).arg("-c").arg(&dir).arg("start")),
+        let mut command = match find_program("script") {
+            Some(script) => {
+                let mut command = Command::new(script);
+                command.args([
+                    "-qec",
+                    &format!("{} -c {} start", shell_quote(&postfix), shell_quote(&dir)),
+                    "/dev/null",
+                ]);
+                command
+            }
+            None => {
+                let mut command = Command::new(&postfix);
+                command.arg("-c").arg(&dir).arg("start");
+                command
+            }
         };
-        if !output.status.success() {
-            panic!(
-                "MailStack: postfix did not start: {}\n{}",
-                describe(&output),
-                self.log()
-            );
+        // `postfix start` normally first runs `post-install create-missing` and a
+        // `find`-based integrity check over the whole installation: dozens of processes,
+        // 2-3 s on a busy 2-core machine. create_postfix_dirs did the part that matters
+        // for a fresh queue, and this file (as left by `postfix quick-stop`) skips the rest.
+        write_file(&queue.join("quick-start"), "");
+        let log = root.join("log").join("postfix-start.log");
+        let (ok, said) = run_daemon_starter(&mut command, &log);
+        if !ok {
+            panic!("MailStack: postfix did not start: {said}\n{}", self.log());
         }
         let pid_file = queue.join("pid").join("master.pid");
         self.postfix_pid = Some(
@@ -569,12 +609,16 @@ biff = no
     }
 
     fn stop(&mut self) {
-        // Postfix first, so it does not try to deliver into a vanishing Dovecot.
+        // Postfix first, so it does not try to deliver into a vanishing Dovecot. Its
+        // master stops its children within milliseconds of a SIGTERM.
         if let Some(pid) = self.postfix_pid.take() {
-            stop_process_group(pid);
+            stop_daemon(pid, Duration::from_secs(5));
         }
+        // Dovecot's orderly shutdown takes over a second, and nothing here needs it:
+        // delivered mail is on disk (LMTP answers only after saving) and the directory
+        // is deleted next. Kill its process group at once.
         if let Some(pid) = self.dovecot_pid.take() {
-            stop_process_group(pid);
+            stop_daemon(pid, Duration::ZERO);
         }
         remove_dir(&self.root);
     }
@@ -668,20 +712,37 @@ pub struct SinkMessage {
 /// Note that the sink records a message when it reads the final dot, *before* it applies
 /// a fault to the dot: with `-r .`, `-f .` or `-q .`, [`received`](Self::received) lists
 /// messages the client saw fail. That is what makes at-least-once checks meaningful.
+///
+/// Recording costs a file per message, which caps the sink at roughly a thousand messages
+/// a second on a small machine; for throughput benchmarks use
+/// [`start_unrecorded`](Self::start_unrecorded), which only counts.
 pub struct SmtpSink {
     child: Child,
     port: u16,
     root: PathBuf,
     dump_dir: PathBuf,
+    recorded: bool,
 }
 
 impl SmtpSink {
-    /// Starts `smtp-sink` with the extra `args` and returns once it answers SMTP.
+    /// Starts `smtp-sink` with the extra `args`, recording every message, and returns
+    /// once it answers SMTP.
     pub fn start(args: &[&str]) -> SmtpSink {
+        SmtpSink::start_mode(args, true)
+    }
+
+    /// Like [`start`](Self::start), but the sink keeps no copies and only counts
+    /// completed messages (see [`received_count`](Self::received_count)): as fast as
+    /// `smtp-sink` goes, for benchmarks. [`received`](Self::received) is not available.
+    pub fn start_unrecorded(args: &[&str]) -> SmtpSink {
+        SmtpSink::start_mode(args, false)
+    }
+
+    fn start_mode(args: &[&str], recorded: bool) -> SmtpSink {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let mut sink = SmtpSink::start_once(args);
+            let mut sink = SmtpSink::start_once(args, recorded);
             if listener_count(sink.port) <= 1 {
                 return sink;
             }
@@ -694,7 +755,7 @@ impl SmtpSink {
         }
     }
 
-    fn start_once(args: &[&str]) -> SmtpSink {
+    fn start_once(args: &[&str], recorded: bool) -> SmtpSink {
         let root = unique_dir("gazette-smtpsink");
         let dump_dir = root.join("dump");
         std::fs::create_dir(&dump_dir).expect("create smtp-sink dump dir");
@@ -709,13 +770,18 @@ impl SmtpSink {
         if is_root() {
             command.args(["-u", "nobody"]);
         }
-        // `-d TEMPLATE`: one file per transaction, named TEMPLATE plus a random hex id. The
-        // file is created at MAIL FROM and deleted again if the transaction does not reach
-        // the final dot (RSET, disconnect), so in-progress files must be skipped: see
-        // `received`.
+        if recorded {
+            // `-d TEMPLATE`: one file per transaction, named TEMPLATE plus a random hex id.
+            // The file is created at MAIL FROM and deleted again if the transaction does not
+            // reach the final dot (RSET, disconnect), so in-progress files must be skipped:
+            // see `received`.
+            command.arg("-d").arg(dump_dir.join("msg."));
+        } else {
+            // `-c`: print "sess=N quit=N mesg=N" (CR-terminated) after every session and
+            // every completed message; `received_count` reads the last one.
+            command.arg("-c");
+        }
         let child = command
-            .arg("-d")
-            .arg(dump_dir.join("msg."))
             .args(args)
             .arg(format!("127.0.0.1:{port}"))
             .arg("256")
@@ -731,6 +797,7 @@ impl SmtpSink {
             port,
             root,
             dump_dir,
+            recorded,
         };
 
         // With fault flags such as `-r CONNECT` the greeting is an error: then any line will do.
@@ -757,12 +824,19 @@ impl SmtpSink {
         self.port
     }
 
-    /// Every message whose final dot the sink has read, in order of arrival.
+    /// Every message whose final dot the sink has read, ordered by the dump files'
+    /// modification times. Those come from the kernel's coarse clock (a few ms), so
+    /// messages completed close together may come in either order: match on recipients
+    /// or content, not on position.
     ///
     /// Safe to call while clients are still sending: a transaction in progress has its
     /// dump file open in `smtp-sink`, and such files are skipped. (Files are only ever
     /// created once, so a file that is not open any more after it was listed is done.)
     pub fn received(&self) -> Vec<SinkMessage> {
+        assert!(
+            self.recorded,
+            "SmtpSink::received: this sink was started unrecorded; use received_count"
+        );
         let mut listed: Vec<(SystemTime, PathBuf)> = match std::fs::read_dir(&self.dump_dir) {
             Ok(dir) => dir
                 .flatten()
@@ -784,9 +858,22 @@ impl SmtpSink {
             .collect()
     }
 
-    /// How many messages the sink has recorded.
+    /// How many messages the sink has completed (read the final dot of).
     pub fn received_count(&self) -> usize {
-        self.received().len()
+        if self.recorded {
+            return self.received().len();
+        }
+        let log = std::fs::read(self.root.join("smtp-sink.log")).unwrap_or_default();
+        let log = String::from_utf8_lossy(&log);
+        log.rfind("mesg=")
+            .map(|at| {
+                log[at + "mesg=".len()..]
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect::<String>()
+            })
+            .and_then(|digits| digits.parse().ok())
+            .unwrap_or(0)
     }
 
     /// For every recipient address, how many recorded messages were addressed to it:
@@ -802,7 +889,7 @@ impl SmtpSink {
     }
 
     /// Polls until at least `n` messages are recorded and returns them; panics after
-    /// `timeout`.
+    /// `timeout`. (For an unrecorded sink, poll [`received_count`](Self::received_count).)
     pub fn wait_for_received(&self, n: usize, timeout: Duration) -> Vec<SinkMessage> {
         let deadline = Instant::now() + timeout;
         loop {
@@ -985,6 +1072,16 @@ fn write_file(path: &Path, text: &str) {
         .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
 }
 
+/// Sets a file's modification time a minute into the past.
+fn backdate(path: &Path) {
+    let past = SystemTime::now() - Duration::from_secs(60);
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .and_then(|file| file.set_modified(past))
+        .unwrap_or_else(|e| panic!("set mtime of {}: {e}", path.display()));
+}
+
 /// Reads a daemon's pid file once it exists and holds a number (Postfix pads it).
 fn wait_for_pid_file(path: &Path, timeout: Duration) -> Option<u32> {
     let deadline = Instant::now() + timeout;
@@ -1002,26 +1099,33 @@ fn wait_for_pid_file(path: &Path, timeout: Duration) -> Option<u32> {
     }
 }
 
-/// Stops a daemon master and its children. Both Postfix's and Dovecot's masters start a
-/// session of their own (`setsid`), so their pid is also their children's process group:
-/// SIGTERM lets the master shut its children down; a process group SIGKILL then takes
-/// care of anything still there after 5 s. Only this stack's processes are touched.
-fn stop_process_group(pid: u32) {
-    let _ = signal("TERM", &pid.to_string());
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while is_alive(pid) && Instant::now() < deadline {
-        thread::sleep(POLL_INTERVAL);
+/// Stops a daemon master and all its children. Both Postfix's and Dovecot's masters start
+/// a session of their own (`setsid`), so their pid is also their children's process group.
+/// With a `grace` period, SIGTERM first lets the master shut down in order; whatever is
+/// left of the group after that is killed. Only this stack's processes are touched: the
+/// group is only signalled if the master was verified to lead it.
+fn stop_daemon(pid: u32, grace: Duration) {
+    let leads_group = process_group(pid) == Some(pid);
+    if !grace.is_zero() {
+        let _ = signal("TERM", &pid.to_string());
+        let deadline = Instant::now() + grace;
+        while is_alive(pid) && Instant::now() < deadline {
+            thread::sleep(POLL_INTERVAL);
+        }
     }
-    if process_group(pid) == Some(pid) || !is_alive(pid) {
+    if leads_group {
         let _ = signal("KILL", &format!("-{pid}"));
-    } else {
+    } else if is_alive(pid) {
         let _ = signal("KILL", &pid.to_string());
     }
 }
 
+/// Sends signal `name` to `target` (a pid, or `-PGID` for a process group). The standard
+/// library cannot send signals without `unsafe`, so this asks the shell's builtin `kill`
+/// (the `kill` program comes with procps, which a minimal Debian lacks).
 fn signal(name: &str, target: &str) -> std::io::Result<Output> {
-    Command::new("kill")
-        .args([&format!("-{name}"), "--", target])
+    Command::new("/bin/sh")
+        .args(["-c", r#"kill -s "$1" -- "$2""#, "sh", name, target])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -1047,6 +1151,58 @@ fn stat_field(stat: &str, index: usize) -> Option<&str> {
     stat.rsplit_once(") ")?.1.split_whitespace().nth(index)
 }
 
+/// Creates Postfix's queue and data directories with the owners and modes its
+/// `postfix-files` prescribes (Postfix refuses to run with others): the queue root and
+/// `pid` root-owned, the queues owned by `postfix` and private to it, `maildrop` and
+/// `public` shared with the `postdrop` group for the setgid submission programs.
+fn create_postfix_dirs(queue: &Path, data: &Path) {
+    let (postfix_uid, _) = passwd_ids("postfix").expect("no postfix user: run .ci/install-deps");
+    let postdrop_gid = group_id("postdrop").expect("no postdrop group: run .ci/install-deps");
+    let mut dirs: Vec<(PathBuf, Option<u32>, Option<u32>, u32)> = vec![
+        (queue.to_path_buf(), None, None, 0o755),
+        (queue.join("pid"), None, None, 0o755),
+        (
+            queue.join("maildrop"),
+            Some(postfix_uid),
+            Some(postdrop_gid),
+            0o730,
+        ),
+        (
+            queue.join("public"),
+            Some(postfix_uid),
+            Some(postdrop_gid),
+            0o710,
+        ),
+        (data.to_path_buf(), Some(postfix_uid), None, 0o700),
+    ];
+    for private in [
+        "active", "bounce", "corrupt", "defer", "deferred", "flush", "hold", "incoming", "private",
+        "saved", "trace",
+    ] {
+        dirs.push((queue.join(private), Some(postfix_uid), None, 0o700));
+    }
+    for (dir, uid, gid, mode) in dirs {
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+        std::os::unix::fs::chown(&dir, uid, gid)
+            .unwrap_or_else(|e| panic!("chown {}: {e}", dir.display()));
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode))
+            .unwrap_or_else(|e| panic!("chmod {}: {e}", dir.display()));
+    }
+}
+
+/// gid of a system group, from /etc/group.
+fn group_id(group: &str) -> Option<u32> {
+    let groups = std::fs::read_to_string("/etc/group").ok()?;
+    groups.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        if fields.len() > 2 && fields[0] == group {
+            fields[2].parse().ok()
+        } else {
+            None
+        }
+    })
+}
+
 /// uid and gid of a system user, from /etc/passwd.
 fn passwd_ids(user: &str) -> Option<(u32, u32)> {
     let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
@@ -1061,7 +1217,7 @@ fn passwd_ids(user: &str) -> Option<(u32, u32)> {
 }
 
 fn is_root() -> bool {
-    // The real uid from /proc: std has no getuid without unsafe.
+    // The effective uid from /proc: std has no geteuid without unsafe.
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|status| {
@@ -1090,6 +1246,22 @@ fn program(name: &str) -> PathBuf {
     find_program(name).unwrap_or_else(|| {
         panic!("{name} not found: install the test dependencies with .ci/install-deps")
     })
+}
+
+/// Runs a command that starts a daemon and returns whether it succeeded and what it said.
+/// Its output goes to the file `out`, not to pipes: the daemon inherits the descriptors,
+/// so reading a pipe to its end would wait for the daemon to exit.
+fn run_daemon_starter(command: &mut Command, out: &Path) -> (bool, String) {
+    let file =
+        std::fs::File::create(out).unwrap_or_else(|e| panic!("create {}: {e}", out.display()));
+    let status = command
+        .stdin(Stdio::null())
+        .stdout(file.try_clone().expect("clone file handle"))
+        .stderr(file)
+        .status()
+        .unwrap_or_else(|e| panic!("run {command:?}: {e}"));
+    let said = std::fs::read_to_string(out).unwrap_or_default();
+    (status.success(), format!("{status}: {}", said.trim_end()))
 }
 
 fn run(command: &mut Command) -> Output {
