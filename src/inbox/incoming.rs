@@ -45,6 +45,10 @@ pub struct Incoming {
     pub key: String,
     /// The first `From` address, as written.
     pub from: Option<String>,
+    /// A header RFC 5322 allows once (`From`, `Subject`, `Message-ID`, `In-Reply-To`,
+    /// `Sender`) appears twice: a forgery attempt or a broken message, and which copy a
+    /// parser reads is anyone's guess.
+    pub duplicate_headers: bool,
     pub return_path: ReturnPath,
     /// Decoded subject, or empty.
     pub subject: String,
@@ -71,6 +75,7 @@ impl Incoming {
             message_id: None,
             key: hash,
             from: None,
+            duplicate_headers: false,
             return_path: ReturnPath::Missing,
             subject: String::new(),
             thread: String::new(),
@@ -98,6 +103,16 @@ impl Incoming {
             .and_then(|a| a.first())
             .and_then(|a| a.address())
             .map(|a| a.trim().to_owned());
+        out.duplicate_headers = ["From", "Subject", "Message-ID", "In-Reply-To", "Sender"]
+            .iter()
+            .any(|name| {
+                message
+                    .headers()
+                    .iter()
+                    .filter(|h| h.name().eq_ignore_ascii_case(name))
+                    .nth(1)
+                    .is_some()
+            });
         out.return_path = match message.header_raw("Return-Path") {
             None => ReturnPath::Missing,
             Some(raw) => {

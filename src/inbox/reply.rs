@@ -57,7 +57,8 @@ pub fn starts_with_unsubscribe(text: &str) -> bool {
 
 /// True if `line` is UNSUBSCRIBE on its own (surrounding punctuation allowed).
 pub fn is_unsubscribe_line(line: &str) -> bool {
-    let word = line.trim_matches(|c: char| c.is_whitespace() || c.is_ascii_punctuation());
+    // "Unsubscribe." and "*UNSUBSCRIBE*" are requests; "Unsubscribe?" is a question.
+    let word = line.trim_matches(|c: char| c.is_whitespace() || ".!*_\"'()[]".contains(c));
     word.eq_ignore_ascii_case("unsubscribe")
 }
 
@@ -151,20 +152,24 @@ fn starts_quotation(line: &str, next: Option<&str>) -> bool {
 }
 
 fn is_attribution(lower: &str) -> bool {
-    let ends = [
-        "wrote:",
-        "writes:",
-        "schrieb:",
-        "a écrit :",
-        "a écrit:",
-        "escribió:",
-        "scrisse:",
-        "skrev:",
-        "napisał:",
-        "schreef:",
-        "kirjoitti:",
+    // "On … wrote:", "Am … schrieb Name <addr>:", "Le … a écrit :": the verb may come
+    // before the name, so any line ending in ':' that has one counts. Stopping early on
+    // a false match only makes us read less, never act on a quotation.
+    const VERBS: &[&str] = &[
+        "wrote",
+        "writes",
+        "schrieb",
+        "a écrit",
+        "escribió",
+        "scrisse",
+        "skrev",
+        "napisał",
+        "schreef",
+        "kirjoitti",
+        "escreveu",
+        "написал",
     ];
-    ends.iter().any(|e| lower.ends_with(e))
+    lower.trim_end().ends_with(':') && VERBS.iter().any(|v| lower.contains(v))
 }
 
 #[cfg(test)]
@@ -198,6 +203,7 @@ mod tests {
         assert!(!starts_with_unsubscribe("é"));
         assert!(is_unsubscribe_line("  Unsubscribe. "));
         assert!(!is_unsubscribe_line("please unsubscribe me"));
+        assert!(!is_unsubscribe_line("Unsubscribe?"));
     }
 
     #[test]

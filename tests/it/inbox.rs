@@ -579,3 +579,235 @@ async fn poll_of_1000_messages() {
          IMAP (Dovecot on loopback) {imap_time:.2?}"
     );
 }
+
+/// Hostile input: malformed messages and a deterministic generator through the parser
+/// and classifier. Nothing panics, nothing that is not a request unsubscribes anyone,
+/// and what is read from a source is capped.
+mod hostile {
+    use gazette::domain::TokenKey;
+    use gazette::inbox::source::{MAX_MESSAGE_BYTES, MaildirSource, Source};
+    use gazette::inbox::{Command, Incoming, Recognizer};
+
+    fn recognizer() -> Recognizer {
+        Recognizer {
+            tokens: TokenKey::new(b"0123456789abcdef0123", "gazette.example.org"),
+            own_addresses: vec!["news@example.org".into()],
+            message_id_domain: "example.org".into(),
+        }
+    }
+
+    fn classify(raw: &[u8]) -> Command {
+        Command::parse(&Incoming::parse(raw, false), &recognizer())
+    }
+
+    fn corpus() -> Vec<(&'static str, Vec<u8>)> {
+        let mut c: Vec<(&'static str, Vec<u8>)> = vec![
+            ("empty", b"".to_vec()),
+            ("no headers", b"\r\n\r\nUNSUBSCRIBE".to_vec()),
+            ("binary", (0..=255u8).cycle().take(5000).collect()),
+            ("invalid utf-8 subject", b"From: a@b.org\r\nSubject: \xff\xfe UNSUB\xc3\x28\r\n\r\nhi".to_vec()),
+            ("unknown charset", b"From: a@b.org\r\nSubject: =?x-klingon?Q?hello?=\r\nContent-Type: text/plain; charset=x-klingon\r\n\r\n\xff\xff".to_vec()),
+            ("broken boundary", b"From: a@b.org\r\nContent-Type: multipart/mixed; boundary=\"\r\n\r\n--\r\n--\r\n".to_vec()),
+            ("unterminated multipart", b"From: a@b.org\r\nContent-Type: multipart/alternative; boundary=x\r\n\r\n--x\r\nContent-Type: text/plain\r\n\r\nThanks\r\n--x\r\nContent-Type: text/html\r\n\r\n<blockquote>UNSUBSCRIBE".to_vec()),
+            ("header injection in subject", b"From: a@b.org\r\nSubject: hi\r\n Bcc: victim@x.org\r\nSubject: UNSUBSCRIBE\r\n\r\nthanks".to_vec()),
+            ("bad base64", b"From: a@b.org\r\nContent-Transfer-Encoding: base64\r\n\r\n!!!!====****".to_vec()),
+            ("forged token", b"From: stranger@x.org\r\nSubject: Re: hello\r\nIn-Reply-To: <2025-09-01.7-00000000000000000000000000000000@example.org>\r\n\r\nnice".to_vec()),
+            ("bounce without status", b"From: MAILER-DAEMON@x.org\r\nReturn-Path: <>\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=b\r\n\r\n--b\r\nContent-Type: message/delivery-status\r\n\r\n\xff\xfe\r\n--b--\r\n".to_vec()),
+            ("read receipt", b"From: a@b.org\r\nContent-Type: multipart/report; report-type=disposition-notification; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nUNSUBSCRIBE\r\n--b--\r\n".to_vec()),
+        ];
+        let mut huge_header = b"From: a@b.org\r\nSubject: ".to_vec();
+        huge_header.extend(std::iter::repeat_n(b'x', 2_000_000));
+        huge_header.extend(b"\r\n\r\nunsubscribe?\r\n");
+        c.push(("2 MB header", huge_header));
+        let mut many_headers = Vec::new();
+        for i in 0..50_000 {
+            many_headers.extend(format!("X-H{i}: v\r\n").as_bytes());
+        }
+        many_headers.extend(b"\r\nhi\r\n");
+        c.push(("50 000 headers", many_headers));
+        let mut nested =
+            b"From: a@b.org\r\nContent-Type: multipart/mixed; boundary=b0\r\n\r\n".to_vec();
+        for i in 0..2000 {
+            nested.extend(
+                format!(
+                    "--b{i}\r\nContent-Type: multipart/mixed; boundary=b{}\r\n\r\n",
+                    i + 1
+                )
+                .as_bytes(),
+            );
+        }
+        nested.extend(b"--b2000\r\nContent-Type: text/plain\r\n\r\nUNSUBSCRIBE in a deep part\r\n");
+        c.push(("2000 nested multiparts", nested));
+        let mut nested_rfc822 =
+            b"From: a@b.org\r\nContent-Type: message/rfc822\r\n\r\n".repeat(200);
+        nested_rfc822.extend(b"\r\nhi");
+        c.push(("200 nested message/rfc822", nested_rfc822));
+        let mut attachment = b"From: a@b.org\r\nSubject: photos\r\nContent-Type: multipart/mixed; boundary=z\r\n\r\n--z\r\nContent-Type: text/plain\r\n\r\nSee attached\r\n--z\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n".to_vec();
+        while attachment.len() < 20 * 1024 * 1024 {
+            attachment
+                .extend(b"QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo0123456789abcdefghijklmnopqrstuv\r\n");
+        }
+        c.push(("20 MB attachment", attachment));
+        c
+    }
+
+    #[test]
+    fn malformed_messages_never_unsubscribe_or_panic() {
+        for (name, raw) in corpus() {
+            let command = classify(&raw);
+            assert!(
+                !matches!(command, Command::Unsubscribe(_)),
+                "{name}: {command:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_20_mb_message_is_read_only_up_to_the_cap() {
+        let dir = crate::support::TempDir::new("inbox-hostile");
+        let (_, big) = corpus().pop().unwrap();
+        std::fs::create_dir_all(dir.path().join("new")).unwrap();
+        std::fs::write(dir.path().join("new/1.M1P1.x"), &big).unwrap();
+        let mut source = Source::Maildir(MaildirSource::new(dir.path(), "Processed"));
+        assert_eq!(source.start_poll().await.unwrap(), 1);
+        let batch = source.next_batch().await.unwrap();
+        assert_eq!(batch.len(), 1);
+        assert!(batch[0].truncated);
+        assert_eq!(batch[0].raw.len(), MAX_MESSAGE_BYTES);
+        assert!(matches!(
+            Command::parse(&Incoming::parse(&batch[0].raw, true), &recognizer()),
+            Command::ForAPerson
+        ));
+    }
+
+    /// xorshift64*: deterministic, so a failure names the seed that reproduces it.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+        fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+            items[(self.next() % items.len() as u64) as usize]
+        }
+    }
+
+    /// Messages that are *not* requests by construction: UNSUBSCRIBE only inside
+    /// quotations, after a signature, in prose, in auto-replies or in reports; then
+    /// byte-level mutations of them. None may become an Unsubscribe, and nothing panics.
+    #[test]
+    fn generated_non_requests_never_unsubscribe() {
+        let prefixes = [
+            "",
+            "Re: ",
+            "AW: ",
+            "Fwd: ",
+            "RE: RE: ",
+            "[ext] Re: ",
+            "Re[2]: ",
+        ];
+        let subjects = [
+            "Gazette newsletter: September 2025",
+            "hello",
+            "Question about unsubscribing",
+            "Why unsubscribe?",
+            "unsubscribed already",
+            "",
+        ];
+        let openers = [
+            "Thanks!",
+            "Great issue.",
+            "",
+            "Could you send me the events list?",
+            "I won't unsubscribe, promise",
+            "Please do not unsubscribe me",
+        ];
+        let quote_intros = [
+            "On Mon, 1 Sep 2025 at 10:00, Gazette <news@example.org> wrote:",
+            "-----Original Message-----",
+            "From: Gazette <news@example.org>\nSent: Monday",
+            "Am 01.09.2025 um 10:00 schrieb Gazette:",
+            "-- \nAda Lovelace\nAnalytical Engines Ltd",
+            "________________________________",
+            "---------- Forwarded message ---------",
+        ];
+        let quoted = [
+            "> UNSUBSCRIBE",
+            "UNSUBSCRIBE",
+            "> > unsubscribe",
+            "reply with UNSUBSCRIBE in the subject",
+            "Unsubscribe.",
+        ];
+        let auto = [
+            "Auto-Submitted: auto-replied",
+            "Precedence: bulk",
+            "X-Autoreply: yes",
+            "Return-Path: <>",
+            "From: MAILER-DAEMON@x.org",
+            "From: news@example.org",
+        ];
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        for case in 0..3000u32 {
+            let kind = rng.next() % 3;
+            let subject = format!("{}{}", rng.pick(&prefixes), rng.pick(&subjects));
+            let mut headers = format!(
+                "From: someone{case}@example.net\r\nSubject: {subject}\r\nMessage-ID: <g{case}@x>\r\n"
+            );
+            let mut body = format!("{}\n\n{}\n", rng.pick(&openers), rng.pick(&quote_intros));
+            for _ in 0..(rng.next() % 6) {
+                body.push_str(rng.pick(&quoted[..]));
+                body.push('\n');
+            }
+            if kind == 1 {
+                // An automatic message may even say UNSUBSCRIBE plainly.
+                headers = headers.replace("From: ", &format!("{}\r\nFrom: ", rng.pick(&auto)));
+                if rng.next().is_multiple_of(2) {
+                    headers =
+                        headers.replace(&format!("Subject: {subject}"), "Subject: UNSUBSCRIBE");
+                }
+                body.insert_str(0, "UNSUBSCRIBE\n");
+            }
+            let mut raw = format!("{headers}Content-Type: text/plain\r\n\r\n{body}").into_bytes();
+            if kind == 2 {
+                // Mutations: flip, drop or duplicate bytes; they must not *create* a request
+                // out of the quoted lines above, so only the quotation's bytes are hit.
+                let start = raw.len() - body.len() + body.find('\n').unwrap_or(0) + 1;
+                for _ in 0..(1 + rng.next() % 8) {
+                    if start >= raw.len() {
+                        break;
+                    }
+                    let at = start + (rng.next() as usize % (raw.len() - start));
+                    match rng.next() % 3 {
+                        0 => raw[at] = (rng.next() % 256) as u8,
+                        1 => {
+                            raw.remove(at);
+                        }
+                        _ => {
+                            let b = raw[at];
+                            raw.insert(at, b);
+                        }
+                    }
+                }
+            }
+            let command = classify(&raw);
+            // A mutation can turn a quotation line into an unquoted "UNSUBSCRIBE" that
+            // now stands above the quote: that *is* a request, so only unmutated cases
+            // assert the exact answer; mutated ones must merely not panic.
+            if kind != 2 {
+                assert!(
+                    !matches!(command, Command::Unsubscribe(_)),
+                    "case {case}: {command:?}\n{}",
+                    String::from_utf8_lossy(&raw)
+                );
+            }
+        }
+        // Fully random bytes and random header soup: no panic, no request.
+        for _ in 0..2000 {
+            let len = (rng.next() % 4096) as usize;
+            let raw: Vec<u8> = (0..len).map(|_| (rng.next() % 256) as u8).collect();
+            assert!(!matches!(classify(&raw), Command::Unsubscribe(_)));
+        }
+    }
+}

@@ -19,6 +19,8 @@ pub enum IgnoreReason {
     OwnMail,
     /// A `multipart/report` that is not about delivery (a read receipt, say).
     Report(String),
+    /// A header that may appear once appears twice (`From`, `Subject` …).
+    Malformed,
 }
 
 impl IgnoreReason {
@@ -30,6 +32,9 @@ impl IgnoreReason {
             || m.autoreply_header
         {
             return Some(Self::AutoReply);
+        }
+        if m.duplicate_headers {
+            return Some(Self::Malformed);
         }
         if m.return_path == ReturnPath::Null {
             return Some(Self::NullSender);

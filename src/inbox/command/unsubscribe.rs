@@ -44,6 +44,10 @@ impl Unsubscribe {
             .from
             .as_deref()
             .and_then(|f| SubscriberEmail::parse(f).ok());
+        if sender.is_none() && token_subscriber.is_none() {
+            // Nobody to unsubscribe: a person may make sense of it.
+            return None;
+        }
         Some(Self {
             sender,
             token_subscriber,
