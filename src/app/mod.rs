@@ -7,12 +7,14 @@ mod cli;
 mod content;
 pub mod daemon;
 pub mod delivery;
+mod inbox;
 pub mod subscribers;
 mod web;
 
 pub use web::web_state;
 
 pub use cli::{Cli, Command, SubscribersCommand};
+pub use inbox::{inbox_worker, notice_transport};
 
 use crate::compose::ComposeOptions;
 use crate::domain::{IssueId, TokenKey};
@@ -117,5 +119,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve => daemon::serve(&ctx).await,
         Command::Proof => daemon::proof(&ctx).await,
         Command::Web => web::run(&ctx).await,
+        Command::Inbox { once } => inbox::run(&ctx, once).await,
     }
 }

@@ -1,0 +1,102 @@
+//! `gazette inbox`: the inbox worker on its own, once or until stopped; and the worker
+//! the daemon runs.
+
+use super::Context;
+use crate::domain::{Clock, SystemClock};
+use crate::inbox::{Outcome, Worker, source_from_settings};
+use crate::send::{ConfiguredTransport, FileTransport, SmtpTransport, dkim_config};
+use crate::settings::{Settings, TransportKind};
+use crate::store::Store;
+use anyhow::Context as _;
+use std::process::ExitCode;
+
+/// The transport for unsubscribe notices: SMTP as configured, or with the file
+/// transport the `notices/` folder of the outbox (so a notice never takes the place of
+/// an issue's file for the same subscriber).
+pub fn notice_transport(settings: &Settings) -> ConfiguredTransport {
+    match settings.transport.kind {
+        TransportKind::File => ConfiguredTransport::File(FileTransport::new(
+            settings.transport.outbox_dir.join("notices"),
+        )),
+        TransportKind::Smtp => ConfiguredTransport::Smtp(SmtpTransport::new(
+            &settings.smtp,
+            &settings.newsletter.message_id_domain,
+        )),
+    }
+}
+
+/// The inbox worker for `ctx`'s settings.
+pub fn inbox_worker(ctx: &Context, store: Store) -> anyhow::Result<Worker<ConfiguredTransport>> {
+    let settings = &ctx.settings;
+    let dkim = settings
+        .dkim
+        .as_ref()
+        .map(dkim_config)
+        .transpose()
+        .context("loading the DKIM key")?;
+    let source = source_from_settings(settings)?;
+    Ok(Worker::new(
+        settings,
+        source,
+        store,
+        notice_transport(settings),
+        ctx.tokens.clone(),
+        dkim,
+    ))
+}
+
+/// `gazette inbox [--once]`.
+pub async fn run(ctx: &Context, once: bool) -> anyhow::Result<ExitCode> {
+    let store = ctx.open_store().await?;
+    let mut worker = inbox_worker(ctx, store.clone())?;
+    let clock = SystemClock;
+    let result = if once {
+        match worker
+            .try_once(clock.now())
+            .await
+            .context("reading the inbox")?
+        {
+            Outcome::Empty => println!("inbox: nothing waiting"),
+            Outcome::Worked(r) => println!(
+                "inbox: read {}, unsubscribed {}, unmatched requests {}, bounces {} \
+                 ({} marked bounced), ignored {}, for a person {}, already handled {}, \
+                 notices sent {} (failed {})",
+                r.read,
+                r.unsubscribed,
+                r.unmatched_requests,
+                r.bounces,
+                r.marked_bounced,
+                r.ignored,
+                r.for_a_person,
+                r.already_done,
+                r.notices_sent,
+                r.notices_failed
+            ),
+        }
+        Ok(())
+    } else {
+        worker
+            .run_until_stopped(&clock, shutdown_signal())
+            .await
+            .context("running the inbox worker")
+    };
+    worker.transport().close().await;
+    store.close().await;
+    result.map(|()| ExitCode::SUCCESS)
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {},
+                _ = term.recv() => {},
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
