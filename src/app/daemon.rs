@@ -356,6 +356,35 @@ impl<'a> Scheduler<'a> {
             }
             return Ok(());
         }
+        if self.store.issue(id).await?.is_some() {
+            // Issue ids are dates: a second slot on one day cannot be a second issue.
+            let note = format!(
+                "an issue with the id {id} has already been sent; gazette sends at most one issue per day"
+            );
+            if self
+                .store
+                .close_slot(slot, id, SlotState::Missed, &note, now)
+                .await?
+            {
+                tracing::warn!(issue = %id, "{note}");
+                let body = format!(
+                    "The slot {} was not used: {note}. The files in the sections folder are left where they are.\n",
+                    self.local(slot)
+                );
+                self.mail
+                    .send(self.ctx, "missed", id, |editor| {
+                        render::editor_notice(
+                            &self.ctx.settings.newsletter,
+                            editor,
+                            &format!("Slot {} not used", self.local(slot)),
+                            &body,
+                            now,
+                        )
+                    })
+                    .await?;
+            }
+            return Ok(());
+        }
         if !self
             .store
             .claim_slot(slot, id, &self.daemon_id, now)
@@ -483,8 +512,8 @@ pub(crate) async fn termination() {
     }
 }
 
-/// `gazette serve`: the scheduler, the delivery worker and the web server until SIGTERM
-/// or SIGINT. In-flight messages finish and are recorded before it exits.
+/// `gazette serve`: the scheduler, the delivery worker, the inbox worker and the web
+/// server until SIGTERM or SIGINT. In-flight messages finish and are recorded before it exits.
 pub async fn serve(ctx: &Context) -> anyhow::Result<ExitCode> {
     let store = ctx.open_store().await?;
     let bind = ctx.settings.web.bind;
@@ -497,6 +526,7 @@ pub async fn serve(ctx: &Context) -> anyhow::Result<ExitCode> {
     let shutdown = CancellationToken::new();
     let scheduler = Scheduler::new(ctx, store.clone());
     let mut worker = delivery_worker(ctx, store.clone())?;
+    let mut inbox = super::inbox::inbox_worker(ctx, store.clone())?;
     match scheduler.timing().next_slot(clock.now()) {
         Some(next) => tracing::info!(
             next_slot = %scheduler.local(next),
@@ -538,13 +568,24 @@ pub async fn serve(ctx: &Context) -> anyhow::Result<ExitCode> {
         shutdown.cancel();
         result
     };
-    let ((), scheduled, delivered, served) = tokio::join!(signals, scheduling, delivering, web);
+    let reading = async {
+        let result = inbox
+            .run_until_stopped(&clock, shutdown.cancelled())
+            .await
+            .map_err(anyhow::Error::from);
+        shutdown.cancel();
+        result
+    };
+    let ((), scheduled, delivered, served, read) =
+        tokio::join!(signals, scheduling, delivering, web, reading);
+    inbox.transport().close().await;
     worker.transport().close().await;
     scheduler.mail.close().await;
     store.close().await;
     scheduled.context("the scheduler stopped")?;
     delivered.context("the delivery worker stopped")?;
     served?;
+    read.context("the inbox worker stopped")?;
     tracing::info!("stopped cleanly");
     Ok(ExitCode::SUCCESS)
 }

@@ -76,27 +76,11 @@ pub async fn run(ctx: &Context, once: bool) -> anyhow::Result<ExitCode> {
         Ok(())
     } else {
         worker
-            .run_until_stopped(&clock, shutdown_signal())
+            .run_until_stopped(&clock, super::daemon::termination())
             .await
             .context("running the inbox worker")
     };
     worker.transport().close().await;
     store.close().await;
     result.map(|()| ExitCode::SUCCESS)
-}
-
-/// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {},
-                _ = term.recv() => {},
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }

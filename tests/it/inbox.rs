@@ -91,7 +91,7 @@ fn message(headers: &[(&str, &str)], body: &str) -> Vec<u8> {
 }
 
 /// Submits `data` to Postfix on `port` (no AUTH: loopback is in mynetworks).
-fn smtp_send(port: u16, from: &str, to: &str, data: &[u8]) {
+pub(crate) fn smtp_send(port: u16, from: &str, to: &str, data: &[u8]) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let t = Duration::from_secs(10);
     let reply = |s: &mut TcpStream| {

@@ -4,6 +4,7 @@
 //! too. RFC 3834 lists the signs; we add the common non-standard headers.
 
 use super::Recognizer;
+use crate::domain::TokenPurpose;
 use crate::inbox::incoming::{Incoming, Report, ReturnPath};
 
 /// Why a message is ignored.
@@ -53,9 +54,13 @@ impl IgnoreReason {
                 return Some(Self::MailerDaemon);
             }
         }
+        // One of our issue's Message-IDs: our domain and a genuine token. The domain alone
+        // is not enough: a subscriber at the newsletter's own domain has Message-IDs there.
         let own_id = m.message_id.as_deref().is_some_and(|id| {
             id.to_ascii_lowercase()
-                .ends_with(&format!("@{}>", r.message_id_domain))
+                .trim_end_matches('>')
+                .ends_with(&format!("@{}", r.message_id_domain))
+                && r.tokens.find_in(TokenPurpose::Unsubscribe, id).is_some()
         });
         if own_id || m.from.as_deref().is_some_and(|f| r.is_own_address(f)) {
             return Some(Self::OwnMail);
