@@ -168,6 +168,7 @@ impl<T: Transport> Worker<T> {
             self.send_owed_notices(now, &mut attempted, &mut report)
                 .await?;
         }
+        self.store.record_inbox_poll(now).await?;
         if report == PollReport::default() {
             return Ok(Outcome::Empty);
         }

@@ -5,7 +5,7 @@
 //! on disk together or not at all.
 
 use super::subscribers::{bounce, email_from_db, name_from_db, status_from_db};
-use super::{Store, StoreError, SubscriberStatus, ts};
+use super::{Store, StoreError, SubscriberStatus, from_ts, ts};
 use crate::domain::{HeaderText, SubscriberEmail};
 use chrono::{DateTime, Duration, Utc};
 use sqlx::Row;
@@ -338,4 +338,26 @@ async fn status_and_email(
         Ok((status_from_db(&status)?, row.try_get("email")?))
     })
     .transpose()
+}
+
+impl Store {
+    /// Records that the inbox worker finished a poll at `now`.
+    pub async fn record_inbox_poll(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO inbox_polls (id, at) VALUES (1, ?1) ON CONFLICT (id) DO UPDATE SET at = ?1")
+            .bind(ts(now))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Messages the inbox worker has processed, and when it last finished a poll.
+    pub async fn inbox_figures(&self) -> Result<(u64, Option<DateTime<Utc>>), StoreError> {
+        let processed: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM inbox_messages")
+            .fetch_one(&self.pool)
+            .await?;
+        let last: Option<i64> = sqlx::query_scalar("SELECT at FROM inbox_polls WHERE id = 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok((processed.max(0) as u64, last.map(from_ts)))
+    }
 }

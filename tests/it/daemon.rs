@@ -491,6 +491,8 @@ fn serve_unsubscribes_a_reply_within_a_poll_and_the_next_issue_skips_them() {
     );
     let smtp_port = stack.smtp_port().to_string();
     let imap_port = stack.imap_port().to_string();
+    let web_port = crate::support::mailstack::free_port();
+    let web_bind = format!("\"127.0.0.1:{web_port}\"");
     let (work, config) = setup(
         "cycle",
         0,
@@ -514,7 +516,7 @@ fn serve_unsubscribes_a_reply_within_a_poll_and_the_next_issue_skips_them() {
                 &format!("\"{}\"", crate::support::mailstack::PASSWORD),
             ),
             ("inbox.poll_interval", "\"2s\""),
-            ("web.bind", "\"127.0.0.1:0\""),
+            ("web.bind", &web_bind),
         ],
     );
     let csv = work.path().join("subscribers.csv");
@@ -593,6 +595,28 @@ fn serve_unsubscribes_a_reply_within_a_poll_and_the_next_issue_skips_them() {
         notice.body_text(0)
     );
     assert!(took < Duration::from_secs(15), "the notice took {took:?}");
+
+    // /metrics shows the inbox at work.
+    let metrics = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(crate::support::http::get(
+            ([127, 0, 0, 1], web_port).into(),
+            "/metrics",
+        ))
+        .text();
+    let parsed = crate::support::prometheus::parse(&metrics).unwrap();
+    assert_eq!(
+        parsed.value("gazette_inbox_processed_total", &[]),
+        Some(1.0),
+        "{metrics}"
+    );
+    let last_poll = parsed
+        .value("gazette_inbox_last_poll_timestamp_seconds", &[])
+        .unwrap();
+    assert!(
+        (Utc::now().timestamp() as f64 - last_poll).abs() < 30.0,
+        "{metrics}"
+    );
 
     // The next issue (another date), sent while the daemon runs: Grace only.
     copy_sections(&fixture("2021-11"), &work.path().join("sections"));
