@@ -363,6 +363,41 @@ async fn two_daemons_sharing_one_store_send_a_slot_once() {
     assert_eq!(files(&work.path().join("archive/2021-09-01")).len(), 6);
 }
 
+/// A six-field crontab expression (with seconds) for the daily slot at `at`'s time.
+fn cron_at(at: DateTime<Utc>) -> String {
+    format!(
+        "\"{} {} {} * * *\"",
+        at.format("%-S"),
+        at.format("%-M"),
+        at.format("%-H")
+    )
+}
+
+/// Imports `addresses` as active subscribers with the real binary.
+fn import(config: &Path, work: &Path, addresses: &[String]) {
+    let csv = work.join("subscribers.csv");
+    std::fs::write(&csv, format!("email\n{}\n", addresses.join("\n"))).unwrap();
+    let out = crate::support::gazette(&[
+        "--config",
+        config.to_str().unwrap(),
+        "subscribers",
+        "import",
+        csv.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", describe(&out));
+}
+
+/// Starts the real `gazette serve`, its log going to `log`.
+fn spawn_serve(config: &Path, log: &Path) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_gazette"))
+        .args(["--config", config.to_str().unwrap(), "serve"])
+        .env("GAZETTE_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap()
+}
+
 /// Sends SIGTERM to a child and waits for it.
 fn terminate(child: &mut std::process::Child) -> std::process::ExitStatus {
     std::process::Command::new("kill")
@@ -387,12 +422,7 @@ fn serve_sends_on_schedule_through_postfix_stops_on_sigterm_and_never_twice() {
     let users = ["ada", "grace", "alan"];
     let stack = MailStack::start(&users);
     let slot = Utc::now() + chrono::Duration::seconds(6);
-    let cron = format!(
-        "\"{} {} {} * * *\"",
-        slot.format("%-S"),
-        slot.format("%-M"),
-        slot.format("%-H")
-    );
+    let cron = cron_at(slot);
     let smtp_port = stack.smtp_port().to_string();
     let (work, config) = setup(
         "serve",
@@ -409,35 +439,15 @@ fn serve_sends_on_schedule_through_postfix_stops_on_sigterm_and_never_twice() {
             ("web.bind", "\"127.0.0.1:0\""),
         ],
     );
-    let csv = work.path().join("subscribers.csv");
-    let rows: Vec<String> = users
-        .iter()
-        .map(|u| format!("{}\n", stack.address(u)))
-        .collect();
-    std::fs::write(&csv, format!("email\n{}", rows.concat())).unwrap();
-    let out = crate::support::gazette(&[
-        "--config",
-        config.to_str().unwrap(),
-        "subscribers",
-        "import",
-        csv.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", describe(&out));
-
+    let addresses: Vec<String> = users.iter().map(|u| stack.address(u)).collect();
+    import(&config, work.path(), &addresses);
     let spawn = || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_gazette"))
-            .args(["--config", config.to_str().unwrap(), "serve"])
-            .env("GAZETTE_LOG", "info")
-            .stdout(std::process::Stdio::null())
-            .stderr(
-                std::fs::File::create(
-                    work.path()
-                        .join(format!("serve-{}.log", Utc::now().timestamp_millis())),
-                )
-                .unwrap(),
-            )
-            .spawn()
-            .unwrap()
+        spawn_serve(
+            &config,
+            &work
+                .path()
+                .join(format!("serve-{}.log", Utc::now().timestamp_millis())),
+        )
     };
     let mut daemon = spawn();
     for user in users {
@@ -483,12 +493,7 @@ fn serve_unsubscribes_a_reply_within_a_poll_and_the_next_issue_skips_them() {
     let users = ["news", "ada", "grace"];
     let stack = MailStack::start(&users);
     let slot = Utc::now() + chrono::Duration::seconds(5);
-    let cron = format!(
-        "\"{} {} {} * * *\"",
-        slot.format("%-S"),
-        slot.format("%-M"),
-        slot.format("%-H")
-    );
+    let cron = cron_at(slot);
     let smtp_port = stack.smtp_port().to_string();
     let imap_port = stack.imap_port().to_string();
     let web_port = crate::support::mailstack::free_port();
@@ -519,33 +524,13 @@ fn serve_unsubscribes_a_reply_within_a_poll_and_the_next_issue_skips_them() {
             ("web.bind", &web_bind),
         ],
     );
-    let csv = work.path().join("subscribers.csv");
-    std::fs::write(
-        &csv,
-        format!(
-            "email\n{}\n{}\n",
-            stack.address("ada"),
-            stack.address("grace")
-        ),
-    )
-    .unwrap();
-    let out = crate::support::gazette(&[
-        "--config",
-        config.to_str().unwrap(),
-        "subscribers",
-        "import",
-        csv.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", describe(&out));
-
+    import(
+        &config,
+        work.path(),
+        &[stack.address("ada"), stack.address("grace")],
+    );
     let log = work.path().join("serve.log");
-    let mut daemon = std::process::Command::new(env!("CARGO_BIN_EXE_gazette"))
-        .args(["--config", config.to_str().unwrap(), "serve"])
-        .env("GAZETTE_LOG", "info")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut daemon = spawn_serve(&config, &log);
     let issue = stack.wait_for_messages("ada", 1, Duration::from_secs(40));
     stack.wait_for_messages("grace", 1, Duration::from_secs(20));
     let parsed = mail_parser::MessageParser::default()

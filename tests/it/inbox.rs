@@ -5,11 +5,9 @@ use crate::support::mailstack::{self, MailStack, PASSWORD};
 use crate::support::{TempDir, describe, gazette, write_config};
 use clap::Parser;
 use gazette::app::{Cli, Context};
-use gazette::domain::{HeaderText, IssueId, SubscriberEmail, TokenPurpose};
+use gazette::domain::{HeaderText, IssueId, TokenPurpose};
 use gazette::render::{Personalized, RenderedIssue, message_id};
-use gazette::store::{
-    Consent, DeliveryStatus, FrozenIssue, NewSubscriber, Store, SubscriberStatus,
-};
+use gazette::store::{DeliveryStatus, FrozenIssue, Store, SubscriberStatus};
 use std::io::Write;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -24,23 +22,7 @@ fn context(config: &Path) -> Context {
 }
 
 async fn add(store: &Store, email: &str) -> i64 {
-    let (s, _) = store
-        .add_subscriber(
-            &NewSubscriber {
-                email: SubscriberEmail::parse(email).unwrap(),
-                name: None,
-                status: SubscriberStatus::Active,
-                consent: Consent {
-                    at: Some(chrono::Utc::now()),
-                    source: Some("test".into()),
-                    ip: None,
-                },
-            },
-            chrono::Utc::now(),
-        )
-        .await
-        .unwrap();
-    s.id
+    crate::support::add_active(store, email).await
 }
 
 async fn status(store: &Store, id: i64) -> SubscriberStatus {
