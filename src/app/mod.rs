@@ -87,16 +87,8 @@ impl Context {
 
     /// The id of the next scheduled issue after `now`.
     pub fn next_issue_id(&self, now: chrono::DateTime<chrono::Utc>) -> IssueId {
-        let tz = self.settings.schedule.timezone;
-        let local = now.with_timezone(&tz);
-        let slot = self
-            .settings
-            .schedule
-            .send
-            .after(&local)
-            .next()
-            .unwrap_or(local);
-        IssueId::new(slot.date_naive())
+        let schedule = &self.settings.schedule;
+        schedule.send.next_issue_id(schedule.timezone, now)
     }
 }
 
