@@ -4,26 +4,10 @@
 use super::Context;
 use crate::domain::{Clock, SystemClock};
 use crate::inbox::{Outcome, Worker, source_from_settings};
-use crate::send::{ConfiguredTransport, FileTransport, SmtpTransport, dkim_config};
-use crate::settings::{Settings, TransportKind};
+use crate::send::{ConfiguredTransport, dkim_config};
 use crate::store::Store;
 use anyhow::Context as _;
 use std::process::ExitCode;
-
-/// The transport for unsubscribe notices: SMTP as configured, or with the file
-/// transport the `notices/` folder of the outbox (so a notice never takes the place of
-/// an issue's file for the same subscriber).
-pub fn notice_transport(settings: &Settings) -> ConfiguredTransport {
-    match settings.transport.kind {
-        TransportKind::File => ConfiguredTransport::File(FileTransport::new(
-            settings.transport.outbox_dir.join("notices"),
-        )),
-        TransportKind::Smtp => ConfiguredTransport::Smtp(SmtpTransport::new(
-            &settings.smtp,
-            &settings.newsletter.message_id_domain,
-        )),
-    }
-}
 
 /// The inbox worker for `ctx`'s settings.
 pub fn inbox_worker(ctx: &Context, store: Store) -> anyhow::Result<Worker<ConfiguredTransport>> {
@@ -39,7 +23,7 @@ pub fn inbox_worker(ctx: &Context, store: Store) -> anyhow::Result<Worker<Config
         settings,
         source,
         store,
-        notice_transport(settings),
+        ConfiguredTransport::for_side_mail(settings, "notices"),
         ctx.tokens.clone(),
         dkim,
     ))

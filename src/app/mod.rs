@@ -14,7 +14,7 @@ mod web;
 pub use web::web_state;
 
 pub use cli::{Cli, Command, SubscribersCommand};
-pub use inbox::{inbox_worker, notice_transport};
+pub use inbox::inbox_worker;
 
 use crate::compose::ComposeOptions;
 use crate::domain::{IssueId, TokenKey};
