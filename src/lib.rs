@@ -12,6 +12,7 @@
 //! - [`store`]: subscribers, frozen issues and the delivery ledger (all SQL lives here).
 //! - [`send`]: the delivery engine: transports (file, SMTP, a test double) and the worker
 //!   that drains the ledger with the retry policy.
+//! - [`inbox`]: reads the newsletter's mailbox; unsubscribes, counts bounces, answers.
 //! - [`web`]: the sign-up form, confirm and unsubscribe links, archive, preview,
 //!   health and metrics over HTTP.
 //! - [`app`]: wiring; the only module that knows the whole pipeline, with `main.rs`
@@ -20,6 +21,7 @@
 pub mod app;
 pub mod compose;
 pub mod domain;
+pub mod inbox;
 pub mod render;
 pub mod schedule;
 pub mod send;

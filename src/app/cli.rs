@@ -65,6 +65,12 @@ pub enum Command {
     /// Serve the web side alone (sign-up, confirm, unsubscribe, archive, preview,
     /// health, metrics) on `[web] bind`; `serve` runs it with everything else.
     Web,
+    /// Read the newsletter's mailbox: unsubscribe, count bounces, leave the rest unread.
+    Inbox {
+        /// Process what is in the mailbox now, then exit (else run until interrupted).
+        #[arg(long)]
+        once: bool,
+    },
 }
 
 /// `gazette subscribers …`.

@@ -12,8 +12,7 @@ use crate::compose::{self, Diagnostic, Issue};
 use crate::domain::{Clock, IssueId, SlotState, SystemClock};
 use crate::render::{self, RecipientLinks};
 use crate::schedule::{Action, Timing, plan};
-use crate::send::{ConfiguredTransport, FileTransport, OutgoingMessage, Transport};
-use crate::settings::TransportKind;
+use crate::send::{ConfiguredTransport, OutgoingMessage, Transport};
 use crate::store::Store;
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
@@ -31,33 +30,13 @@ const MAX_SLEEP: Duration = Duration::from_secs(30);
 /// How long a claim may stay unfinished before another daemon (or a restart) finishes it.
 const CLAIM_GRACE: chrono::Duration = chrono::Duration::seconds(60);
 
-/// Mail to the editors: proofs and notices. Not newsletter mail, so not in the ledger.
-pub struct EditorMail {
-    transport: EditorTransport,
-}
-
-enum EditorTransport {
-    /// `<outbox_dir>/editors/<kind>/<issue>/<n>.eml`.
-    Files(std::path::PathBuf),
-    Smtp(ConfiguredTransport),
-}
+/// Mail to the editors: proofs and notices. Not newsletter mail, so not in the ledger;
+/// with the file transport it goes to `<outbox_dir>/editors/<kind>/<issue>/<n>.eml`.
+pub struct EditorMail;
 
 impl EditorMail {
-    /// Editor mail through the configured transport.
-    pub fn from_context(ctx: &Context) -> Self {
-        let transport = match ctx.settings.transport.kind {
-            TransportKind::File => {
-                EditorTransport::Files(ctx.settings.transport.outbox_dir.join("editors"))
-            }
-            TransportKind::Smtp => {
-                EditorTransport::Smtp(ConfiguredTransport::from_settings(&ctx.settings))
-            }
-        };
-        Self { transport }
-    }
-
     /// Sends one message per editor, built by `build`. `kind` names the message
-    /// (`proof`, `held`, ...) for the file transport's folder.
+    /// (`proof`, `held`, ...).
     pub async fn send(
         &self,
         ctx: &Context,
@@ -70,34 +49,33 @@ impl EditorMail {
             tracing::warn!(kind, %issue, "no editors configured ([newsletter] editors); nobody is told");
             return Ok(0);
         }
-        for (i, editor) in editors.iter().enumerate() {
-            let message = build(editor)?;
-            let envelope = lettre::address::Envelope::new(
-                Some(ctx.settings.newsletter.from.email.clone()),
-                vec![editor.email.clone()],
-            )?;
-            let outgoing = OutgoingMessage {
-                issue,
-                subscriber_id: i as i64 + 1,
-                envelope,
-                bytes: message.formatted(),
-            };
-            match &self.transport {
-                EditorTransport::Files(dir) => {
-                    FileTransport::new(dir.join(kind)).send(&outgoing).await
-                }
-                EditorTransport::Smtp(t) => t.send(&outgoing).await,
+        let transport =
+            ConfiguredTransport::for_side_mail(&ctx.settings, &format!("editors/{kind}"));
+        let result = async {
+            for (i, editor) in editors.iter().enumerate() {
+                let message = build(editor)?;
+                let envelope = lettre::address::Envelope::new(
+                    Some(ctx.settings.newsletter.from.email.clone()),
+                    vec![editor.email.clone()],
+                )?;
+                let outgoing = OutgoingMessage {
+                    issue,
+                    subscriber_id: i as i64 + 1,
+                    envelope,
+                    bytes: message.formatted(),
+                };
+                transport
+                    .send(&outgoing)
+                    .await
+                    .with_context(|| format!("sending the {kind} message to {}", editor.email))?;
             }
-            .with_context(|| format!("sending the {kind} message to {}", editor.email))?;
+            anyhow::Ok(())
         }
+        .await;
+        transport.close().await;
+        result?;
         tracing::info!(kind, %issue, editors = editors.len(), "editors told");
         Ok(editors.len())
-    }
-
-    async fn close(&self) {
-        if let EditorTransport::Smtp(t) = &self.transport {
-            t.close().await;
-        }
     }
 }
 
@@ -125,7 +103,7 @@ impl<'a> Scheduler<'a> {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         Self {
             timing: Timing::from(&ctx.settings.schedule),
-            mail: EditorMail::from_context(ctx),
+            mail: EditorMail,
             daemon_id: format!("{}:{}", host.trim(), std::process::id()),
             ctx,
             store,
@@ -356,6 +334,35 @@ impl<'a> Scheduler<'a> {
             }
             return Ok(());
         }
+        if self.store.issue(id).await?.is_some() {
+            // Issue ids are dates: a second slot on one day cannot be a second issue.
+            let note = format!(
+                "an issue with the id {id} has already been sent; gazette sends at most one issue per day"
+            );
+            if self
+                .store
+                .close_slot(slot, id, SlotState::Missed, &note, now)
+                .await?
+            {
+                tracing::warn!(issue = %id, "{note}");
+                let body = format!(
+                    "The slot {} was not used: {note}. The files in the sections folder are left where they are.\n",
+                    self.local(slot)
+                );
+                self.mail
+                    .send(self.ctx, "missed", id, |editor| {
+                        render::editor_notice(
+                            &self.ctx.settings.newsletter,
+                            editor,
+                            &format!("Slot {} not used", self.local(slot)),
+                            &body,
+                            now,
+                        )
+                    })
+                    .await?;
+            }
+            return Ok(());
+        }
         if !self
             .store
             .claim_slot(slot, id, &self.daemon_id, now)
@@ -483,8 +490,8 @@ pub(crate) async fn termination() {
     }
 }
 
-/// `gazette serve`: the scheduler, the delivery worker and the web server until SIGTERM
-/// or SIGINT. In-flight messages finish and are recorded before it exits.
+/// `gazette serve`: the scheduler, the delivery worker, the inbox worker and the web
+/// server until SIGTERM or SIGINT. In-flight messages finish and are recorded before it exits.
 pub async fn serve(ctx: &Context) -> anyhow::Result<ExitCode> {
     let store = ctx.open_store().await?;
     let bind = ctx.settings.web.bind;
@@ -497,6 +504,7 @@ pub async fn serve(ctx: &Context) -> anyhow::Result<ExitCode> {
     let shutdown = CancellationToken::new();
     let scheduler = Scheduler::new(ctx, store.clone());
     let mut worker = delivery_worker(ctx, store.clone())?;
+    let mut inbox = super::inbox::inbox_worker(ctx, store.clone())?;
     match scheduler.timing().next_slot(clock.now()) {
         Some(next) => tracing::info!(
             next_slot = %scheduler.local(next),
@@ -538,13 +546,23 @@ pub async fn serve(ctx: &Context) -> anyhow::Result<ExitCode> {
         shutdown.cancel();
         result
     };
-    let ((), scheduled, delivered, served) = tokio::join!(signals, scheduling, delivering, web);
+    let reading = async {
+        let result = inbox
+            .run_until_stopped(&clock, shutdown.cancelled())
+            .await
+            .map_err(anyhow::Error::from);
+        shutdown.cancel();
+        result
+    };
+    let ((), scheduled, delivered, served, read) =
+        tokio::join!(signals, scheduling, delivering, web, reading);
+    inbox.transport().close().await;
     worker.transport().close().await;
-    scheduler.mail.close().await;
     store.close().await;
     scheduled.context("the scheduler stopped")?;
     delivered.context("the delivery worker stopped")?;
     served?;
+    read.context("the inbox worker stopped")?;
     tracing::info!("stopped cleanly");
     Ok(ExitCode::SUCCESS)
 }
@@ -565,7 +583,6 @@ pub async fn proof(ctx: &Context) -> anyhow::Result<ExitCode> {
     scheduler
         .mail_proof(&issue, &scheduler.local(slot), now)
         .await?;
-    scheduler.mail.close().await;
     store.close().await;
     println!(
         "Proof of the issue {} sent to {} editor(s).",

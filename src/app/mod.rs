@@ -7,12 +7,14 @@ mod cli;
 mod content;
 pub mod daemon;
 pub mod delivery;
+mod inbox;
 pub mod subscribers;
 mod web;
 
 pub use web::web_state;
 
 pub use cli::{Cli, Command, SubscribersCommand};
+pub use inbox::inbox_worker;
 
 use crate::compose::ComposeOptions;
 use crate::domain::{IssueId, TokenKey};
@@ -32,6 +34,7 @@ pub fn init_tracing() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
 
@@ -84,16 +87,8 @@ impl Context {
 
     /// The id of the next scheduled issue after `now`.
     pub fn next_issue_id(&self, now: chrono::DateTime<chrono::Utc>) -> IssueId {
-        let tz = self.settings.schedule.timezone;
-        let local = now.with_timezone(&tz);
-        let slot = self
-            .settings
-            .schedule
-            .send
-            .after(&local)
-            .next()
-            .unwrap_or(local);
-        IssueId::new(slot.date_naive())
+        let schedule = &self.settings.schedule;
+        schedule.send.next_issue_id(schedule.timezone, now)
     }
 }
 
@@ -117,5 +112,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve => daemon::serve(&ctx).await,
         Command::Proof => daemon::proof(&ctx).await,
         Command::Web => web::run(&ctx).await,
+        Command::Inbox { once } => inbox::run(&ctx, once).await,
     }
 }

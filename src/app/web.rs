@@ -21,7 +21,10 @@ pub async fn web_state(ctx: &Context) -> anyhow::Result<WebState> {
         Arc::new(renderer),
         ctx.tokens.clone(),
         store,
-        Arc::new(ConfiguredTransport::from_settings(&ctx.settings)),
+        Arc::new(ConfiguredTransport::for_side_mail(
+            &ctx.settings,
+            "confirmations",
+        )),
         dkim,
     ))
 }

@@ -2,7 +2,6 @@
 
 use super::Diagnostic;
 use pulldown_cmark::{Event, LinkType, Options, Parser, Tag, TagEnd};
-use serde::Deserialize;
 use std::path::Path;
 
 /// What a section is; each kind has its own template partial.
@@ -92,8 +91,7 @@ impl Section {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default)]
 struct FrontMatter {
     title: Option<String>,
     kind: Option<String>,
@@ -139,7 +137,8 @@ pub fn parse_section(path: &Path, text: &str) -> Result<(Section, Vec<Diagnostic
     let (prefix_order, stem) = strip_order_prefix(&full_stem);
     let mut warnings = Vec::new();
 
-    let (front, body, body_line) = split_front_matter(path, text)?;
+    let (front, body, body_line, front_warnings) = split_front_matter(path, text)?;
+    warnings.extend(front_warnings);
     let kind = match &front.kind {
         Some(raw) => SectionKind::parse(raw).ok_or_else(|| {
             Diagnostic::error(
@@ -231,14 +230,19 @@ fn front_line(text: &str, key: &str) -> Option<usize> {
         .map(|i| i + 1)
 }
 
-/// Splits `+++` front matter from the body.
+/// The keys front matter may carry.
+const FRONT_MATTER_KEYS: [&str; 5] = ["title", "kind", "order", "author", "signature"];
+
+/// Splits `+++` front matter from the body. A key gazette does not know is a warning
+/// (and ignored), so a typo shows up in `check` without holding the issue; a known key
+/// with the wrong type is an error.
 fn split_front_matter<'a>(
     path: &Path,
     text: &'a str,
-) -> Result<(FrontMatter, &'a str, usize), Diagnostic> {
+) -> Result<(FrontMatter, &'a str, usize, Vec<Diagnostic>), Diagnostic> {
     let first_line_end = text.find('\n').map_or(text.len(), |i| i + 1);
     if text[..first_line_end].trim_end() != "+++" {
-        return Ok((FrontMatter::default(), text, 1));
+        return Ok((FrontMatter::default(), text, 1, Vec::new()));
     }
     let mut offset = first_line_end;
     let mut line_no = 2;
@@ -248,7 +252,7 @@ fn split_front_matter<'a>(
             .map_or(text.len(), |i| offset + i + 1);
         if text[offset..end].trim_end() == "+++" {
             let toml_text = &text[first_line_end..offset];
-            let front: FrontMatter = toml::from_str(toml_text).map_err(|e| {
+            let table: toml::Table = toml::from_str(toml_text).map_err(|e| {
                 let line = e.span().map(|s| {
                     2 + toml_text[..s.start.min(toml_text.len())]
                         .matches('\n')
@@ -260,7 +264,50 @@ fn split_front_matter<'a>(
                     format!("front matter: {}", e.message().trim_end()),
                 )
             })?;
-            return Ok((front, &text[end..], line_no + 1));
+            let mut warnings = Vec::new();
+            let mut front = FrontMatter::default();
+            for (key, value) in table {
+                let line = front_line(text, &key);
+                let text_value = |value: toml::Value| match value {
+                    toml::Value::String(s) => Ok(s),
+                    other => Err(Diagnostic::error(
+                        path,
+                        line,
+                        format!(
+                            "front matter: {key} must be text in quotes, not {}",
+                            other.type_str()
+                        ),
+                    )),
+                };
+                match key.as_str() {
+                    "title" => front.title = Some(text_value(value)?),
+                    "kind" => front.kind = Some(text_value(value)?),
+                    "author" => front.author = Some(text_value(value)?),
+                    "signature" => front.signature = Some(text_value(value)?),
+                    "order" => match value {
+                        toml::Value::Integer(n) => front.order = Some(n),
+                        other => {
+                            return Err(Diagnostic::error(
+                                path,
+                                line,
+                                format!(
+                                    "front matter: order must be a whole number, not {}",
+                                    other.type_str()
+                                ),
+                            ));
+                        }
+                    },
+                    _ => warnings.push(Diagnostic::warning(
+                        path,
+                        line,
+                        format!(
+                            "front matter: '{key}' is not a key gazette knows ({}); it is ignored",
+                            FRONT_MATTER_KEYS.join(", ")
+                        ),
+                    )),
+                }
+            }
+            return Ok((front, &text[end..], line_no + 1, warnings));
         }
         offset = end;
         line_no += 1;
@@ -272,21 +319,37 @@ fn split_front_matter<'a>(
     ))
 }
 
-/// Takes a leading `# Heading` off the body as the section's title.
+/// Takes a leading heading off the body as the section's title: `# Title` (any level),
+/// or `Title` underlined with `===` or `---`.
 fn take_title_heading(body: &str, body_line: usize) -> (Option<String>, &str, usize) {
     let mut offset = 0;
     let mut line = body_line;
-    for raw in body.split_inclusive('\n') {
+    let mut lines = body.split_inclusive('\n');
+    while let Some(raw) = lines.next() {
         let trimmed = raw.trim();
         if trimmed.is_empty() {
             offset += raw.len();
             line += 1;
             continue;
         }
-        if let Some(rest) = trimmed.strip_prefix("# ") {
-            let title = rest.trim().trim_end_matches('#').trim().to_owned();
+        let hashes = trimmed.chars().take_while(|c| *c == '#').count();
+        if (1..=6).contains(&hashes) && trimmed[hashes..].starts_with([' ', '\t']) {
+            let title = trimmed[hashes..]
+                .trim()
+                .trim_end_matches('#')
+                .trim()
+                .to_owned();
             if !title.is_empty() {
                 return (Some(title), &body[offset + raw.len()..], line + 1);
+            }
+        }
+        if let Some(next) = lines.next() {
+            let underline = next.trim();
+            let is_underline = !underline.is_empty()
+                && (underline.chars().all(|c| c == '=') || underline.chars().all(|c| c == '-'));
+            if is_underline && !trimmed.starts_with(['-', '*', '+', '>', '|']) {
+                let rest = offset + raw.len() + next.len();
+                return (Some(trimmed.to_owned()), &body[rest..], line + 2);
             }
         }
         break;
@@ -443,9 +506,17 @@ mod tests {
             "{err}"
         );
 
-        let err = parse("x.md", "+++\ntitel = \"typo\"\n+++\n").unwrap_err();
+        let (s, warnings) = parse("x.md", "+++\ntitel = \"typo\"\n+++\n# Heading\n").unwrap();
+        assert_eq!(s.title, "Heading");
+        assert_eq!(warnings[0].line, Some(2), "{warnings:?}");
+        assert!(
+            warnings[0].message.contains("'titel' is not a key"),
+            "{warnings:?}"
+        );
+
+        let err = parse("x.md", "+++\ntitle = 3\n+++\n").unwrap_err();
         assert_eq!(err.line, Some(2), "{err}");
-        assert!(err.message.contains("titel"), "{err}");
+        assert!(err.message.contains("title must be text"), "{err}");
 
         let err = parse("x.md", "+++\ntitle = \"never closed\"\n").unwrap_err();
         assert_eq!(err.line, Some(1));
@@ -477,6 +548,24 @@ mod tests {
                 .any(|(l, m)| *l == Some(7) && m.contains("[nope]")),
             "{lines:?}"
         );
+    }
+
+    #[test]
+    fn titles_come_from_any_leading_heading() {
+        let (s, _) = parse("20-x.md", "## Bridge the Gap\n\nText.\n").unwrap();
+        assert_eq!(
+            (s.title.as_str(), s.body.trim()),
+            ("Bridge the Gap", "Text.")
+        );
+        let (s, _) = parse("20-x.md", "Bridge the Gap\n==============\n\nText.\n").unwrap();
+        assert_eq!(
+            (s.title.as_str(), s.body.trim(), s.body_line),
+            ("Bridge the Gap", "Text.", 3)
+        );
+        let (s, _) = parse("20-x.md", "- a list\n- --\n").unwrap();
+        assert_eq!(s.title, "X");
+        let (s, _) = parse("20-x.md", "#hashtag is not a heading\n").unwrap();
+        assert_eq!(s.title, "X");
     }
 
     #[test]

@@ -47,6 +47,18 @@ impl SendSchedule {
         &self.expr
     }
 
+    /// The id of the next issue after `now`: the date, in `tz`, of the next slot (today
+    /// if the schedule has no future slot).
+    pub fn next_issue_id(
+        &self,
+        tz: chrono_tz::Tz,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> super::IssueId {
+        let local = now.with_timezone(&tz);
+        let slot = self.after(&local).next().unwrap_or(local);
+        super::IssueId::new(slot.date_naive())
+    }
+
     /// The slots strictly after `after`, in `tz`.
     pub fn after<'a, Tz: chrono::TimeZone + 'a>(
         &'a self,

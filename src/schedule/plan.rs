@@ -34,10 +34,22 @@ pub fn plan(timing: &Timing, now: DateTime<Utc>, records: &[SlotRecord]) -> Plan
 
     let past = timing.slots_between(now - timing.lookback(), now);
     let latest = past.last().copied();
+    // Of the slots nobody ever acted on before the latest, only the most recent is
+    // reported: after an outage under a frequent schedule, one notice says it, not one
+    // per slot.
+    let last_unseen_superseded = past
+        .iter()
+        .rev()
+        .skip(1)
+        .find(|at| record(**at).is_none())
+        .copied();
     for &slot in &past {
         let state = record(slot).map_or(SlotState::Open, |r| r.state);
         match state {
             SlotState::Claimed | SlotState::GivenUp | SlotState::Missed => {}
+            _ if Some(slot) != latest
+                && record(slot).is_none()
+                && Some(slot) != last_unseen_superseded => {}
             // A later slot has come: this one's issue will never be composed.
             _ if Some(slot) != latest => actions.push(Action::ReportMissed(slot)),
             SlotState::Open if timing.may_catch_up(slot, now) => {
@@ -178,6 +190,22 @@ mod tests {
             state: SlotState::Missed,
         };
         assert_eq!(plan(&t, utc(12, 2, 11, 0), &[missed]).actions, vec![]);
+    }
+
+    #[test]
+    fn an_outage_under_a_frequent_schedule_gives_one_report_not_thousands() {
+        let mut t = timing();
+        t.send = SendSchedule::parse("* * * * *").unwrap();
+        t.proof_lead = Duration::ZERO;
+        let now = utc(12, 5, 12, 0) + chrono::Duration::seconds(30);
+        let p = plan(&t, now, &[]);
+        assert_eq!(
+            p.actions,
+            vec![
+                Action::ReportMissed(utc(12, 5, 11, 59)),
+                Action::Compose(utc(12, 5, 12, 0))
+            ]
+        );
     }
 
     #[test]

@@ -23,6 +23,18 @@ impl ConfiguredTransport {
         }
     }
 
+    /// The transport for mail that is not an issue (notices, confirmations, proofs): SMTP
+    /// as configured, or with the file transport the `folder` of the outbox, so such a
+    /// message never takes the place of an issue's file for the same recipient.
+    pub fn for_side_mail(settings: &Settings, folder: &str) -> Self {
+        match settings.transport.kind {
+            TransportKind::File => Self::File(FileTransport::new(
+                settings.transport.outbox_dir.join(folder),
+            )),
+            TransportKind::Smtp => Self::from_settings(settings),
+        }
+    }
+
     /// Where messages go, for reports.
     pub fn describe(&self, settings: &Settings) -> String {
         match self {

@@ -9,6 +9,7 @@
 //!
 //! Times are whole seconds (UTC) in the database; [`ts`] and [`from_ts`] convert.
 
+mod inbox;
 mod issues;
 mod leases;
 mod ledger;
@@ -16,6 +17,9 @@ mod slots;
 mod subscribers;
 mod web;
 
+pub use inbox::{
+    InboxDisposition, InboxEffect, InboxEntry, InboxLimits, InboxRecorded, OwedNotice,
+};
 pub use issues::{FreezeOutcome, FrozenIssue};
 pub use ledger::{DeliveryCounts, DeliveryStatus, DeliveryUpdate, DueDelivery};
 pub use slots::SlotRow;

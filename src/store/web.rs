@@ -195,7 +195,7 @@ impl Store {
         sqlx::query(
             "UPDATE subscribers SET status = 'active', name = COALESCE(?2, name), \
              consent_at = ?3, consent_source = 'web', consent_ip = ?4, bounce_count = 0, \
-             updated_at = ?3 WHERE id = ?1",
+             withdrawn_at = NULL, withdrawn_source = NULL, updated_at = ?3 WHERE id = ?1",
         )
         .bind(id)
         .bind(name.as_ref().map(HeaderText::as_str))
@@ -264,7 +264,10 @@ impl Store {
             match consent_ip {
                 None => {
                     sqlx::query(
-                        "UPDATE subscribers SET status = ?2, updated_at = ?3 WHERE id = ?1",
+                        "UPDATE subscribers SET status = ?2, updated_at = ?3, \
+                         withdrawn_at = CASE WHEN ?2 = 'unsubscribed' THEN ?3 ELSE withdrawn_at END, \
+                         withdrawn_source = CASE WHEN ?2 = 'unsubscribed' THEN 'web' ELSE withdrawn_source END \
+                         WHERE id = ?1",
                     )
                     .bind(id)
                     .bind(to)
@@ -276,7 +279,7 @@ impl Store {
                     sqlx::query(
                         "UPDATE subscribers SET status = ?2, consent_at = ?3, \
                          consent_source = 'web:resubscribe', consent_ip = ?4, \
-                         updated_at = ?3 WHERE id = ?1",
+                         withdrawn_at = NULL, withdrawn_source = NULL, updated_at = ?3 WHERE id = ?1",
                     )
                     .bind(id)
                     .bind(to)

@@ -267,6 +267,13 @@ async fn metrics_text(State(state): State<WebState>) -> Response {
             return (StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n").into_response();
         }
     };
+    let inbox = match state.store().inbox_figures().await {
+        Ok(f) => Some(f),
+        Err(e) => {
+            tracing::error!(error = %e, "web: cannot read the inbox figures for /metrics");
+            None
+        }
+    };
     let figures = StoreFigures {
         deliveries: figures
             .deliveries
@@ -278,9 +285,8 @@ async fn metrics_text(State(state): State<WebState>) -> Response {
             .into_iter()
             .map(|(s, n)| (s.to_owned(), n))
             .collect(),
-        // The inbox worker's tables are not in this branch's store yet.
-        inbox_processed: None,
-        inbox_last_poll: None,
+        inbox_processed: inbox.map(|(n, _)| n),
+        inbox_last_poll: inbox.and_then(|(_, at)| at).map(|at| at.timestamp() as f64),
     };
     (
         [(

@@ -12,9 +12,9 @@ use axum::response::{Html, IntoResponse, Response};
 /// The id of the next scheduled issue after now.
 fn next_issue_id(state: &WebState) -> IssueId {
     let schedule = &state.settings().schedule;
-    let local = chrono::Utc::now().with_timezone(&schedule.timezone);
-    let slot = schedule.send.after(&local).next().unwrap_or(local);
-    IssueId::new(slot.date_naive())
+    schedule
+        .send
+        .next_issue_id(schedule.timezone, chrono::Utc::now())
 }
 
 pub(super) async fn preview(State(state): State<WebState>, headers: HeaderMap) -> Response {

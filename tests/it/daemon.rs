@@ -363,6 +363,41 @@ async fn two_daemons_sharing_one_store_send_a_slot_once() {
     assert_eq!(files(&work.path().join("archive/2021-09-01")).len(), 6);
 }
 
+/// A six-field crontab expression (with seconds) for the daily slot at `at`'s time.
+fn cron_at(at: DateTime<Utc>) -> String {
+    format!(
+        "\"{} {} {} * * *\"",
+        at.format("%-S"),
+        at.format("%-M"),
+        at.format("%-H")
+    )
+}
+
+/// Imports `addresses` as active subscribers with the real binary.
+fn import(config: &Path, work: &Path, addresses: &[String]) {
+    let csv = work.join("subscribers.csv");
+    std::fs::write(&csv, format!("email\n{}\n", addresses.join("\n"))).unwrap();
+    let out = crate::support::gazette(&[
+        "--config",
+        config.to_str().unwrap(),
+        "subscribers",
+        "import",
+        csv.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", describe(&out));
+}
+
+/// Starts the real `gazette serve`, its log going to `log`.
+fn spawn_serve(config: &Path, log: &Path) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_gazette"))
+        .args(["--config", config.to_str().unwrap(), "serve"])
+        .env("GAZETTE_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap()
+}
+
 /// Sends SIGTERM to a child and waits for it.
 fn terminate(child: &mut std::process::Child) -> std::process::ExitStatus {
     std::process::Command::new("kill")
@@ -387,12 +422,7 @@ fn serve_sends_on_schedule_through_postfix_stops_on_sigterm_and_never_twice() {
     let users = ["ada", "grace", "alan"];
     let stack = MailStack::start(&users);
     let slot = Utc::now() + chrono::Duration::seconds(6);
-    let cron = format!(
-        "\"{} {} {} * * *\"",
-        slot.format("%-S"),
-        slot.format("%-M"),
-        slot.format("%-H")
-    );
+    let cron = cron_at(slot);
     let smtp_port = stack.smtp_port().to_string();
     let (work, config) = setup(
         "serve",
@@ -409,35 +439,15 @@ fn serve_sends_on_schedule_through_postfix_stops_on_sigterm_and_never_twice() {
             ("web.bind", "\"127.0.0.1:0\""),
         ],
     );
-    let csv = work.path().join("subscribers.csv");
-    let rows: Vec<String> = users
-        .iter()
-        .map(|u| format!("{}\n", stack.address(u)))
-        .collect();
-    std::fs::write(&csv, format!("email\n{}", rows.concat())).unwrap();
-    let out = crate::support::gazette(&[
-        "--config",
-        config.to_str().unwrap(),
-        "subscribers",
-        "import",
-        csv.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", describe(&out));
-
+    let addresses: Vec<String> = users.iter().map(|u| stack.address(u)).collect();
+    import(&config, work.path(), &addresses);
     let spawn = || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_gazette"))
-            .args(["--config", config.to_str().unwrap(), "serve"])
-            .env("GAZETTE_LOG", "info")
-            .stdout(std::process::Stdio::null())
-            .stderr(
-                std::fs::File::create(
-                    work.path()
-                        .join(format!("serve-{}.log", Utc::now().timestamp_millis())),
-                )
-                .unwrap(),
-            )
-            .spawn()
-            .unwrap()
+        spawn_serve(
+            &config,
+            &work
+                .path()
+                .join(format!("serve-{}.log", Utc::now().timestamp_millis())),
+        )
     };
     let mut daemon = spawn();
     for user in users {
@@ -471,5 +481,160 @@ fn serve_sends_on_schedule_through_postfix_stops_on_sigterm_and_never_twice() {
     assert!(
         status_text.contains("0 queued, 3 sent, 0 retrying, 0 failed"),
         "{status_text}"
+    );
+}
+
+/// The whole cycle in one running `gazette serve`: an issue through Postfix into the
+/// subscribers' Dovecot mailboxes; one subscriber replies UNSUBSCRIBE through Postfix to
+/// the newsletter's mailbox; within a poll they are unsubscribed and get the notice; the
+/// next issue reaches the others and not them.
+#[test]
+fn serve_unsubscribes_a_reply_within_a_poll_and_the_next_issue_skips_them() {
+    let users = ["news", "ada", "grace"];
+    let stack = MailStack::start(&users);
+    let slot = Utc::now() + chrono::Duration::seconds(5);
+    let cron = cron_at(slot);
+    let smtp_port = stack.smtp_port().to_string();
+    let imap_port = stack.imap_port().to_string();
+    let web_port = crate::support::mailstack::free_port();
+    let web_bind = format!("\"127.0.0.1:{web_port}\"");
+    let (work, config) = setup(
+        "cycle",
+        0,
+        &[
+            ("schedule.send", &cron),
+            ("schedule.timezone", "\"UTC\""),
+            ("schedule.proof_lead", "\"0s\""),
+            ("transport.kind", "\"smtp\""),
+            ("smtp.port", &smtp_port),
+            ("smtp.tls", "\"none\""),
+            ("newsletter.from", "\"Gazette <news@gazette.test>\""),
+            ("newsletter.reply_to", "\"news@gazette.test\""),
+            ("newsletter.editors", "[]"),
+            ("inbox.kind", "\"imap\""),
+            ("inbox.host", "\"127.0.0.1\""),
+            ("inbox.port", &imap_port),
+            ("inbox.tls", "\"none\""),
+            ("inbox.username", "\"news\""),
+            (
+                "inbox.password",
+                &format!("\"{}\"", crate::support::mailstack::PASSWORD),
+            ),
+            ("inbox.poll_interval", "\"2s\""),
+            ("web.bind", &web_bind),
+        ],
+    );
+    import(
+        &config,
+        work.path(),
+        &[stack.address("ada"), stack.address("grace")],
+    );
+    let log = work.path().join("serve.log");
+    let mut daemon = spawn_serve(&config, &log);
+    let issue = stack.wait_for_messages("ada", 1, Duration::from_secs(40));
+    stack.wait_for_messages("grace", 1, Duration::from_secs(20));
+    let parsed = mail_parser::MessageParser::default()
+        .parse(&issue[0])
+        .unwrap();
+    let subject = parsed.subject().unwrap().to_owned();
+    let message_id = parsed.message_id().unwrap().to_owned();
+
+    // Ada replies from her mail client: "Re: <subject>", UNSUBSCRIBE on the first line.
+    let reply = format!(
+        "From: Ada <{ada}>\r\nTo: news@gazette.test\r\nSubject: Re: {subject}\r\nMessage-ID: <reply-1@gazette.test>\r\n\
+         In-Reply-To: <{message_id}>\r\nDate: {date}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n\
+         UNSUBSCRIBE\r\n\r\nOn Monday, Gazette wrote:\r\n> {subject}\r\n",
+        ada = stack.address("ada"),
+        date = Utc::now().to_rfc2822(),
+    );
+    let sent_at = std::time::Instant::now();
+    crate::inbox::smtp_send(
+        stack.smtp_port(),
+        &stack.address("ada"),
+        "news@gazette.test",
+        reply.as_bytes(),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while stack.messages("ada").len() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no notice within 30 s; gazette's log:\n{}",
+            std::fs::read_to_string(&log).unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let after = stack.messages("ada");
+    let took = sent_at.elapsed();
+    let notice = after
+        .iter()
+        .map(|m| mail_parser::MessageParser::default().parse(m).unwrap())
+        .find(|m| m.message_id() != Some(message_id.as_str()))
+        .expect("a notice");
+    assert_eq!(
+        notice.header_raw("Auto-Submitted").map(str::trim),
+        Some("auto-replied")
+    );
+    assert!(
+        notice.body_text(0).unwrap().contains("/resubscribe/"),
+        "{:?}",
+        notice.body_text(0)
+    );
+    assert!(took < Duration::from_secs(15), "the notice took {took:?}");
+
+    // /metrics shows the inbox at work.
+    let metrics = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(crate::support::http::get(
+            ([127, 0, 0, 1], web_port).into(),
+            "/metrics",
+        ))
+        .text();
+    let parsed = crate::support::prometheus::parse(&metrics).unwrap();
+    assert_eq!(
+        parsed.value("gazette_inbox_processed_total", &[]),
+        Some(1.0),
+        "{metrics}"
+    );
+    let last_poll = parsed
+        .value("gazette_inbox_last_poll_timestamp_seconds", &[])
+        .unwrap();
+    assert!(
+        (Utc::now().timestamp() as f64 - last_poll).abs() < 30.0,
+        "{metrics}"
+    );
+
+    // The next issue (another date), sent while the daemon runs: Grace only.
+    copy_sections(&fixture("2021-11"), &work.path().join("sections"));
+    let tomorrow = (Utc::now() + chrono::Duration::days(1))
+        .format("%Y-%m-%d")
+        .to_string();
+    let out = crate::support::gazette(&[
+        "--config",
+        config.to_str().unwrap(),
+        "send-now",
+        "--date",
+        &tomorrow,
+    ]);
+    assert!(out.status.success(), "{}", describe(&out));
+    stack.wait_for_messages("grace", 2, Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        stack.messages("ada").len(),
+        2,
+        "Ada got the next issue after unsubscribing"
+    );
+    let status = terminate(&mut daemon);
+    let logs = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(status.code(), Some(0), "{logs}");
+    let list =
+        crate::support::gazette(&["--config", config.to_str().unwrap(), "subscribers", "list"]);
+    let listed = String::from_utf8_lossy(&list.stdout).into_owned();
+    assert!(
+        listed.contains(&format!("{},,unsubscribed", stack.address("ada"))),
+        "{listed}"
+    );
+    assert!(
+        listed.contains(&format!("{},,active", stack.address("grace"))),
+        "{listed}"
     );
 }

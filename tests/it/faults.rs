@@ -113,9 +113,9 @@ async fn soft_rcpt_rejections_retry_with_backoff_and_go_out_when_the_fault_is_go
 
     drop(sink);
     let good = SmtpSink::start(&[]);
-    let ctx = context_for(&s, good.port(), &[]);
-    // The first worker stops, as a daemon would, and gives the delivery lease up.
+    // The first worker hands the ledger over, as a stopping daemon does.
     w.release_lease().await.unwrap();
+    let ctx = context_for(&s, good.port(), &[]);
     let mut w = worker(&ctx, &s.store);
     let report = worked(w.try_once(second_retry).await.unwrap());
     assert_eq!((report.sent, report.retrying), (12, 0));
@@ -232,9 +232,9 @@ async fn a_connection_dropped_after_the_final_dot_is_retried_and_no_row_is_lost(
     drop(sink);
 
     let good = SmtpSink::start(&[]);
-    let ctx = context_for(&s, good.port(), &[]);
-    // The first worker stops, as a daemon would, and gives the delivery lease up.
+    // The first worker hands the ledger over, as a stopping daemon does.
     w.release_lease().await.unwrap();
+    let ctx = context_for(&s, good.port(), &[]);
     let mut w = worker(&ctx, &s.store);
     let report = worked(w.try_once(s.t0 + Span::minutes(5)).await.unwrap());
     assert_eq!(report.sent, 5);
@@ -262,9 +262,9 @@ async fn a_slow_server_times_out_and_a_patient_client_gets_through() {
         "{error:?}"
     );
 
-    let ctx = context_for(&s, sink.port(), &[("smtp.timeout", "\"10s\"")]);
-    // The first worker stops, as a daemon would, and gives the delivery lease up.
+    // The first worker hands the ledger over, as a stopping daemon does.
     w.release_lease().await.unwrap();
+    let ctx = context_for(&s, sink.port(), &[("smtp.timeout", "\"10s\"")]);
     let mut w = worker(&ctx, &s.store);
     let report = worked(w.try_once(s.t0 + Span::minutes(5)).await.unwrap());
     assert_eq!((report.sent, report.retrying), (2, 0));

@@ -7,6 +7,7 @@ mod crash;
 mod daemon;
 mod delivery_support;
 mod faults;
+mod inbox;
 mod mailstack_delivery;
 mod send_now;
 mod subscribers;

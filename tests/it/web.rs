@@ -9,7 +9,7 @@ use crate::support::{
 };
 use gazette::app::Cli;
 use gazette::domain::{SubscriberEmail, TokenKey, TokenPurpose};
-use gazette::store::{Consent, NewSubscriber, Store, Subscriber, SubscriberStatus};
+use gazette::store::{Store, Subscriber, SubscriberStatus};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -91,24 +91,7 @@ impl TestWeb {
 
     /// Adds an active subscriber the way `gazette subscribers add` does.
     async fn add_active(&self, email: &str) -> i64 {
-        let (s, _) = self
-            .store
-            .add_subscriber(
-                &NewSubscriber {
-                    email: SubscriberEmail::parse(email).unwrap(),
-                    name: None,
-                    status: SubscriberStatus::Active,
-                    consent: Consent {
-                        at: Some(chrono::Utc::now()),
-                        source: Some("cli".into()),
-                        ip: None,
-                    },
-                },
-                chrono::Utc::now(),
-            )
-            .await
-            .unwrap();
-        s.id
+        crate::support::add_active(&self.store, email).await
     }
 
     fn outbox(&self) -> PathBuf {

@@ -117,3 +117,25 @@ pub fn describe(output: &Output) -> String {
         String::from_utf8_lossy(&output.stderr)
     )
 }
+
+/// Adds an active subscriber straight into the store, as `gazette subscribers add` does.
+pub async fn add_active(store: &gazette::store::Store, email: &str) -> i64 {
+    use gazette::store::{Consent, NewSubscriber, SubscriberStatus};
+    let (subscriber, _) = store
+        .add_subscriber(
+            &NewSubscriber {
+                email: gazette::domain::SubscriberEmail::parse(email).unwrap(),
+                name: None,
+                status: SubscriberStatus::Active,
+                consent: Consent {
+                    at: Some(chrono::Utc::now()),
+                    source: Some("cli".into()),
+                    ip: None,
+                },
+            },
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+    subscriber.id
+}
