@@ -308,32 +308,6 @@ impl<'a> Scheduler<'a> {
         now: DateTime<Utc>,
     ) -> anyhow::Result<()> {
         let id = self.timing.issue_id(slot);
-        let issue = self.compose(id);
-        if !issue.is_sendable() {
-            let next = self.timing.recheck_after(now);
-            let errors: Vec<String> = issue.errors().map(ToString::to_string).collect();
-            let first = self
-                .store
-                .hold_slot(slot, id, next, &errors.join("; "), now)
-                .await?;
-            tracing::warn!(issue = %id, errors = errors.len(), next_check = %next, "issue held");
-            if first {
-                let until = self.local(self.timing.hold_until(slot));
-                let body = render::hold_text(id, &issue.diagnostics, &until);
-                self.mail
-                    .send(self.ctx, "held", id, |editor| {
-                        render::editor_notice(
-                            &self.ctx.settings.newsletter,
-                            editor,
-                            &format!("Issue {id} is held"),
-                            &body,
-                            now,
-                        )
-                    })
-                    .await?;
-            }
-            return Ok(());
-        }
         if self.store.issue(id).await?.is_some() {
             // Issue ids are dates: a second slot on one day cannot be a second issue.
             let note = format!(
@@ -355,6 +329,32 @@ impl<'a> Scheduler<'a> {
                             &self.ctx.settings.newsletter,
                             editor,
                             &format!("Slot {} not used", self.local(slot)),
+                            &body,
+                            now,
+                        )
+                    })
+                    .await?;
+            }
+            return Ok(());
+        }
+        let issue = self.compose(id);
+        if !issue.is_sendable() {
+            let next = self.timing.recheck_after(now);
+            let errors: Vec<String> = issue.errors().map(ToString::to_string).collect();
+            let first = self
+                .store
+                .hold_slot(slot, id, next, &errors.join("; "), now)
+                .await?;
+            tracing::warn!(issue = %id, errors = errors.len(), next_check = %next, "issue held");
+            if first {
+                let until = self.local(self.timing.hold_until(slot));
+                let body = render::hold_text(id, &issue.diagnostics, &until);
+                self.mail
+                    .send(self.ctx, "held", id, |editor| {
+                        render::editor_notice(
+                            &self.ctx.settings.newsletter,
+                            editor,
+                            &format!("Issue {id} is held"),
                             &body,
                             now,
                         )

@@ -37,12 +37,16 @@ pub fn plan(timing: &Timing, now: DateTime<Utc>, records: &[SlotRecord]) -> Plan
     // Of the slots nobody ever acted on before the latest, only the most recent is
     // reported: after an outage under a frequent schedule, one notice says it, not one
     // per slot.
+    // Slots older than one the store already knows were looked at (or deliberately
+    // passed over) by an earlier step, so they are not reported again later.
+    let newest_known = records.iter().map(|r| r.at).max();
     let last_unseen_superseded = past
         .iter()
         .rev()
         .skip(1)
         .find(|at| record(**at).is_none())
-        .copied();
+        .copied()
+        .filter(|at| newest_known.is_none_or(|known| *at > known));
     for &slot in &past {
         let state = record(slot).map_or(SlotState::Open, |r| r.state);
         match state {
@@ -205,6 +209,39 @@ mod tests {
                 Action::ReportMissed(utc(12, 5, 11, 59)),
                 Action::Compose(utc(12, 5, 12, 0))
             ]
+        );
+    }
+
+    #[test]
+    fn a_missed_slot_is_reported_once_not_again_at_every_later_step() {
+        let mut t = timing();
+        t.send = SendSchedule::parse("0 */6 * * *").unwrap();
+        t.proof_lead = Duration::ZERO;
+        // Started at midnight: 18:00 the day before is reported, midnight composed.
+        let first = plan(&t, utc(12, 2, 0, 0), &[]);
+        assert_eq!(
+            first.actions,
+            vec![
+                Action::ReportMissed(utc(12, 1, 18, 0)),
+                Action::Compose(utc(12, 2, 0, 0))
+            ]
+        );
+        let records = [
+            SlotRecord {
+                at: utc(12, 1, 18, 0),
+                proof_sent: false,
+                state: SlotState::Missed,
+            },
+            SlotRecord {
+                at: utc(12, 2, 0, 0),
+                proof_sent: false,
+                state: SlotState::Claimed,
+            },
+        ];
+        // At 06:00 nothing older is dug up.
+        assert_eq!(
+            plan(&t, utc(12, 2, 6, 0), &records).actions,
+            vec![Action::Compose(utc(12, 2, 6, 0))]
         );
     }
 

@@ -638,3 +638,43 @@ fn serve_unsubscribes_a_reply_within_a_poll_and_the_next_issue_skips_them() {
         "{listed}"
     );
 }
+
+#[tokio::test]
+async fn a_second_slot_on_the_same_day_is_not_used_and_its_files_stay() {
+    let (work, config) = setup(
+        "same-day",
+        2,
+        &[
+            ("schedule.send", "\"0 */6 * * *\""),
+            ("schedule.timezone", "\"UTC\""),
+            ("schedule.proof_lead", "\"0s\""),
+        ],
+    );
+    let (ctx, store) = context(&config).await;
+    let scheduler = Scheduler::new(&ctx, store.clone());
+    scheduler.try_once(utc(2021, 9, 1, 0, 0)).await.unwrap();
+    assert_eq!(deliver(&ctx, &store, utc(2021, 9, 1, 0, 0)).await, 2);
+    // New sections arrive; the 06:00 slot would be issue 2021-09-01 again.
+    copy_sections(&fixture("2021-11"), &work.path().join("sections"));
+    let report = scheduler.try_once(utc(2021, 9, 1, 6, 0)).await.unwrap();
+    assert_eq!(report.actions, vec![Action::Compose(utc(2021, 9, 1, 6, 0))]);
+    assert_eq!(deliver(&ctx, &store, utc(2021, 9, 1, 6, 0)).await, 0);
+    assert_eq!(
+        files(&work.path().join("sections")).len(),
+        6,
+        "the new files are left for the next issue"
+    );
+    let outbox = files(&work.path().join("outbox"));
+    assert!(
+        outbox.contains(&"editors/missed/2021-09-01/1.eml".to_owned()),
+        "{outbox:?}"
+    );
+    assert!(
+        !outbox.iter().any(|f| f.starts_with("editors/held")),
+        "{outbox:?}"
+    );
+    // The next day's slot sends them.
+    scheduler.try_once(utc(2021, 9, 2, 0, 0)).await.unwrap();
+    assert_eq!(deliver(&ctx, &store, utc(2021, 9, 2, 0, 0)).await, 2);
+    assert!(files(&work.path().join("sections")).is_empty());
+}
