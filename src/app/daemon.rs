@@ -171,17 +171,14 @@ impl<'a> Scheduler<'a> {
                         "The issue {issue}, due {}, was held because of errors in the sections folder and the hold window has ended. It has not been sent and will not be sent automatically.\n\nFix the sections and send it with `gazette send-now --date {issue}`, or leave it for the next scheduled issue.\n",
                         self.local(slot)
                     );
-                    self.mail
-                        .send(self.ctx, "given-up", issue, |editor| {
-                            render::editor_notice(
-                                &self.ctx.settings.newsletter,
-                                editor,
-                                &format!("Issue {issue} was not sent"),
-                                &body,
-                                now,
-                            )
-                        })
-                        .await?;
+                    self.notify(
+                        "given-up",
+                        issue,
+                        &format!("Issue {issue} was not sent"),
+                        &body,
+                        now,
+                    )
+                    .await?;
                 }
                 Ok(())
             }
@@ -199,21 +196,35 @@ impl<'a> Scheduler<'a> {
                         "The issue {issue}, due {}, was not sent: gazette was not running at that time and the catch-up window has passed (or a later issue was due).\n\nTo send it anyway: `gazette send-now --date {issue}`.\n",
                         self.local(slot)
                     );
-                    self.mail
-                        .send(self.ctx, "missed", issue, |editor| {
-                            render::editor_notice(
-                                &self.ctx.settings.newsletter,
-                                editor,
-                                &format!("Issue {issue} was missed"),
-                                &body,
-                                now,
-                            )
-                        })
-                        .await?;
+                    self.notify(
+                        "missed",
+                        issue,
+                        &format!("Issue {issue} was missed"),
+                        &body,
+                        now,
+                    )
+                    .await?;
                 }
                 Ok(())
             }
         }
+    }
+
+    /// Sends a plain notice to every editor.
+    async fn notify(
+        &self,
+        kind: &str,
+        issue: IssueId,
+        subject: &str,
+        body: &str,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        self.mail
+            .send(self.ctx, kind, issue, |editor| {
+                render::editor_notice(&self.ctx.settings.newsletter, editor, subject, body, now)
+            })
+            .await?;
+        Ok(())
     }
 
     fn compose(&self, issue: IssueId) -> Issue {
@@ -284,17 +295,14 @@ impl<'a> Scheduler<'a> {
                     issue.id,
                     render::hold_text(issue.id, &diagnostics, send_at)
                 );
-                self.mail
-                    .send(self.ctx, "proof", issue.id, |editor| {
-                        render::editor_notice(
-                            newsletter,
-                            editor,
-                            &format!("Proof of {} failed", issue.id),
-                            &body,
-                            now,
-                        )
-                    })
-                    .await?;
+                self.notify(
+                    "proof",
+                    issue.id,
+                    &format!("Proof of {} failed", issue.id),
+                    &body,
+                    now,
+                )
+                .await?;
             }
         }
         tracing::info!(issue = %issue.id, warnings = issue.diagnostics.len(), "proof sent to the editors");
@@ -323,17 +331,14 @@ impl<'a> Scheduler<'a> {
                     "The slot {} was not used: {note}. The files in the sections folder are left where they are.\n",
                     self.local(slot)
                 );
-                self.mail
-                    .send(self.ctx, "missed", id, |editor| {
-                        render::editor_notice(
-                            &self.ctx.settings.newsletter,
-                            editor,
-                            &format!("Slot {} not used", self.local(slot)),
-                            &body,
-                            now,
-                        )
-                    })
-                    .await?;
+                self.notify(
+                    "missed",
+                    id,
+                    &format!("Slot {} not used", self.local(slot)),
+                    &body,
+                    now,
+                )
+                .await?;
             }
             return Ok(());
         }
@@ -349,16 +354,7 @@ impl<'a> Scheduler<'a> {
             if first {
                 let until = self.local(self.timing.hold_until(slot));
                 let body = render::hold_text(id, &issue.diagnostics, &until);
-                self.mail
-                    .send(self.ctx, "held", id, |editor| {
-                        render::editor_notice(
-                            &self.ctx.settings.newsletter,
-                            editor,
-                            &format!("Issue {id} is held"),
-                            &body,
-                            now,
-                        )
-                    })
+                self.notify("held", id, &format!("Issue {id} is held"), &body, now)
                     .await?;
             }
             return Ok(());

@@ -4,9 +4,7 @@
 use super::Context;
 use crate::compose::{self, Issue};
 use crate::domain::{Clock, IssueId, SystemClock};
-use crate::send::{
-    BatchReport, ConfiguredTransport, DeliveryWorker, MessageFactory, RetryPolicy, dkim_config,
-};
+use crate::send::{BatchReport, ConfiguredTransport, DeliveryWorker, MessageFactory, RetryPolicy};
 use crate::store::{DeliveryCounts, FreezeOutcome, FrozenIssue, Store, SubscriberStatus};
 use anyhow::{Context as _, bail};
 use chrono::{DateTime, Utc};
@@ -57,12 +55,7 @@ pub fn delivery_worker(
     store: Store,
 ) -> anyhow::Result<DeliveryWorker<ConfiguredTransport>> {
     let settings = &ctx.settings;
-    let dkim = settings
-        .dkim
-        .as_ref()
-        .map(dkim_config)
-        .transpose()
-        .context("loading the DKIM key")?;
+    let dkim = ctx.dkim()?;
     let messages = MessageFactory::new(settings.newsletter.clone(), ctx.tokens.clone(), dkim);
     let transport = ConfiguredTransport::from_settings(settings);
     let rate = match settings.transport.kind {

@@ -4,7 +4,7 @@
 use super::Context;
 use crate::domain::{Clock, SystemClock};
 use crate::inbox::{Outcome, Worker, source_from_settings};
-use crate::send::{ConfiguredTransport, dkim_config};
+use crate::send::ConfiguredTransport;
 use crate::store::Store;
 use anyhow::Context as _;
 use std::process::ExitCode;
@@ -12,12 +12,7 @@ use std::process::ExitCode;
 /// The inbox worker for `ctx`'s settings.
 pub fn inbox_worker(ctx: &Context, store: Store) -> anyhow::Result<Worker<ConfiguredTransport>> {
     let settings = &ctx.settings;
-    let dkim = settings
-        .dkim
-        .as_ref()
-        .map(dkim_config)
-        .transpose()
-        .context("loading the DKIM key")?;
+    let dkim = ctx.dkim()?;
     let source = source_from_settings(settings)?;
     Ok(Worker::new(
         settings,

@@ -70,6 +70,16 @@ impl Context {
         })
     }
 
+    /// The DKIM signing configuration, if `[dkim]` is set.
+    pub fn dkim(&self) -> anyhow::Result<Option<lettre::message::dkim::DkimConfig>> {
+        self.settings
+            .dkim
+            .as_ref()
+            .map(crate::send::dkim_config)
+            .transpose()
+            .context("loading the DKIM key")
+    }
+
     /// Compose options from `[content]`.
     pub fn compose_options(&self) -> ComposeOptions {
         ComposeOptions {

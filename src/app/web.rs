@@ -1,7 +1,7 @@
 //! `gazette web`: the web side on its own (the daemon runs the same inside `serve`).
 
 use super::Context;
-use crate::send::{ConfiguredTransport, dkim_config};
+use crate::send::ConfiguredTransport;
 use crate::web::{self, WebState};
 use anyhow::Context as _;
 use std::process::ExitCode;
@@ -15,7 +15,7 @@ pub async fn web_state(ctx: &Context) -> anyhow::Result<WebState> {
     )
     .context("loading templates")?;
     let store = ctx.open_store().await?;
-    let dkim = ctx.settings.dkim.as_ref().map(dkim_config).transpose()?;
+    let dkim = ctx.dkim()?;
     Ok(WebState::new(
         Arc::new(ctx.settings.clone()),
         Arc::new(renderer),

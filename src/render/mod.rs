@@ -16,7 +16,9 @@ mod templates;
 pub use markdown::{TEXT_WIDTH, to_html, to_text, wrap};
 pub use message::{MessageError, MessageOptions, build_message, message_id};
 pub use notice::{editor_notice, hold_text, proof_message};
-pub use personalize::{Personalized, Recipient, RecipientLinks, Slot};
+pub use personalize::{
+    Personalized, Recipient, RecipientLinks, Slot, escape_html, push_escaped_html,
+};
 pub use templates::{RenderError, Renderer};
 
 /// Gmail clips messages whose HTML is larger than this; the check warns past it.

@@ -39,13 +39,6 @@ fn diagnostics_text(diagnostics: &[Diagnostic]) -> String {
     out
 }
 
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
 /// A proof of `rendered` for one editor: the issue as a subscriber would see it, with
 /// the warnings and the send time on top. Links in it are made out to `links`, which
 /// should belong to no real subscriber (id 0).
@@ -77,7 +70,7 @@ pub fn proof_message(
     );
     let html_banner = format!(
         "<div style=\"border:3px solid #b45309;background:#fffbeb;color:#1f2933;padding:12px 16px;margin:12px;font-family:Arial,sans-serif\"><pre style=\"white-space:pre-wrap;margin:0;font-family:Arial,sans-serif\">{}</pre></div>",
-        escape(&banner)
+        super::escape_html(&banner)
     );
     let html = rendered.html.fill(&recipient, links);
     let html = match html

@@ -204,7 +204,7 @@ impl Personalized {
             Slot::UnsubscribeMailto => &links.unsubscribe_mailto,
         };
         if self.html {
-            push_html_escaped(out, value);
+            push_escaped_html(out, value);
         } else {
             out.push_str(value);
         }
@@ -253,7 +253,8 @@ impl Personalized {
     }
 }
 
-fn push_html_escaped(out: &mut String, value: &str) {
+/// Appends `value` escaped for HTML text and quoted attribute values.
+pub fn push_escaped_html(out: &mut String, value: &str) {
     for c in value.chars() {
         match c {
             '&' => out.push_str("&amp;"),
@@ -264,6 +265,13 @@ fn push_html_escaped(out: &mut String, value: &str) {
             c => out.push(c),
         }
     }
+}
+
+/// `value` escaped for HTML text and quoted attribute values.
+pub fn escape_html(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 16);
+    push_escaped_html(&mut out, value);
+    out
 }
 
 #[cfg(test)]
