@@ -27,6 +27,7 @@ pub struct SmtpTransport {
     host: String,
     port: u16,
     tls: Tls,
+    ca_pem: Option<Vec<u8>>,
     credentials: Option<Credentials>,
     timeout: Duration,
     hello: ClientId,
@@ -85,6 +86,7 @@ impl SmtpTransport {
             host: settings.host.clone(),
             port: settings.port,
             tls: settings.tls,
+            ca_pem: settings.ca_pem.clone(),
             credentials,
             timeout: settings.timeout,
             hello: ClientId::Domain(hello.to_owned()),
@@ -101,7 +103,14 @@ impl SmtpTransport {
         tcp.set_nodelay(true)
             .map_err(|e| SendError::Connect(format!("setting TCP_NODELAY: {e}")))?;
         let tls = || {
-            TlsParameters::new(self.host.clone())
+            let mut builder = TlsParameters::builder(self.host.clone());
+            if let Some(pem) = &self.ca_pem {
+                let cert = lettre::transport::smtp::client::Certificate::from_pem(pem)
+                    .map_err(|e| SendError::Connect(format!("smtp.ca_file: {e}")))?;
+                builder = builder.add_root_certificate(cert);
+            }
+            builder
+                .build_rustls()
                 .map_err(|e| SendError::Connect(format!("TLS setup: {e}")))
         };
         let connect_err = |e: lettre::transport::smtp::Error| match classify(&e) {

@@ -137,6 +137,8 @@ pub struct Smtp {
     pub pool_size: u32,
     pub rate_per_second: u32,
     pub timeout: Duration,
+    /// Extra root certificates (PEM) to trust for TLS, e.g. a private relay's own CA.
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 /// `[delivery]`: the retry policy for temporary failures.

@@ -140,6 +140,7 @@ struct RawSmtp {
     pool_size: u32,
     rate_per_second: u32,
     timeout: String,
+    ca_file: Option<PathBuf>,
 }
 
 impl Default for RawSmtp {
@@ -154,6 +155,7 @@ impl Default for RawSmtp {
             pool_size: 4,
             rate_per_second: 0,
             timeout: "30s".into(),
+            ca_file: None,
         }
     }
 }
@@ -460,6 +462,21 @@ impl RawSettings {
             pool_size: m.pool_size,
             rate_per_second: m.rate_per_second,
             timeout: duration("smtp.timeout", &m.timeout)?,
+            ca_pem: match &m.ca_file {
+                None => None,
+                Some(path) => {
+                    let pem = std::fs::read(path).map_err(|e| {
+                        SettingsError::invalid("smtp.ca_file", format!("{}: {e}", path.display()))
+                    })?;
+                    if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+                        return Err(SettingsError::invalid(
+                            "smtp.ca_file",
+                            format!("{} holds no PEM certificate", path.display()),
+                        ));
+                    }
+                    Some(pem)
+                }
+            },
         };
         if smtp.password.is_some() != smtp.username.is_some() {
             return Err(SettingsError::invalid(

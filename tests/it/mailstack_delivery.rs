@@ -174,3 +174,73 @@ fn every_subscriber_gets_their_own_complete_message_in_their_mailbox() {
         }
     }
 }
+
+/// Delivers to `people` through the stack with `extra` settings; the totals.
+fn deliver_with(
+    stack: &MailStack,
+    dir: &TempDir,
+    extra: &[(&str, &str)],
+    users: &[&str],
+) -> gazette::send::BatchReport {
+    let config = smtp_config(dir, stack.smtp_port(), extra);
+    let ctx = context(&config);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = Store::open(&ctx.settings.store.url).await.unwrap();
+        let addresses: Vec<String> = users.iter().map(|u| stack.address(u)).collect();
+        let refs: Vec<(&str, Option<&str>)> =
+            addresses.iter().map(|a| (a.as_str(), None)).collect();
+        let ids = add_subscribers(&store, &refs).await;
+        freeze(&ctx, &store, chrono::Utc::now()).await;
+        let mut worker = delivery::delivery_worker(&ctx, store.clone()).unwrap();
+        let totals = delivery::deliver_due_now(&mut worker, users.len() as u64, &SystemClock)
+            .await
+            .unwrap();
+        let rows = futures::future::join_all(
+            ids.iter()
+                .map(|id| store.delivery(crate::delivery_support::issue_id(), *id)),
+        )
+        .await;
+        eprintln!("ledger rows: {rows:?}");
+        totals
+    })
+}
+
+#[test]
+fn starttls_is_used_and_the_certificate_is_checked() {
+    let stack = MailStack::start(&["dora", "eve"]);
+    // The relay's certificate is not trusted: nothing goes out in plain text instead.
+    let untrusted = TempDir::new("starttls-untrusted");
+    let totals = deliver_with(
+        &stack,
+        &untrusted,
+        &[("smtp.tls", "\"starttls\"")],
+        &["eve"],
+    );
+    assert_eq!((totals.sent, totals.retrying), (0, 1), "{totals:?}");
+    assert!(stack.messages("eve").is_empty());
+
+    // Trusted through smtp.ca_file: delivered over TLS.
+    let dir = TempDir::new("starttls");
+    let ca = format!("\"{}\"", stack.tls_ca().display());
+    let totals = deliver_with(
+        &stack,
+        &dir,
+        &[("smtp.tls", "\"starttls\""), ("smtp.ca_file", &ca)],
+        &["dora"],
+    );
+    assert_eq!(
+        (totals.sent, totals.failed, totals.retrying),
+        (1, 0, 0),
+        "{totals:?}"
+    );
+    let raw = stack.wait_for_messages("dora", 1, Duration::from_secs(30));
+    let text = String::from_utf8_lossy(&raw[0]);
+    // Postfix writes "with ESMTPS" in its Received header when the session used TLS.
+    let headers = text.split("\r\n\r\n").next().unwrap_or_default();
+    let headers = headers.split("\n\n").next().unwrap_or_default();
+    assert!(
+        headers.contains("with ESMTPS"),
+        "Postfix did not record TLS:\n{headers}"
+    );
+}

@@ -265,6 +265,11 @@ impl MailStack {
     }
 
     /// The Postfix smtpd port on 127.0.0.1.
+    /// The CA certificate (PEM) that signed the one Postfix presents for STARTTLS.
+    pub fn tls_ca(&self) -> PathBuf {
+        self.root.join("tls/ca.pem")
+    }
+
     pub fn smtp_port(&self) -> u16 {
         self.smtp_port
     }
@@ -469,6 +474,7 @@ service auth {{
         std::fs::create_dir_all(&dir).expect("create postfix dir");
         create_postfix_dirs(&queue, &root.join("postfix-data"));
 
+        make_self_signed_cert(&root.join("tls"));
         let main_cf = format!(
             r#"# Written by tests/it/support/mailstack.rs: a private Postfix for one test.
 compatibility_level = 3.6
@@ -504,7 +510,11 @@ smtpd_peername_lookup = no
 smtpd_sasl_auth_enable = yes
 smtpd_sasl_type = dovecot
 smtpd_sasl_path = inet:127.0.0.1:{auth}
-smtpd_tls_security_level = none
+# STARTTLS is offered (with a certificate for 127.0.0.1 from a private CA, `tls_ca`)
+# but not required, so clients may also speak plain SMTP.
+smtpd_tls_security_level = may
+smtpd_tls_cert_file = {root}/tls/cert.pem
+smtpd_tls_key_file = {root}/tls/key.pem
 smtp_tls_security_level = none
 smtpd_relay_restrictions = permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination
 # No artificial slowness: tests provoke errors on purpose, and benchmarks push hard.
@@ -540,6 +550,7 @@ biff = no
              verify     unix  - - n - 1 verify\n\
              flush      unix  n - n 1000? 0 flush\n\
              proxymap   unix  - - n - - proxymap\n\
+             tlsmgr     unix  - - n 1000? 1 tlsmgr\n\
              proxywrite unix  - - n - 1 proxymap\n\
              smtp       unix  - - n - - smtp\n\
              relay      unix  - - n - - smtp\n\
@@ -1335,4 +1346,84 @@ pub fn read_until(
         buffer.extend_from_slice(&chunk[..n]);
     }
     Ok(buffer)
+}
+
+/// A private CA (ca.pem) and a certificate for 127.0.0.1 signed by it (cert.pem, key.pem)
+/// in `dir`. rustls refuses a self-signed CA certificate used as the server's own, so the
+/// server gets a leaf certificate and clients trust the CA.
+fn make_self_signed_cert(dir: &Path) {
+    std::fs::create_dir_all(dir).expect("create tls dir");
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("run openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-days",
+                "2",
+                "-subj",
+                "/CN=gazette test CA",
+                "-keyout",
+                "ca-key.pem",
+                "-out",
+                "ca.pem",
+            ],
+        ]
+        .concat(),
+    );
+    openssl(
+        &[
+            &["req"][..],
+            &ec,
+            &[
+                "-subj",
+                "/CN=127.0.0.1",
+                "-keyout",
+                "key.pem",
+                "-out",
+                "leaf.csr",
+            ],
+        ]
+        .concat(),
+    );
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("write leaf.ext");
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca-key.pem",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "leaf.ext",
+        "-out",
+        "cert.pem",
+    ]);
 }
