@@ -191,7 +191,8 @@ fn is_usable_id(id: &str) -> bool {
             .all(|c| c.is_ascii_graphic() && c != '<' && c != '>')
 }
 
-fn cut(s: &str, max: usize) -> &str {
+/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
+pub(super) fn cut(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;
     }

@@ -65,7 +65,7 @@ pub fn is_unsubscribe_line(line: &str) -> bool {
 /// The first non-empty lines of a plain-text reply, stopping at the first quoted line,
 /// attribution, forwarded-message marker or signature separator.
 pub fn reply_lines(body: &str) -> Vec<&str> {
-    let body = truncate_at_char(body, MAX_BODY);
+    let body = super::incoming::cut(body, MAX_BODY);
     let mut lines = Vec::new();
     let all: Vec<&str> = body.lines().take(REPLY_LINES * 4).collect();
     for (i, raw) in all.iter().enumerate() {
@@ -86,7 +86,7 @@ pub fn reply_lines(body: &str) -> Vec<&str> {
 
 /// The HTML of a reply with everything from the first quotation on removed, as text.
 pub fn html_reply_text(html: &str) -> String {
-    let html = truncate_at_char(html, MAX_BODY * 4);
+    let html = super::incoming::cut(html, MAX_BODY * 4);
     let lower = html.to_ascii_lowercase();
     const MARKERS: &[&str] = &[
         "<blockquote",
@@ -112,17 +112,6 @@ pub fn html_reply_text(html: &str) -> String {
         _ => cut,
     };
     mail_parser::decoders::html::html_to_text(&html[..cut])
-}
-
-fn truncate_at_char(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 fn starts_quotation(line: &str, next: Option<&str>) -> bool {

@@ -8,7 +8,7 @@
 use super::html::{self, esc};
 use super::{CONFIRM_WITHIN_DAYS, WebCounters, WebState, error_page, store_failed};
 use crate::domain::TokenPurpose;
-use crate::store::{ConfirmOutcome, SubscriberStatus};
+use crate::store::{ConfirmOutcome, SubscriberStatus, WebSubscriber};
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -22,6 +22,23 @@ fn verified(state: &WebState, purpose: TokenPurpose, token: &str) -> Option<i64>
         WebCounters::bump(&state.inner.counters.rejected_tokens);
     }
     id
+}
+
+/// The subscriber a link's `token` names, or the page to answer with: 404 for a token
+/// that does not verify or names nobody, 503 when the store cannot be read.
+async fn subscriber_for(
+    state: &WebState,
+    purpose: TokenPurpose,
+    token: &str,
+) -> Result<(i64, WebSubscriber), Response> {
+    let Some(id) = verified(state, purpose, token) else {
+        return Err(invalid_link(state));
+    };
+    match state.store().web_subscriber(id, since(state)).await {
+        Ok(Some(s)) => Ok((id, s)),
+        Ok(None) => Err(invalid_link(state)),
+        Err(e) => Err(store_failed(state, "reading a subscriber", &e)),
+    }
 }
 
 /// The 404 page for a link that names nobody.
@@ -73,13 +90,9 @@ pub(super) async fn confirm_page(
     State(state): State<WebState>,
     Path(token): Path<String>,
 ) -> Response {
-    let Some(id) = verified(&state, TokenPurpose::Confirm, &token) else {
-        return invalid_link(&state);
-    };
-    let subscriber = match state.store().web_subscriber(id, since(&state)).await {
-        Ok(Some(s)) => s,
-        Ok(None) => return invalid_link(&state),
-        Err(e) => return store_failed(&state, "reading a subscriber", &e),
+    let (_, subscriber) = match subscriber_for(&state, TokenPurpose::Confirm, &token).await {
+        Ok(found) => found,
+        Err(response) => return response,
     };
     if subscriber.signup_open {
         page(
@@ -139,13 +152,9 @@ pub(super) async fn unsubscribe_page(
     State(state): State<WebState>,
     Path(token): Path<String>,
 ) -> Response {
-    let Some(id) = verified(&state, TokenPurpose::Unsubscribe, &token) else {
-        return invalid_link(&state);
-    };
-    let subscriber = match state.store().web_subscriber(id, since(&state)).await {
-        Ok(Some(s)) => s,
-        Ok(None) => return invalid_link(&state),
-        Err(e) => return store_failed(&state, "reading a subscriber", &e),
+    let (id, subscriber) = match subscriber_for(&state, TokenPurpose::Unsubscribe, &token).await {
+        Ok(found) => found,
+        Err(response) => return response,
     };
     match subscriber.status {
         SubscriberStatus::Active | SubscriberStatus::Pending => page(
@@ -254,13 +263,9 @@ pub(super) async fn resubscribe_page(
     State(state): State<WebState>,
     Path(token): Path<String>,
 ) -> Response {
-    let Some(id) = verified(&state, TokenPurpose::Resubscribe, &token) else {
-        return invalid_link(&state);
-    };
-    let subscriber = match state.store().web_subscriber(id, since(&state)).await {
-        Ok(Some(s)) => s,
-        Ok(None) => return invalid_link(&state),
-        Err(e) => return store_failed(&state, "reading a subscriber", &e),
+    let (_, subscriber) = match subscriber_for(&state, TokenPurpose::Resubscribe, &token).await {
+        Ok(found) => found,
+        Err(response) => return response,
     };
     match subscriber.status {
         SubscriberStatus::Unsubscribed => page(
