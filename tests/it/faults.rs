@@ -63,6 +63,17 @@ async fn statuses(setup: &Setup) -> BTreeMap<DeliveryStatus, usize> {
     out
 }
 
+/// The last error recorded on the first subscriber's ledger row.
+async fn first_error(setup: &Setup) -> Option<String> {
+    let (_, _, error) = setup
+        .store
+        .delivery(issue_id(), setup.ids[0])
+        .await
+        .unwrap()
+        .unwrap();
+    error
+}
+
 fn worked(outcome: Outcome) -> gazette::send::BatchReport {
     match outcome {
         Outcome::Worked(report) => report,
@@ -167,12 +178,7 @@ async fn hard_rcpt_rejections_fail_and_count_toward_bounced() {
     let mut w = worker(&ctx, &s.store);
     let report = worked(w.try_once(s.t0).await.unwrap());
     assert_eq!((report.failed, report.sent, report.retrying), (3, 0, 0));
-    let (_, _, error) = s
-        .store
-        .delivery(issue_id(), s.ids[0])
-        .await
-        .unwrap()
-        .unwrap();
+    let error = first_error(&s).await;
     assert!(error.as_deref().unwrap_or("").contains("500"), "{error:?}");
     let sub = s.store.subscriber(s.ids[0]).await.unwrap().unwrap();
     assert_eq!(
@@ -200,12 +206,7 @@ async fn a_421_on_data_is_retried() {
     let mut w = worker(&ctx, &s.store);
     let report = worked(w.try_once(s.t0).await.unwrap());
     assert_eq!((report.retrying, report.sent, report.failed), (3, 0, 0));
-    let (_, _, error) = s
-        .store
-        .delivery(issue_id(), s.ids[0])
-        .await
-        .unwrap()
-        .unwrap();
+    let error = first_error(&s).await;
     assert!(error.as_deref().unwrap_or("").contains("421"), "{error:?}");
     assert_eq!(sink.received_count(), 0);
 }
@@ -217,12 +218,7 @@ async fn a_connection_dropped_after_the_final_dot_is_retried_and_no_row_is_lost(
     let mut w = worker(&ctx, &s.store);
     let report = worked(w.try_once(s.t0).await.unwrap());
     assert_eq!((report.retrying, report.sent, report.failed), (5, 0, 0));
-    let (_, _, error) = s
-        .store
-        .delivery(issue_id(), s.ids[0])
-        .await
-        .unwrap()
-        .unwrap();
+    let error = first_error(&s).await;
     assert!(
         error.as_deref().unwrap_or("").contains("connection lost"),
         "{error:?}"
@@ -251,12 +247,7 @@ async fn a_slow_server_times_out_and_a_patient_client_gets_through() {
     let mut w = worker(&ctx, &s.store);
     let report = worked(w.try_once(s.t0).await.unwrap());
     assert_eq!((report.retrying, report.sent), (2, 0));
-    let (_, _, error) = s
-        .store
-        .delivery(issue_id(), s.ids[0])
-        .await
-        .unwrap()
-        .unwrap();
+    let error = first_error(&s).await;
     assert!(
         error.as_deref().unwrap_or("").contains("timed out"),
         "{error:?}"
