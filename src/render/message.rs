@@ -17,6 +17,8 @@ pub enum MessageError {
     },
     #[error("'{0}' cannot be used as a recipient address")]
     Address(String),
+    #[error("the subject cannot be a mail header: it {0}")]
+    Subject(String),
 }
 
 /// Headers that are the same for every message of an issue.

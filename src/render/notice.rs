@@ -23,6 +23,23 @@ fn build_error(to: &Mailbox, source: lettre::error::Error) -> MessageError {
     }
 }
 
+/// The headers every message to an editor carries. A subject that cannot be a header
+/// (a line break from a template) is refused, as for subscribers' messages.
+fn editor_message(
+    newsletter: &Newsletter,
+    editor: &Mailbox,
+    subject: &str,
+    date: chrono::DateTime<chrono::Utc>,
+) -> Result<lettre::message::MessageBuilder, MessageError> {
+    let subject = HeaderText::parse(subject).map_err(|e| MessageError::Subject(e.to_string()))?;
+    Ok(Message::builder()
+        .from(newsletter.from.clone())
+        .to(editor.clone())
+        .subject(subject.as_str())
+        .date(date.into())
+        .raw_header(auto_generated()))
+}
+
 /// The warnings block put on top of a proof, as text.
 fn diagnostics_text(diagnostics: &[Diagnostic]) -> String {
     if diagnostics.is_empty() {
@@ -80,16 +97,14 @@ pub fn proof_message(
         Some(at) => format!("{}{html_banner}{}", &html[..at], &html[at..]),
         None => format!("{html_banner}{html}"),
     };
-    let subject = HeaderText::parse(&format!("[PROOF] {}", rendered.subject))
-        .map_err(|_| MessageError::Address(editor.email.to_string()))?;
-    Message::builder()
-        .from(newsletter.from.clone())
-        .to(editor.clone())
-        .subject(subject.as_str())
-        .date(date.into())
-        .raw_header(auto_generated())
-        .multipart(MultiPart::alternative_plain_html(text, html))
-        .map_err(|e| build_error(editor, e))
+    editor_message(
+        newsletter,
+        editor,
+        &format!("[PROOF] {}", rendered.subject),
+        date,
+    )?
+    .multipart(MultiPart::alternative_plain_html(text, html))
+    .map_err(|e| build_error(editor, e))
 }
 
 /// A plain-text notice to one editor (an issue held, given up, or missed).
@@ -100,16 +115,14 @@ pub fn editor_notice(
     body: &str,
     date: chrono::DateTime<chrono::Utc>,
 ) -> Result<Message, MessageError> {
-    let subject = HeaderText::parse(&format!("[{}] {subject}", newsletter.name))
-        .map_err(|_| MessageError::Address(editor.email.to_string()))?;
-    Message::builder()
-        .from(newsletter.from.clone())
-        .to(editor.clone())
-        .subject(subject.as_str())
-        .date(date.into())
-        .raw_header(auto_generated())
-        .body(body.to_owned())
-        .map_err(|e| build_error(editor, e))
+    editor_message(
+        newsletter,
+        editor,
+        &format!("[{}] {subject}", newsletter.name),
+        date,
+    )?
+    .body(body.to_owned())
+    .map_err(|e| build_error(editor, e))
 }
 
 /// The text of a notice listing what holds an issue.
