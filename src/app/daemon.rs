@@ -32,51 +32,43 @@ const CLAIM_GRACE: chrono::Duration = chrono::Duration::seconds(60);
 
 /// Mail to the editors: proofs and notices. Not newsletter mail, so not in the ledger;
 /// with the file transport it goes to `<outbox_dir>/editors/<kind>/<issue>/<n>.eml`.
-pub struct EditorMail;
-
-impl EditorMail {
-    /// Sends one message per editor, built by `build`. `kind` names the message
-    /// (`proof`, `held`, ...).
-    pub async fn send(
-        &self,
-        ctx: &Context,
-        kind: &str,
-        issue: IssueId,
-        build: impl Fn(&Mailbox) -> Result<Message, render::MessageError>,
-    ) -> anyhow::Result<usize> {
-        let editors = &ctx.settings.newsletter.editors;
-        if editors.is_empty() {
-            tracing::warn!(kind, %issue, "no editors configured ([newsletter] editors); nobody is told");
-            return Ok(0);
-        }
-        let transport =
-            ConfiguredTransport::for_side_mail(&ctx.settings, &format!("editors/{kind}"));
-        let result = async {
-            for (i, editor) in editors.iter().enumerate() {
-                let message = build(editor)?;
-                let envelope = lettre::address::Envelope::new(
-                    Some(ctx.settings.newsletter.from.email.clone()),
-                    vec![editor.email.clone()],
-                )?;
-                let outgoing = OutgoingMessage {
-                    issue,
-                    subscriber_id: i as i64 + 1,
-                    envelope,
-                    bytes: message.formatted(),
-                };
-                transport
-                    .send(&outgoing)
-                    .await
-                    .with_context(|| format!("sending the {kind} message to {}", editor.email))?;
-            }
-            anyhow::Ok(())
-        }
-        .await;
-        transport.close().await;
-        result?;
-        tracing::info!(kind, %issue, editors = editors.len(), "editors told");
-        Ok(editors.len())
+pub async fn send_to_editors(
+    ctx: &Context,
+    kind: &str,
+    issue: IssueId,
+    build: impl Fn(&Mailbox) -> Result<Message, render::MessageError>,
+) -> anyhow::Result<usize> {
+    let editors = &ctx.settings.newsletter.editors;
+    if editors.is_empty() {
+        tracing::warn!(kind, %issue, "no editors configured ([newsletter] editors); nobody is told");
+        return Ok(0);
     }
+    let transport = ConfiguredTransport::for_side_mail(&ctx.settings, &format!("editors/{kind}"));
+    let result = async {
+        for (i, editor) in editors.iter().enumerate() {
+            let message = build(editor)?;
+            let envelope = lettre::address::Envelope::new(
+                Some(ctx.settings.newsletter.from.email.clone()),
+                vec![editor.email.clone()],
+            )?;
+            let outgoing = OutgoingMessage {
+                issue,
+                subscriber_id: i as i64 + 1,
+                envelope,
+                bytes: message.formatted(),
+            };
+            transport
+                .send(&outgoing)
+                .await
+                .with_context(|| format!("sending the {kind} message to {}", editor.email))?;
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    transport.close().await;
+    result?;
+    tracing::info!(kind, %issue, editors = editors.len(), "editors told");
+    Ok(editors.len())
 }
 
 /// What one scheduler step did.
@@ -93,7 +85,6 @@ pub struct Scheduler<'a> {
     ctx: &'a Context,
     store: Store,
     timing: Timing,
-    mail: EditorMail,
     daemon_id: String,
 }
 
@@ -103,7 +94,6 @@ impl<'a> Scheduler<'a> {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         Self {
             timing: Timing::from(&ctx.settings.schedule),
-            mail: EditorMail,
             daemon_id: format!("{}:{}", host.trim(), std::process::id()),
             ctx,
             store,
@@ -219,11 +209,10 @@ impl<'a> Scheduler<'a> {
         body: &str,
         now: DateTime<Utc>,
     ) -> anyhow::Result<()> {
-        self.mail
-            .send(self.ctx, kind, issue, |editor| {
-                render::editor_notice(&self.ctx.settings.newsletter, editor, subject, body, now)
-            })
-            .await?;
+        send_to_editors(self.ctx, kind, issue, |editor| {
+            render::editor_notice(&self.ctx.settings.newsletter, editor, subject, body, now)
+        })
+        .await?;
         Ok(())
     }
 
@@ -274,20 +263,19 @@ impl<'a> Scheduler<'a> {
         let diagnostics: Vec<Diagnostic> = issue.diagnostics.clone();
         match self.ctx.renderer.render_issue(newsletter, issue) {
             Ok(rendered) => {
-                self.mail
-                    .send(self.ctx, "proof", issue.id, |editor| {
-                        render::proof_message(
-                            newsletter,
-                            editor,
-                            issue.id,
-                            send_at,
-                            &rendered,
-                            &diagnostics,
-                            &links,
-                            now,
-                        )
-                    })
-                    .await?;
+                send_to_editors(self.ctx, "proof", issue.id, |editor| {
+                    render::proof_message(
+                        newsletter,
+                        editor,
+                        issue.id,
+                        send_at,
+                        &rendered,
+                        &diagnostics,
+                        &links,
+                        now,
+                    )
+                })
+                .await?;
             }
             Err(e) => {
                 let body = format!(
