@@ -65,6 +65,20 @@ pub enum Command {
     /// Serve the web side alone (sign-up, confirm, unsubscribe, archive, preview,
     /// health, metrics) on `[web] bind`; `serve` runs it with everything else.
     Web,
+    /// Copy the store (subscribers, consent, suppression list, issues, ledger) to FILE
+    /// while gazette runs, then check the copy and say what it holds.
+    Backup {
+        /// The backup file to write; it must not exist yet.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Put a backup made by `gazette backup` in place of the store. Refused while any
+    /// gazette process uses the store; the replaced store is kept beside it.
+    Restore {
+        /// The backup file to restore.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
     /// Read the newsletter's mailbox: unsubscribe, count bounces, leave the rest unread.
     Inbox {
         /// Process what is in the mailbox now, then exit (else run until interrupted).

@@ -3,6 +3,7 @@
 //! This is the one place that knows the whole pipeline; errors become `anyhow` here,
 //! with context saying what was being done.
 
+mod backup;
 mod cli;
 mod content;
 pub mod daemon;
@@ -123,5 +124,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Proof => daemon::proof(&ctx).await,
         Command::Web => web::run(&ctx).await,
         Command::Inbox { once } => inbox::run(&ctx, once).await,
+        Command::Backup { file } => backup::backup(&ctx, &file).await,
+        Command::Restore { file } => backup::restore(&ctx, &file).await,
     }
 }

@@ -9,6 +9,7 @@
 //!
 //! Times are whole seconds (UTC) in the database; [`ts`] and [`from_ts`] convert.
 
+mod backup;
 mod inbox;
 mod issues;
 mod leases;
@@ -17,6 +18,7 @@ mod slots;
 mod subscribers;
 mod web;
 
+pub use backup::{BackupError, BackupSummary, RestoreReport, restore, verify_backup};
 pub use inbox::{
     InboxDisposition, InboxEffect, InboxEntry, InboxLimits, InboxRecorded, OwedNotice,
 };
@@ -54,6 +56,22 @@ pub enum StoreError {
     Corrupt { what: &'static str, value: String },
     #[error("no subscriber with id {0}")]
     NoSuchSubscriber(i64),
+    #[error(
+        "the store {path} was written by a newer gazette (schema version {found}; this one \
+         knows up to {known}): upgrade gazette, or restore a backup made by this version"
+    )]
+    NewerSchema {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
+    #[error("the store {path} is in use by another gazette process")]
+    InUse { path: PathBuf },
+    #[error("cannot use the lock file {path}: {source}")]
+    Lock {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// How long a statement waits for another connection's write lock before failing.
@@ -63,6 +81,74 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: SqlitePool,
+    /// Held (shared) for as long as any clone of the store lives, so that `restore`
+    /// can tell that no process has the store open.
+    _lock: std::sync::Arc<StoreLock>,
+}
+
+/// The migrations compiled into this binary.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// The newest schema version this binary knows.
+pub(crate) fn newest_known_migration() -> i64 {
+    MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
+}
+
+/// The database file a `sqlite:` url names; None for any other kind of url.
+pub(crate) fn sqlite_file(url: &str) -> Result<Option<PathBuf>, StoreError> {
+    if !url.starts_with("sqlite:") {
+        return Ok(None);
+    }
+    let options = SqliteConnectOptions::from_str(url).map_err(|e| StoreError::Url {
+        url: url.to_owned(),
+        reason: e.to_string(),
+    })?;
+    Ok(Some(options.get_filename().to_owned()))
+}
+
+/// An advisory lock on `<database>.lock`: every open store holds it shared, a restore
+/// holds it exclusively.
+#[derive(Debug)]
+pub(crate) struct StoreLock {
+    _file: std::fs::File,
+}
+
+impl StoreLock {
+    fn path(db: &std::path::Path) -> PathBuf {
+        PathBuf::from(format!("{}.lock", db.display()))
+    }
+
+    fn open(db: &std::path::Path) -> Result<(std::fs::File, PathBuf), StoreError> {
+        let path = Self::path(db);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|source| StoreError::Lock {
+                path: path.clone(),
+                source,
+            })?;
+        Ok((file, path))
+    }
+
+    /// Shared: any number of processes may hold it together. Waits only for a restore.
+    fn shared(db: &std::path::Path) -> Result<Self, StoreError> {
+        let (file, path) = Self::open(db)?;
+        file.lock_shared()
+            .map_err(|source| StoreError::Lock { path, source })?;
+        Ok(Self { _file: file })
+    }
+
+    /// Exclusive, without waiting: fails with [`StoreError::InUse`] while anyone holds it.
+    pub(crate) fn exclusive(db: &std::path::Path) -> Result<Self, StoreError> {
+        let (file, path) = Self::open(db)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Self { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::InUse { path: db.into() }),
+            Err(std::fs::TryLockError::Error(source)) => Err(StoreError::Lock { path, source }),
+        }
+    }
 }
 
 impl Store {
@@ -86,12 +172,17 @@ impl Store {
                 source,
             })?;
         }
+        let lock = StoreLock::shared(&file)?;
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)
             .await?;
-        sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Self { pool })
+        refuse_newer_schema(&pool, &file).await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Self {
+            pool,
+            _lock: std::sync::Arc::new(lock),
+        })
     }
 
     /// Whether the database file `url` names exists (without creating it): lets a dry run
@@ -108,6 +199,32 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// A store whose schema is newer than this binary's is refused before anything is
+/// migrated: running old code on it could misread or damage what the newer one wrote.
+async fn refuse_newer_schema(pool: &SqlitePool, file: &std::path::Path) -> Result<(), StoreError> {
+    let has_table: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' \
+         AND name = '_sqlx_migrations')",
+    )
+    .fetch_one(pool)
+    .await?;
+    if !has_table {
+        return Ok(());
+    }
+    let found: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations")
+        .fetch_one(pool)
+        .await?;
+    let known = newest_known_migration();
+    if found > known {
+        return Err(StoreError::NewerSchema {
+            path: file.to_owned(),
+            found,
+            known,
+        });
+    }
+    Ok(())
 }
 
 /// Seconds since the epoch, as the database keeps times.

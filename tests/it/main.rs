@@ -2,6 +2,7 @@
 
 mod support;
 
+mod backup;
 mod compose;
 mod crash;
 mod daemon;
