@@ -15,11 +15,17 @@
 //!    `pool_size = C`, the ledger as durable as in production) sending the issue to the N
 //!    subscribers through a fresh sink: time to the first and last message, messages per
 //!    second, and the child's own peak RSS and CPU time from `wait4`;
-//! 5. `gazette inbox --once` over 1 000 waiting messages in a Maildir, when this build has
+//! 5. the same send with DKIM on (a fresh RSA-2048 key from openssl), same N, same kind
+//!    of sink, with `openssl speed rsa2048`'s signing time measured in the same run as the
+//!    hardware's price of one signature; a sample of signed messages is then judged by
+//!    dkimpy (not gazette's code);
+//! 6. `gazette inbox --once` over 1 000 waiting messages in a Maildir, when this build has
 //!    that command.
 //!
 //! Targets are printed beside the figures; nothing here asserts on time.
 
+#[path = "../tests/it/support/dkim.rs"]
+mod dkim_judge;
 #[path = "../tests/it/support/mailstack.rs"]
 mod mailstack;
 
@@ -150,7 +156,36 @@ fn main() {
         eprintln!("smtp-source: {:.0} messages/s", rate(n, last));
     }
 
-    // 5. The inbox, if this build has it.
+    // 5. The same send, DKIM-signed, and what a signature costs the hardware.
+    let key = dkim_judge::rsa_key(&dir, 2048);
+    let dkim = [
+        ("dkim.domain", "\"example.org\"".to_owned()),
+        ("dkim.selector", "\"news\"".to_owned()),
+        (
+            "dkim.private_key_file",
+            format!("\"{}\"", key.file.display()),
+        ),
+    ];
+    let dkim_config = write_config_with(&dir, "send-dkim", 25, c, &dkim);
+    run_gazette(
+        &dkim_config,
+        &["subscribers", "import", path_str(&csv)],
+        &dir.join("import-dkim.log"),
+    );
+    let dkim_sink = SmtpSink::start_unrecorded(&[]);
+    let dkim_config = write_config_with(&dir, "send-dkim", dkim_sink.port(), c, &dkim);
+    let signed = send_now(&dkim_config, &dkim_sink, n, &dir.join("send-now-dkim.log"));
+    eprintln!(
+        "gazette with DKIM: {:.0} messages/s, {} received",
+        signed.sending_rate(n),
+        signed.received
+    );
+    report.send_dkim = Some(signed);
+    drop(dkim_sink);
+    report.openssl_sign = openssl_rsa2048_sign_time();
+    report.dkim_sample = Some(dkim_sample(&dir, &key, c));
+
+    // 6. The inbox, if this build has it.
     report.inbox = inbox_poll(&send_config, &dir, n.min(1000));
     drop(sink);
 
@@ -307,6 +342,60 @@ fn send_now(config: &Path, sink: &SmtpSink, n: usize, log: &Path) -> SendRun {
         last,
         received,
     }
+}
+
+/// `openssl speed rsa2048`'s time for one RSA-2048 signature on this machine, one core.
+fn openssl_rsa2048_sign_time() -> Option<Duration> {
+    let out = Command::new("openssl")
+        .args(["speed", "-seconds", "3", "rsa2048"])
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    // "rsa 2048 bits 0.000731s 0.000021s   1368.0  47619.0"
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().find(|l| l.starts_with("rsa 2048 bits"))?;
+    let sign = line.split_whitespace().nth(3)?.strip_suffix('s')?;
+    sign.parse::<f64>().ok().map(Duration::from_secs_f64)
+}
+
+/// Sends the issue to a few subscribers through a sink that keeps every message, and has
+/// dkimpy judge each signature: (verified, messages).
+fn dkim_sample(dir: &Path, key: &dkim_judge::Key, c: usize) -> (usize, usize) {
+    const SAMPLE: usize = 20;
+    let sink = SmtpSink::start(&[]);
+    let dkim = [
+        ("dkim.domain", "\"example.org\"".to_owned()),
+        ("dkim.selector", "\"news\"".to_owned()),
+        (
+            "dkim.private_key_file",
+            format!("\"{}\"", key.file.display()),
+        ),
+    ];
+    let config = write_config_with(dir, "dkim-sample", sink.port(), c, &dkim);
+    let csv = dir.join("sample.csv");
+    write_subscribers_csv(&csv, SAMPLE);
+    run_gazette(
+        &config,
+        &["subscribers", "import", path_str(&csv)],
+        &dir.join("sample.log"),
+    );
+    run_gazette(
+        &config,
+        &["send-now", "--date", ISSUE],
+        &dir.join("sample-send.log"),
+    );
+    let received = sink.wait_for_received(SAMPLE, Duration::from_secs(30));
+    let records = std::collections::BTreeMap::from([(
+        "news._domainkey.example.org".to_owned(),
+        key.record.clone(),
+    )]);
+    let verified = received
+        .iter()
+        // The sink drops every CR; the message went out with CRLF line ends.
+        .map(|m| String::from_utf8_lossy(&m.content).replace('\n', "\r\n"))
+        .filter(|m| dkim_judge::verify(m.as_bytes(), &records) == [true])
+        .count();
+    (verified, received.len())
 }
 
 /// `gazette inbox --once` over `messages` replies in a Maildir, if the command exists.
@@ -486,6 +575,17 @@ fn copy_sections(from: &Path, to: &Path) {
 /// `config/gazette.toml` with its paths in `dir`, the store `<store>.db`, and SMTP to
 /// 127.0.0.1:`port` over `connections` connections without TLS.
 fn write_config(dir: &Path, store: &str, port: u16, connections: usize) -> PathBuf {
+    write_config_with(dir, store, port, connections, &[])
+}
+
+/// [`write_config`] plus `extra` keys.
+fn write_config_with(
+    dir: &Path,
+    store: &str,
+    port: u16,
+    connections: usize,
+    extra: &[(&str, String)],
+) -> PathBuf {
     let base = std::fs::read_to_string(repo_root().join("config/gazette.toml"))
         .expect("read config/gazette.toml");
     let mut doc: toml::Table = toml::from_str(&base).expect("parse config/gazette.toml");
@@ -509,7 +609,7 @@ fn write_config(dir: &Path, store: &str, port: u16, connections: usize) -> PathB
         ("inbox.maildir", format!("\"{d}/inbox\"")),
         ("web.secret", "\"a-benchmark-secret-of-some-length\"".into()),
     ];
-    for (key, value) in overrides {
+    for (key, value) in overrides.into_iter().chain(extra.iter().cloned()) {
         let (table, field) = key.split_once('.').expect("section.key");
         let parsed: toml::Table = toml::from_str(&format!("v = {value}")).expect("a value");
         doc.entry(table.to_owned())
@@ -573,6 +673,9 @@ struct Report {
     imports: Vec<(usize, ChildCost)>,
     ceiling: Vec<Duration>,
     send: Option<SendRun>,
+    send_dkim: Option<SendRun>,
+    openssl_sign: Option<Duration>,
+    dkim_sample: Option<(usize, usize)>,
     inbox: Option<(usize, ChildCost)>,
 }
 
@@ -592,6 +695,9 @@ impl Report {
             imports: Vec::new(),
             ceiling: Vec::new(),
             send: None,
+            send_dkim: None,
+            openssl_sign: None,
+            dkim_sample: None,
             inbox: None,
         }
     }
@@ -673,6 +779,49 @@ impl Report {
                 send.cost.cpu.as_secs_f64(),
                 send.cost.cpu.as_secs_f64() * 1000.0 / n.max(1) as f64
             );
+        }
+        if let (Some(off), Some(on)) = (&self.send, &self.send_dkim) {
+            let (rate_off, rate_on) = (off.sending_rate(n), on.sending_rate(n));
+            let ratio = rate_on / rate_off.max(1e-9);
+            let _ = writeln!(
+                w,
+                "| send rate with DKIM, RSA-2048 (same N, C, sink) | {rate_on:.0} messages/s, {:.0} % of the rate without | ≥ 50 %: {} |",
+                ratio * 100.0,
+                verdict(ratio >= 0.5)
+            );
+            let per = |run: &SendRun| run.cost.cpu.as_secs_f64() * 1000.0 / n.max(1) as f64;
+            let added = per(on) - per(off);
+            let _ = writeln!(
+                w,
+                "| CPU per message without / with DKIM; added by signing | {:.3} ms / {:.3} ms; {added:.3} ms | |",
+                per(off),
+                per(on)
+            );
+            match self.openssl_sign {
+                Some(sign) => {
+                    let price = sign.as_secs_f64() * 1000.0;
+                    let ratio = added / price;
+                    let _ = writeln!(
+                        w,
+                        "| `openssl speed rsa2048`, one signature (same run) | {price:.3} ms | |"
+                    );
+                    let _ = writeln!(
+                        w,
+                        "| DKIM's CPU per message / openssl's signature | {ratio:.2} × | ≤ 1.3 ×: {} |",
+                        verdict(ratio <= 1.3)
+                    );
+                }
+                None => {
+                    let _ = writeln!(w, "| `openssl speed rsa2048` | could not be run | |");
+                }
+            }
+            if let Some((verified, sent)) = self.dkim_sample {
+                let _ = writeln!(
+                    w,
+                    "| sample of signed messages verified by dkimpy | {verified} of {sent} | all: {} |",
+                    verdict(verified == sent && sent > 0)
+                );
+            }
         }
         for (rows, cost) in &self.imports {
             let target = if *rows == 100_000 {

@@ -55,7 +55,7 @@ pub fn delivery_worker(
     store: Store,
 ) -> anyhow::Result<DeliveryWorker<ConfiguredTransport>> {
     let settings = &ctx.settings;
-    let dkim = ctx.dkim()?;
+    let dkim = ctx.dkim_signer()?;
     let messages = MessageFactory::new(settings.newsletter.clone(), ctx.tokens.clone(), dkim);
     let transport = ConfiguredTransport::from_settings(settings);
     let rate = match settings.transport.kind {

@@ -81,6 +81,16 @@ impl Context {
             .context("loading the DKIM key")
     }
 
+    /// The DKIM signer for issues, if `[dkim]` is set.
+    pub fn dkim_signer(&self) -> anyhow::Result<Option<std::sync::Arc<crate::domain::DkimSigner>>> {
+        self.settings
+            .dkim
+            .as_ref()
+            .map(|d| crate::send::dkim_signer(d).map(std::sync::Arc::new))
+            .transpose()
+            .context("loading the DKIM key")
+    }
+
     /// Compose options from `[content]`.
     pub fn compose_options(&self) -> ComposeOptions {
         ComposeOptions {

@@ -4,6 +4,7 @@
 //! has already been checked.
 
 mod clock;
+mod dkim;
 mod email;
 mod header_text;
 mod issue_id;
@@ -12,6 +13,7 @@ mod slot;
 mod token;
 
 pub use clock::{Clock, SystemClock};
+pub use dkim::{DkimError, DkimSigner, OVERSIGNED_HEADERS, SIGNED_HEADERS};
 pub use email::{EmailError, SubscriberEmail};
 pub use header_text::{HeaderText, HeaderTextError};
 pub use issue_id::{IssueId, IssueIdError};

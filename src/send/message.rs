@@ -2,7 +2,7 @@
 //! configured.
 
 use super::OutgoingMessage;
-use crate::domain::TokenKey;
+use crate::domain::{DkimError, DkimSigner, TokenKey};
 use crate::render::{self, MessageOptions, Recipient, RecipientLinks};
 use crate::settings::{Dkim, Newsletter};
 use crate::store::{DueDelivery, FrozenIssue};
@@ -20,6 +20,11 @@ pub enum MessageError {
     Build(#[from] render::MessageError),
     #[error("settings key `dkim.private_key_file`: not a PKCS#1 RSA key in PEM form ({0})")]
     DkimKey(String),
+    #[error("settings key `{key}`: {source}")]
+    Dkim {
+        key: &'static str,
+        source: DkimError,
+    },
     #[error("cannot make the envelope for {0}")]
     Envelope(String),
 }
@@ -55,17 +60,41 @@ pub fn dkim_config(dkim: &Dkim) -> Result<DkimConfig, MessageError> {
     ))
 }
 
+/// Builds the DKIM signer from `[dkim]`: the RSA key, and the Ed25519 key beside it when
+/// one is configured.
+pub fn dkim_signer(dkim: &Dkim) -> Result<DkimSigner, MessageError> {
+    let signer = DkimSigner::rsa(&dkim.domain, &dkim.selector, dkim.private_key.expose()).map_err(
+        |source| MessageError::Dkim {
+            key: "dkim.private_key_file",
+            source,
+        },
+    )?;
+    match &dkim.ed25519 {
+        None => Ok(signer),
+        Some((selector, key)) => signer
+            .with_ed25519(selector, key.expose())
+            .map_err(|source| MessageError::Dkim {
+                key: "dkim.ed25519_private_key_file",
+                source,
+            }),
+    }
+}
+
 /// Makes each recipient's message: the newsletter's headers, the token key, DKIM.
 #[derive(Debug)]
 pub struct MessageFactory {
     newsletter: Newsletter,
     tokens: TokenKey,
-    dkim: Option<DkimConfig>,
+    dkim: Option<std::sync::Arc<DkimSigner>>,
 }
 
 impl MessageFactory {
     /// A factory for `newsletter`, signing tokens with `tokens` and messages with `dkim`.
-    pub fn new(newsletter: Newsletter, tokens: TokenKey, dkim: Option<DkimConfig>) -> Self {
+    pub fn new(
+        newsletter: Newsletter,
+        tokens: TokenKey,
+        dkim: Option<std::sync::Arc<DkimSigner>>,
+    ) -> Self {
         Self {
             newsletter,
             tokens,
@@ -90,7 +119,7 @@ impl MessageFactory {
             name: row.name.clone(),
         };
         let links = RecipientLinks::new(&self.newsletter, &self.tokens, row.subscriber_id);
-        let mut message = render::build_message(
+        let message = render::build_message(
             MessageOptions {
                 newsletter: &self.newsletter,
                 issue: issue.id,
@@ -100,9 +129,6 @@ impl MessageFactory {
             &recipient,
             &links,
         )?;
-        if let Some(dkim) = &self.dkim {
-            message.sign(dkim);
-        }
         let to = row
             .email
             .as_str()
@@ -114,7 +140,10 @@ impl MessageFactory {
             issue: issue.id,
             subscriber_id: row.subscriber_id,
             envelope,
-            bytes: message.formatted(),
+            bytes: match &self.dkim {
+                Some(dkim) => dkim.sign(&message.formatted(), issue.message_date.timestamp()),
+                None => message.formatted(),
+            },
         })
     }
 }

@@ -19,7 +19,7 @@ mod worker;
 
 pub use configured::ConfiguredTransport;
 pub use file::FileTransport;
-pub use message::{DKIM_HEADERS, MessageError, MessageFactory, dkim_config};
+pub use message::{DKIM_HEADERS, MessageError, MessageFactory, dkim_config, dkim_signer};
 pub use policy::RetryPolicy;
 pub use smtp::SmtpTransport;
 pub use stub::StubTransport;

@@ -157,8 +157,10 @@ pub struct Delivery {
 pub struct Dkim {
     pub domain: String,
     pub selector: String,
-    /// PKCS#1 RSA key in PEM form.
+    /// RSA key in PEM form (PKCS#1 or PKCS#8).
     pub private_key: Secret,
+    /// A second signature with an Ed25519 key (RFC 8463): its selector and PEM key.
+    pub ed25519: Option<(String, Secret)>,
 }
 
 /// Where the inbox worker reads replies.

@@ -186,6 +186,8 @@ struct RawDkim {
     domain: String,
     selector: String,
     private_key_file: PathBuf,
+    ed25519_selector: Option<String>,
+    ed25519_private_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -498,6 +500,21 @@ impl RawSettings {
             Some(k) => Some(Dkim {
                 private_key: secret("dkim.private_key", None, Some(k.private_key_file))?
                     .expect("a file was given"),
+                ed25519: match (k.ed25519_selector, k.ed25519_private_key_file) {
+                    (None, None) => None,
+                    (Some(selector), Some(file)) => Some((
+                        selector,
+                        secret("dkim.ed25519_private_key", None, Some(file))?
+                            .expect("a file was given"),
+                    )),
+                    _ => {
+                        return Err(SettingsError::invalid(
+                            "dkim.ed25519_selector",
+                            "set both `ed25519_selector` and `ed25519_private_key_file`, or neither"
+                                .to_owned(),
+                        ));
+                    }
+                },
                 domain: k.domain,
                 selector: k.selector,
             }),

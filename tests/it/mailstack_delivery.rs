@@ -11,13 +11,13 @@ use mail_parser::MessageParser;
 use std::process::Command;
 use std::time::Duration;
 
-/// A fresh 1024-bit RSA key in PKCS#1 PEM (what lettre's DKIM wants), from openssl.
+/// A fresh 2048-bit RSA key in PKCS#1 PEM, from openssl.
 fn dkim_key(dir: &TempDir) -> std::path::PathBuf {
     let path = dir.path().join("dkim.pem");
     let out = Command::new("openssl")
         .args(["genrsa", "-traditional", "-out"])
         .arg(&path)
-        .arg("1024")
+        .arg("2048")
         .output()
         .expect("run openssl");
     assert!(out.status.success(), "{out:?}");

@@ -7,6 +7,7 @@ mod compose;
 mod crash;
 mod daemon;
 mod delivery_support;
+mod dkim;
 mod faults;
 mod inbox;
 mod mailstack_delivery;

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod chromium;
+pub mod dkim;
 pub mod http;
 pub mod mailstack;
 pub mod prometheus;
