@@ -18,7 +18,8 @@ mod subscribers;
 mod web;
 
 pub use inbox::{
-    InboxDisposition, InboxEffect, InboxEntry, InboxLimits, InboxRecorded, OwedNotice,
+    InboxDisposition, InboxEffect, InboxEntry, InboxFigures, InboxLimits, InboxRecorded,
+    OwedNotice, UNVERIFIED_REPORT,
 };
 pub use issues::{FreezeOutcome, FrozenIssue};
 pub use ledger::{DeliveryCounts, DeliveryStatus, DeliveryUpdate, DueDelivery};

@@ -7,7 +7,7 @@ use clap::Parser;
 use gazette::app::{Cli, Context};
 use gazette::domain::{HeaderText, IssueId, TokenPurpose};
 use gazette::render::{Personalized, RenderedIssue, message_id};
-use gazette::store::{DeliveryStatus, FrozenIssue, Store, SubscriberStatus};
+use gazette::store::{DeliveryStatus, DeliveryUpdate, FrozenIssue, Store, SubscriberStatus};
 use std::io::Write;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -168,6 +168,23 @@ async fn replies_through_postfix_and_dovecot_end_as_designed() {
     let nobody = add(&store, "nobody@gazette.test").await;
     let news = "news@gazette.test";
     let port = stack.smtp_port();
+    // The ledger shows the issue sent to `nobody`: a report is believed only about a
+    // message we sent.
+    let issue = IssueId::parse(ISSUE).unwrap();
+    let rendered = RenderedIssue {
+        subject: HeaderText::parse(ISSUE_SUBJECT).unwrap(),
+        html: Personalized::parse("<p>hi</p>", true),
+        text: Personalized::parse("hi", false),
+    };
+    let now = chrono::Utc::now();
+    store
+        .freeze_and_snapshot(&FrozenIssue::new(issue, &rendered, vec![], now), now)
+        .await
+        .unwrap();
+    store
+        .record_deliveries(&[(issue, nobody, DeliveryUpdate::Sent { at: now })])
+        .await
+        .unwrap();
 
     // 1. A plain UNSUBSCRIBE reply, matched by address.
     let alice_mail = message(
@@ -595,6 +612,10 @@ mod hostile {
             ("bad base64", b"From: a@b.org\r\nContent-Transfer-Encoding: base64\r\n\r\n!!!!====****".to_vec()),
             ("forged token", b"From: stranger@x.org\r\nSubject: Re: hello\r\nIn-Reply-To: <2025-09-01.7-00000000000000000000000000000000@example.org>\r\n\r\nnice".to_vec()),
             ("bounce without status", b"From: MAILER-DAEMON@x.org\r\nReturn-Path: <>\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=b\r\n\r\n--b\r\nContent-Type: message/delivery-status\r\n\r\n\xff\xfe\r\n--b--\r\n".to_vec()),
+            ("question in the subject", b"From: a@b.org\r\nSubject: Unsubscribe? No - keep it coming!\r\n\r\nI love it.".to_vec()),
+            ("negation in the subject", b"From: a@b.org\r\nSubject: Re: UNSUBSCRIBE - no, please don't\r\n\r\nhi".to_vec()),
+            ("footer quoted by indenting", b"From: a@b.org\r\nSubject: Re: Gazette newsletter: September 2025\r\n\r\nThanks, a great issue!\r\n\r\n    If you know someone who might be interested, please ask them to sign up:\r\n\r\n    <http://127.0.0.1:8080/subscribe>\r\n\r\n    UNSUBSCRIBE\r\n\r\n    If you no longer wish to receive emails from us, reply with\r\n".to_vec()),
+            ("footer quoted with a tab", b"From: a@b.org\r\nSubject: Re: hello\r\n\r\nsee below\r\n\tUNSUBSCRIBE\r\n".to_vec()),
             ("read receipt", b"From: a@b.org\r\nContent-Type: multipart/report; report-type=disposition-notification; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nUNSUBSCRIBE\r\n--b--\r\n".to_vec()),
         ];
         let mut huge_header = b"From: a@b.org\r\nSubject: ".to_vec();
@@ -696,6 +717,10 @@ mod hostile {
             "Question about unsubscribing",
             "Why unsubscribe?",
             "unsubscribed already",
+            "Unsubscribe? No - keep it coming!",
+            "UNSUBSCRIBE?",
+            "Unsubscribe - not me",
+            "unsubscribe please, no wait",
             "",
         ];
         let openers = [
@@ -705,6 +730,8 @@ mod hostile {
             "Could you send me the events list?",
             "I won't unsubscribe, promise",
             "Please do not unsubscribe me",
+            "Unsubscribe? Never!",
+            "Don't unsubscribe me",
         ];
         let quote_intros = [
             "On Mon, 1 Sep 2025 at 10:00, Gazette <news@example.org> wrote:",
@@ -714,6 +741,8 @@ mod hostile {
             "-- \nAda Lovelace\nAnalytical Engines Ltd",
             "________________________________",
             "---------- Forwarded message ---------",
+            "    If you no longer wish to receive emails, reply with",
+            "\tThe Gazette",
         ];
         let quoted = [
             "> UNSUBSCRIBE",
@@ -721,6 +750,8 @@ mod hostile {
             "> > unsubscribe",
             "reply with UNSUBSCRIBE in the subject",
             "Unsubscribe.",
+            "    UNSUBSCRIBE",
+            "\tunsubscribe",
         ];
         let auto = [
             "Auto-Submitted: auto-replied",

@@ -8,6 +8,7 @@ mod daemon;
 mod delivery_support;
 mod faults;
 mod inbox;
+mod inbox_trust;
 mod mailstack_delivery;
 mod send_now;
 mod subscribers;
