@@ -683,6 +683,49 @@ mod hostile {
         ));
     }
 
+    /// A Message-ID is the sender's to choose: messages that share one are told apart by
+    /// their sender, subject and body, while one message delivered twice (other
+    /// `Received` headers, other line ends) is recognised as the same.
+    #[test]
+    fn a_reused_message_id_does_not_make_messages_the_same() {
+        let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+        let senders = [
+            "ada@example.net",
+            "bob@example.net",
+            "USER00032@EXAMPLE.NET",
+        ];
+        let subjects = ["UNSUBSCRIBE", "Hello", "Re: UNSUBSCRIBE", ""];
+        let bodies = ["", "UNSUBSCRIBE", "Thanks!", "Thanks!\n"];
+        let mut seen = std::collections::HashMap::new();
+        for case in 0..500u32 {
+            let (from, subject, body) =
+                (rng.pick(&senders), rng.pick(&subjects), rng.pick(&bodies));
+            let hops = rng.next() % 3;
+            let mut raw = String::new();
+            for hop in 0..hops {
+                raw.push_str(&format!("Received: from hop{hop}.{case} by mx\r\n"));
+            }
+            raw.push_str(&format!(
+                "From: {from}\r\nSubject: {subject}\r\nMessage-ID: <shared@client.test>\r\n\r\n{body}"
+            ));
+            if rng.next().is_multiple_of(2) {
+                raw = raw.replace("\r\n", "\n");
+            }
+            let message = Incoming::parse(raw.as_bytes(), false);
+            assert_eq!(message.legacy_key, "mid:<shared@client.test>");
+            let key = message.key.clone();
+            let content = (from, subject, body);
+            if let Some(before) = seen.insert(key.clone(), content) {
+                assert_eq!(before, content, "case {case}: one key for two messages");
+            }
+        }
+        assert_eq!(
+            seen.len(),
+            senders.len() * subjects.len() * bodies.len(),
+            "every combination is its own message"
+        );
+    }
+
     /// xorshift64*: deterministic, so a failure names the seed that reproduces it.
     struct Rng(u64);
     impl Rng {
