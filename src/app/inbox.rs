@@ -38,13 +38,14 @@ pub async fn run(ctx: &Context, once: bool) -> anyhow::Result<ExitCode> {
             Outcome::Empty => println!("inbox: nothing waiting"),
             Outcome::Worked(r) => println!(
                 "inbox: read {}, unsubscribed {}, unmatched requests {}, bounces {} \
-                 ({} marked bounced), ignored {}, for a person {}, already handled {}, \
-                 notices sent {} (failed {})",
+                 ({} marked bounced), unverified reports {}, ignored {}, for a person {}, \
+                 already handled {}, notices sent {} (failed {})",
                 r.read,
                 r.unsubscribed,
                 r.unmatched_requests,
                 r.bounces,
                 r.marked_bounced,
+                r.unverified_reports,
                 r.ignored,
                 r.for_a_person,
                 r.already_done,

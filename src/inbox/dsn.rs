@@ -75,13 +75,23 @@ impl fmt::Display for Status {
 /// One recipient block of a report.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecipientStatus {
-    /// The address from `Final-Recipient` (or `Original-Recipient` when that is missing).
-    pub recipient: Option<String>,
+    /// The address from `Final-Recipient`.
+    pub final_recipient: Option<String>,
+    /// The address from `Original-Recipient`: the one the sender gave, before any
+    /// forwarding the reporting server did.
+    pub original_recipient: Option<String>,
     pub action: Action,
     pub status: Option<Status>,
 }
 
 impl RecipientStatus {
+    /// The address the block is about: `Final-Recipient`, else `Original-Recipient`.
+    pub fn recipient(&self) -> Option<&str> {
+        self.final_recipient
+            .as_deref()
+            .or(self.original_recipient.as_deref())
+    }
+
     /// A 5.x.x failure: counts toward marking the subscriber bounced.
     pub fn is_permanent_failure(&self) -> bool {
         self.action == Action::Failed && self.status.is_none_or(Status::is_permanent)
@@ -110,10 +120,10 @@ pub fn parse_delivery_status(bytes: &[u8]) -> Vec<RecipientStatus> {
                 _ => {}
             }
         }
-        let recipient = final_recipient.or(original_recipient);
-        if recipient.is_some() || action.is_some() {
+        if final_recipient.is_some() || original_recipient.is_some() || action.is_some() {
             out.push(RecipientStatus {
-                recipient,
+                final_recipient,
+                original_recipient,
                 action: action.unwrap_or(Action::Unknown),
                 status,
             });
@@ -187,7 +197,7 @@ mod tests {
     fn reads_a_postfix_report() {
         let r = parse_delivery_status(POSTFIX.as_bytes());
         assert_eq!(r.len(), 1);
-        assert_eq!(r[0].recipient.as_deref(), Some("nobody@gazette.test"));
+        assert_eq!(r[0].recipient(), Some("nobody@gazette.test"));
         assert_eq!(r[0].action, Action::Failed);
         assert_eq!(r[0].status.unwrap().to_string(), "5.1.1");
         assert!(r[0].is_permanent_failure());
@@ -210,6 +220,6 @@ mod tests {
         assert_eq!(Status::parse("5.1.1.1"), None);
         assert_eq!(Status::parse("5.1.1 (comment)").unwrap().detail, 1);
         let r = parse_delivery_status(b"Final-Recipient: x400; whatever\nAction: failed\n");
-        assert_eq!(r[0].recipient, None);
+        assert_eq!(r[0].recipient(), None);
     }
 }

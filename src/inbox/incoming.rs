@@ -29,8 +29,9 @@ pub enum Report {
     /// `report-type=delivery-status`: a bounce, a delay or a delivery notice.
     DeliveryStatus {
         recipients: Vec<RecipientStatus>,
-        /// Header text of the returned original (its Message-ID names our recipient).
-        original_headers: String,
+        /// The Message-ID of the returned original (its headers, or the whole message),
+        /// without angle brackets: ours names the issue and the subscriber.
+        returned_message_id: Option<String>,
     },
     /// Any other report type (read receipts, abuse reports …).
     Other(String),
@@ -41,8 +42,16 @@ pub enum Report {
 pub struct Incoming {
     /// `Message-ID` with angle brackets, when it has a usable one.
     pub message_id: Option<String>,
-    /// Under which the message is recorded as processed: its Message-ID, else a hash.
+    /// Under which the message is recorded as processed: its Message-ID together with a
+    /// hash of its sender, subject and body (`mid:<id> content:<hex>`), or the hash alone.
+    /// A Message-ID is anyone's to choose, so it alone cannot say "handled before": a
+    /// genuine request must not be lost because another message used its Message-ID.
+    /// The same message delivered twice has the same key (headers added on the way,
+    /// such as `Received`, are not part of it).
     pub key: String,
+    /// The key the message had before content hashes were part of it (`mid:<id>`, or
+    /// `sha256:` of the raw bytes): what older records are found by.
+    pub legacy_key: String,
     /// The first `From` address, as written.
     pub from: Option<String>,
     /// A header RFC 5322 allows once (`From`, `Subject`, `Message-ID`, `In-Reply-To`,
@@ -73,7 +82,8 @@ impl Incoming {
         let hash = format!("sha256:{}", hex::encode(Sha256::digest(raw)));
         let mut out = Incoming {
             message_id: None,
-            key: hash,
+            key: hash.clone(),
+            legacy_key: hash,
             from: None,
             duplicate_headers: false,
             return_path: ReturnPath::Missing,
@@ -95,14 +105,19 @@ impl Incoming {
             .map(str::trim)
             .filter(|id| is_usable_id(id))
             .map(|id| format!("<{id}>"));
-        if let Some(id) = &out.message_id {
-            out.key = format!("mid:{id}");
-        }
         out.from = message
             .from()
             .and_then(|a| a.first())
             .and_then(|a| a.address())
             .map(|a| a.trim().to_owned());
+        out.subject = message.subject().unwrap_or_default().to_owned();
+        let content = content_hash(out.from.as_deref(), &out.subject, raw);
+        if let Some(id) = &out.message_id {
+            out.legacy_key = format!("mid:{id}");
+            out.key = format!("mid:{id} {content}");
+        } else {
+            out.key = content;
+        }
         out.duplicate_headers = ["From", "Subject", "Message-ID", "In-Reply-To", "Sender"]
             .iter()
             .any(|name| {
@@ -128,7 +143,6 @@ impl Incoming {
                 }
             }
         };
-        out.subject = message.subject().unwrap_or_default().to_owned();
         for name in ["In-Reply-To", "References"] {
             if let Some(raw) = message.header_raw(name) {
                 let room = MAX_THREAD_HEADER.saturating_sub(out.thread.len());
@@ -182,6 +196,30 @@ impl Incoming {
     }
 }
 
+/// `content:<hex>`: SHA-256 over the sender's address (lower-cased), the subject and the
+/// body (the bytes after the header block, line ends normalised).
+fn content_hash(from: Option<&str>, subject: &str, raw: &[u8]) -> String {
+    let body_start = [&b"\r\n\r\n"[..], b"\n\n"]
+        .iter()
+        .filter_map(|sep| {
+            raw.windows(sep.len())
+                .position(|w| w == *sep)
+                .map(|at| at + sep.len())
+        })
+        .min()
+        .unwrap_or(raw.len());
+    let mut hash = Sha256::new();
+    hash.update(from.unwrap_or_default().to_lowercase().as_bytes());
+    hash.update(b"\0");
+    hash.update(subject.as_bytes());
+    hash.update(b"\0");
+    for line in raw[body_start..].split(|&b| b == b'\n') {
+        hash.update(line.strip_suffix(b"\r").unwrap_or(line));
+        hash.update(b"\n");
+    }
+    format!("content:{}", hex::encode(hash.finalize()))
+}
+
 /// A Message-ID we can record and compare: printable, no spaces, not absurdly long.
 fn is_usable_id(id: &str) -> bool {
     !id.is_empty()
@@ -208,14 +246,21 @@ fn reply_text(message: &mail_parser::Message<'_>) -> Option<String> {
     let id = *message.text_body.first()?;
     match &message.parts.get(id as usize)?.body {
         PartType::Text(text) => Some(text.to_string()),
-        PartType::Html(html) => Some(reply::html_reply_text(html)),
+        // Indentation in HTML is layout, not quotation (the quotation was cut off).
+        PartType::Html(html) => Some(
+            reply::html_reply_text(html)
+                .lines()
+                .map(str::trim)
+                .collect::<Vec<_>>()
+                .join("\n"),
+        ),
         _ => None,
     }
 }
 
 fn delivery_report(message: &mail_parser::Message<'_>) -> Report {
     let mut recipients = Vec::new();
-    let mut original_headers = String::new();
+    let mut returned: Option<Option<String>> = None;
     for part in message.parts.iter().skip(1).take(MAX_PARTS) {
         let Some(ct) = part.content_type() else {
             continue;
@@ -226,31 +271,28 @@ fn delivery_report(message: &mail_parser::Message<'_>) -> Report {
             ("message", "delivery-status" | "global-delivery-status") if recipients.is_empty() => {
                 recipients = dsn::parse_delivery_status(part.contents());
             }
+            // Only the first returned part is read: one report is about one message.
             ("message", "rfc822" | "global")
             | ("text", "rfc822-headers")
             | ("message", "global-headers")
-                if original_headers.is_empty() =>
+                if returned.is_none() =>
             {
-                original_headers = match &part.body {
-                    PartType::Message(inner) => inner
-                        .message_id()
-                        .map(|id| format!("Message-ID: <{id}>"))
-                        .unwrap_or_default(),
-                    _ => {
-                        let text = String::from_utf8_lossy(part.contents());
-                        text.lines()
-                            .filter(|l| l.to_ascii_lowercase().starts_with("message-id:"))
-                            .map(|l| cut(l, 300).to_owned())
-                            .next()
-                            .unwrap_or_default()
-                    }
+                let id = match &part.body {
+                    PartType::Message(inner) => inner.message_id().map(str::to_owned),
+                    _ => MessageParser::default()
+                        .parse_headers(part.contents())
+                        .and_then(|headers| headers.message_id().map(str::to_owned)),
                 };
+                returned = Some(
+                    id.map(|id| id.trim().to_owned())
+                        .filter(|id| is_usable_id(id)),
+                );
             }
             _ => {}
         }
     }
     Report::DeliveryStatus {
         recipients,
-        original_headers,
+        returned_message_id: returned.flatten(),
     }
 }

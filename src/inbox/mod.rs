@@ -9,7 +9,8 @@
 //! - [`dsn`]: delivery status reports (RFC 3464).
 //! - [`command`]: [`Command::parse`] says what a message asks for: unsubscribe,
 //!   a bounce, ignore (automatic or our own mail), or for a person; `apply` ties it
-//!   to a subscriber and says what to record.
+//!   to a subscriber (a bounce only when it proves it is about a message we sent to
+//!   them) and says what to record.
 //! - [`notice`]: the unsubscribe notice, with its resubscribe link.
 //! - [`worker`]: [`Worker::try_once`] (one poll) and [`Worker::run_until_stopped`].
 

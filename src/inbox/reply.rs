@@ -1,7 +1,7 @@
 //! What a person typed: the subject without reply prefixes, and the first lines of a reply
 //! above anything quoted.
 //!
-//! Mail clients quote in many ways: `>` prefixes, an "On … wrote:" line, Outlook's
+//! Mail clients quote in many ways: `>` prefixes, indentation, an "On … wrote:" line, Outlook's
 //! "-----Original Message-----" or "From: … Sent: …" block followed by the original
 //! *unquoted*, HTML blockquotes. Our own footer has UNSUBSCRIBE alone on a line, so
 //! anything after the first sign of a quotation must never count as a request.
@@ -42,35 +42,49 @@ pub fn strip_subject_prefixes(subject: &str) -> &str {
     }
 }
 
-/// True if `text` begins with the word UNSUBSCRIBE (any case) standing alone.
-pub fn starts_with_unsubscribe(text: &str) -> bool {
-    let text = text.trim_start_matches(|c: char| c.is_whitespace() || "*_\"'«".contains(c));
-    let Some(head) = text.get(..11) else {
+/// Whether `text` (a subject without its prefixes, or one line a person typed) asks to
+/// unsubscribe and says nothing else: `UNSUBSCRIBE`, optionally followed by `me` or by one
+/// of our tokens, in any case, with emphasis or a full stop around it. Anything more is
+/// prose, a question or a negation ("Unsubscribe? No - keep it coming!"), and a person
+/// reads it instead.
+pub fn is_request(text: &str) -> bool {
+    let text = text.trim_matches(|c: char| c.is_whitespace() || ".!*_\"'«»()[]".contains(c));
+    let mut words = text.split_whitespace();
+    let Some(first) = words.next() else {
         return false;
     };
-    head.eq_ignore_ascii_case("unsubscribe")
-        && text[11..]
-            .chars()
-            .next()
-            .is_none_or(|c| !c.is_alphanumeric() && c != '@' && c != '-' && c != '_')
+    if !first.eq_ignore_ascii_case("unsubscribe") {
+        return false;
+    }
+    match (words.next(), words.next()) {
+        (None, _) => true,
+        (Some(word), None) => word.eq_ignore_ascii_case("me") || is_token_shaped(word),
+        _ => false,
+    }
 }
 
-/// True if `line` is UNSUBSCRIBE on its own (surrounding punctuation allowed).
-pub fn is_unsubscribe_line(line: &str) -> bool {
-    // "Unsubscribe." and "*UNSUBSCRIBE*" are requests; "Unsubscribe?" is a question.
-    let word = line.trim_matches(|c: char| c.is_whitespace() || ".!*_\"'()[]".contains(c));
-    word.eq_ignore_ascii_case("unsubscribe")
+/// `<subscriber id>-<32 hex digits>`: how a token looks. Whether it is genuine decides
+/// whom it names, not whether the message is a request: a mangled token still leaves the
+/// sender's address to match.
+fn is_token_shaped(word: &str) -> bool {
+    word.split_once('-').is_some_and(|(id, mac)| {
+        !id.is_empty()
+            && id.len() <= 19
+            && id.bytes().all(|b| b.is_ascii_digit())
+            && mac.len() == 32
+            && mac.bytes().all(|b| b.is_ascii_hexdigit())
+    })
 }
 
-/// The first non-empty lines of a plain-text reply, stopping at the first quoted line,
-/// attribution, forwarded-message marker or signature separator.
+/// The first non-empty lines of a plain-text reply, stopping at the first quoted line
+/// (`>` or indented), attribution, forwarded-message marker or signature separator.
 pub fn reply_lines(body: &str) -> Vec<&str> {
     let body = super::incoming::cut(body, MAX_BODY);
     let mut lines = Vec::new();
     let all: Vec<&str> = body.lines().take(REPLY_LINES * 4).collect();
     for (i, raw) in all.iter().enumerate() {
         let line = raw.trim();
-        if starts_quotation(line, all.get(i + 1).map(|l| l.trim())) {
+        if starts_quotation(line, all.get(i + 1).map(|l| l.trim())) || is_indented(raw) {
             break;
         }
         if line.is_empty() {
@@ -112,6 +126,13 @@ pub fn html_reply_text(html: &str) -> String {
         _ => cut,
     };
     mail_parser::decoders::html::html_to_text(&html[..cut])
+}
+
+/// Some clients quote by indenting the original instead of prefixing `>`: a non-empty
+/// line that starts with a tab or two spaces is quoted text, not something typed as a
+/// reply. (One space is tolerated: format=flowed and stray keystrokes give that.)
+fn is_indented(raw: &str) -> bool {
+    !raw.trim().is_empty() && (raw.starts_with('\t') || raw.starts_with("  "))
 }
 
 fn starts_quotation(line: &str, next: Option<&str>) -> bool {
@@ -182,17 +203,35 @@ mod tests {
     }
 
     #[test]
-    fn unsubscribe_word_must_stand_alone() {
-        assert!(starts_with_unsubscribe("UNSUBSCRIBE"));
-        assert!(starts_with_unsubscribe("unsubscribe 7-0123"));
-        assert!(starts_with_unsubscribe("Unsubscribe, please"));
-        assert!(!starts_with_unsubscribe("unsubscribed?"));
-        assert!(!starts_with_unsubscribe("Why unsubscribe"));
-        assert!(!starts_with_unsubscribe("unsub"));
-        assert!(!starts_with_unsubscribe("é"));
-        assert!(is_unsubscribe_line("  Unsubscribe. "));
-        assert!(!is_unsubscribe_line("please unsubscribe me"));
-        assert!(!is_unsubscribe_line("Unsubscribe?"));
+    fn a_request_says_unsubscribe_and_nothing_else() {
+        for yes in [
+            "UNSUBSCRIBE",
+            "unsubscribe",
+            "  Unsubscribe. ",
+            "*UNSUBSCRIBE*",
+            "Unsubscribe me",
+            "UNSUBSCRIBE ME!",
+            "UNSUBSCRIBE 7-0123456789abcdef0123456789abcdef",
+        ] {
+            assert!(is_request(yes), "{yes}");
+        }
+        for no in [
+            "Unsubscribe? No - keep it coming!",
+            "Unsubscribe?",
+            "unsubscribed?",
+            "Unsubscribe, please",
+            "UNSUBSCRIBE - no, please don't",
+            "please unsubscribe me",
+            "Why unsubscribe",
+            "Don't unsubscribe me",
+            "unsub",
+            "unsubscribe 7-0123",
+            "unsubscribe me now",
+            "é",
+            "",
+        ] {
+            assert!(!is_request(no), "{no}");
+        }
     }
 
     #[test]
@@ -207,6 +246,10 @@ mod tests {
             vec!["ok", "On Tue, 1 Sep 2021, Newsletter"]
         );
         assert_eq!(reply_lines("unsubscribe\n-- \nAda"), vec!["unsubscribe"]);
+        let indented = "Thanks!\n\n    Sign up here\n\n    UNSUBSCRIBE\n";
+        assert_eq!(reply_lines(indented), vec!["Thanks!"]);
+        assert_eq!(reply_lines("ok\n\tUNSUBSCRIBE"), vec!["ok"]);
+        assert_eq!(reply_lines(" UNSUBSCRIBE\n"), vec!["UNSUBSCRIBE"]);
     }
 
     #[test]

@@ -20,7 +20,9 @@ use super::source::{
 use crate::domain::{Clock, TokenKey};
 use crate::send::Transport;
 use crate::settings::{InboxKind, Settings};
-use crate::store::{InboxDisposition, InboxLimits, InboxRecorded, Store, StoreError};
+use crate::store::{
+    InboxDisposition, InboxLimits, InboxRecorded, Store, StoreError, UNVERIFIED_REPORT,
+};
 use chrono::{DateTime, Utc};
 use lettre::message::dkim::DkimConfig;
 use std::collections::HashSet;
@@ -48,7 +50,10 @@ pub struct PollReport {
     pub unsubscribed: u64,
     /// Requests no subscriber matched (left for a person).
     pub unmatched_requests: u64,
+    /// Delivery reports proven to be about a message we sent.
     pub bounces: u64,
+    /// Delivery reports that proved nothing (left for a person, counting against nobody).
+    pub unverified_reports: u64,
     /// Subscribers marked bounced by this poll.
     pub marked_bounced: u64,
     pub ignored: u64,
@@ -176,6 +181,7 @@ impl<T: Transport> Worker<T> {
             read = report.read,
             unsubscribed = report.unsubscribed,
             bounces = report.bounces,
+            unverified_reports = report.unverified_reports,
             ignored = report.ignored,
             for_a_person = report.for_a_person,
             already_done = report.already_done,
@@ -199,13 +205,21 @@ impl<T: Transport> Worker<T> {
                 (w.at, message)
             })
             .collect();
-        let keys: Vec<&str> = parsed.iter().map(|(_, m)| m.key.as_str()).collect();
+        // Records made before keys carried a content hash are found by their old key,
+        // so an upgrade does not act on them again.
+        let keys: Vec<&str> = parsed
+            .iter()
+            .flat_map(|(_, m)| [m.key.as_str(), m.legacy_key.as_str()])
+            .collect();
         let known = self.store.inbox_dispositions(&keys).await?;
 
         let mut filed: Vec<(MessageRef, Disposition)> = Vec::with_capacity(parsed.len());
         let mut pending = Vec::new();
         for (at, message) in &parsed {
-            if let Some(d) = known.get(&message.key) {
+            if let Some(d) = known
+                .get(&message.key)
+                .or_else(|| known.get(&message.legacy_key))
+            {
                 report.already_done += 1;
                 filed.push((at.clone(), source_disposition(*d)));
                 continue;
@@ -235,6 +249,9 @@ impl<T: Transport> Worker<T> {
                             report.unmatched_requests += 1
                         }
                         Command::Unsubscribe(_) => report.unsubscribed += changed.len() as u64,
+                        Command::Bounce(_) if entry.command == UNVERIFIED_REPORT => {
+                            report.unverified_reports += 1
+                        }
                         Command::Bounce(_) => {
                             report.bounces += 1;
                             report.marked_bounced += changed.len() as u64;

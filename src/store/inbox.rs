@@ -6,7 +6,7 @@
 
 use super::subscribers::{bounce, email_from_db, name_from_db, status_from_db};
 use super::{Store, StoreError, SubscriberStatus, from_ts, ts};
-use crate::domain::{HeaderText, SubscriberEmail};
+use crate::domain::{HeaderText, IssueId, SubscriberEmail};
 use chrono::{DateTime, Duration, Utc};
 use sqlx::Row;
 use std::collections::HashMap;
@@ -45,8 +45,13 @@ impl InboxDisposition {
 pub enum InboxEffect {
     /// Unsubscribe now (queued deliveries skipped) and owe one notice, within the limit.
     Unsubscribe { subscriber_id: i64 },
-    /// A delivery report: a permanent one counts toward `bounced`, others are noted.
-    Bounce { subscriber_id: i64, permanent: bool },
+    /// A delivery report proven to be about `issue` as sent to the subscriber: the first
+    /// permanent one for that message counts toward `bounced`; others are noted.
+    Bounce {
+        subscriber_id: i64,
+        issue: IssueId,
+        permanent: bool,
+    },
 }
 
 /// One handled message to record.
@@ -93,7 +98,54 @@ pub struct OwedNotice {
     pub attempts: u32,
 }
 
+/// What the inbox's figures are, for `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InboxFigures {
+    /// Messages the worker has recorded.
+    pub processed: u64,
+    /// Delivery reports that could not be tied to a message we sent, left for a person.
+    pub unverified_reports: u64,
+    /// When the worker last finished a poll.
+    pub last_poll: Option<DateTime<Utc>>,
+}
+
+/// The `command` recorded for a delivery report that proved nothing.
+pub const UNVERIFIED_REPORT: &str = "unverified-report";
+
 impl Store {
+    /// The subscribers whose address is `email`, compared case-insensitively as a whole
+    /// (oldest first; one, unless a store still holds two spellings of one mailbox).
+    pub async fn subscribers_with_address(
+        &self,
+        email: &SubscriberEmail,
+    ) -> Result<Vec<i64>, StoreError> {
+        // `lower()` folds ASCII letters, which is what addresses are made of in practice;
+        // the expression matches the index `subscribers_by_lower_email`.
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM subscribers WHERE lower(email) = lower(?1) ORDER BY id",
+        )
+        .bind(email.as_str())
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// The address `issue` went to, if the ledger shows it sent to `subscriber`: what a
+    /// delivery report about that message must name.
+    pub async fn address_sent_to(
+        &self,
+        issue: IssueId,
+        subscriber: i64,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT s.email FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id \
+             WHERE d.issue_id = ?1 AND d.subscriber_id = ?2 AND d.status = 'sent'",
+        )
+        .bind(issue.to_string())
+        .bind(subscriber)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
     /// Which of `keys` were recorded already, with how they ended.
     pub async fn inbox_dispositions(
         &self,
@@ -186,7 +238,8 @@ impl Store {
                         .await?;
                         changed.push((id, before, SubscriberStatus::Unsubscribed));
                         let recent: i64 = sqlx::query_scalar(
-                            "SELECT COUNT(*) FROM inbox_notices WHERE email = ?1 AND created_at > ?2",
+                            "SELECT COUNT(*) FROM inbox_notices \
+                             WHERE lower(email) = lower(?1) AND created_at > ?2",
                         )
                         .bind(&email)
                         .bind(ts(now - Duration::days(1)))
@@ -208,13 +261,31 @@ impl Store {
                     }
                     InboxEffect::Bounce {
                         subscriber_id,
+                        issue,
                         permanent,
                     } => {
                         let id = *subscriber_id;
                         let Some((before, _)) = status_and_email(&mut tx, id).await? else {
                             continue;
                         };
-                        if *permanent {
+                        if !*permanent {
+                            continue;
+                        }
+                        // One count per message sent: a second report quoting the same
+                        // message (resent, or forged from a forwarded copy) changes nothing.
+                        let first = sqlx::query(
+                            "UPDATE deliveries SET bounce_reported_at = ?3 \
+                             WHERE issue_id = ?1 AND subscriber_id = ?2 AND status = 'sent' \
+                             AND bounce_reported_at IS NULL",
+                        )
+                        .bind(issue.to_string())
+                        .bind(id)
+                        .bind(ts(now))
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected()
+                            == 1;
+                        if first {
                             bounce(&mut tx, id, limits.bounce_threshold, now).await?;
                             if let Some((after, _)) = status_and_email(&mut tx, id).await?
                                 && after != before
@@ -350,14 +421,23 @@ impl Store {
         Ok(())
     }
 
-    /// Messages the inbox worker has processed, and when it last finished a poll.
-    pub async fn inbox_figures(&self) -> Result<(u64, Option<DateTime<Utc>>), StoreError> {
-        let processed: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM inbox_messages")
-            .fetch_one(&self.pool)
-            .await?;
+    /// Messages the inbox worker has processed, how many of them were delivery reports
+    /// it could not verify, and when it last finished a poll.
+    pub async fn inbox_figures(&self) -> Result<InboxFigures, StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS processed, \
+             COALESCE(SUM(command = ?1), 0) AS unverified FROM inbox_messages",
+        )
+        .bind(UNVERIFIED_REPORT)
+        .fetch_one(&self.pool)
+        .await?;
         let last: Option<i64> = sqlx::query_scalar("SELECT at FROM inbox_polls WHERE id = 1")
             .fetch_optional(&self.pool)
             .await?;
-        Ok((processed.max(0) as u64, last.map(from_ts)))
+        Ok(InboxFigures {
+            processed: row.try_get::<i64, _>("processed")?.max(0) as u64,
+            unverified_reports: row.try_get::<i64, _>("unverified")?.max(0) as u64,
+            last_poll: last.map(from_ts),
+        })
     }
 }

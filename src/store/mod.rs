@@ -20,7 +20,8 @@ mod web;
 
 pub use backup::{BackupError, BackupSummary, RestoreReport, restore, verify_backup};
 pub use inbox::{
-    InboxDisposition, InboxEffect, InboxEntry, InboxLimits, InboxRecorded, OwedNotice,
+    InboxDisposition, InboxEffect, InboxEntry, InboxFigures, InboxLimits, InboxRecorded,
+    OwedNotice, UNVERIFIED_REPORT,
 };
 pub use issues::{FreezeOutcome, FrozenIssue};
 pub use ledger::{DeliveryCounts, DeliveryStatus, DeliveryUpdate, DueDelivery};

@@ -34,6 +34,8 @@ pub struct StoreFigures {
     pub subscribers: Vec<(String, u64)>,
     /// Inbox messages processed, when the store has the inbox log.
     pub inbox_processed: Option<u64>,
+    /// Delivery reports the inbox could not tie to a message we sent (left for a person).
+    pub inbox_unverified_reports: Option<u64>,
     /// When the inbox was last polled (Unix seconds), when known.
     pub inbox_last_poll: Option<f64>,
 }
@@ -84,6 +86,16 @@ pub fn render(store: &StoreFigures, web: &WebCounters) -> String {
             "Inbox messages processed.",
         );
         let _ = writeln!(out, "gazette_inbox_processed_total {n}");
+    }
+    if let Some(n) = store.inbox_unverified_reports {
+        family(
+            &mut out,
+            "gazette_inbox_unverified_reports_total",
+            "counter",
+            "Delivery reports not proven to be about a message we sent: counted against \
+             nobody, left for a person.",
+        );
+        let _ = writeln!(out, "gazette_inbox_unverified_reports_total {n}");
     }
     if let Some(t) = store.inbox_last_poll {
         family(
@@ -143,6 +155,7 @@ mod tests {
             deliveries: vec![("sent".into(), 3)],
             subscribers: vec![("active".into(), 2), ("we\"ird".into(), 1)],
             inbox_processed: None,
+            inbox_unverified_reports: None,
             inbox_last_poll: None,
         };
         let text = render(&figures, &WebCounters::default());

@@ -285,8 +285,11 @@ async fn metrics_text(State(state): State<WebState>) -> Response {
             .into_iter()
             .map(|(s, n)| (s.to_owned(), n))
             .collect(),
-        inbox_processed: inbox.map(|(n, _)| n),
-        inbox_last_poll: inbox.and_then(|(_, at)| at).map(|at| at.timestamp() as f64),
+        inbox_processed: inbox.map(|f| f.processed),
+        inbox_unverified_reports: inbox.map(|f| f.unverified_reports),
+        inbox_last_poll: inbox
+            .and_then(|f| f.last_poll)
+            .map(|at| at.timestamp() as f64),
     };
     (
         [(

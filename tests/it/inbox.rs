@@ -7,7 +7,7 @@ use clap::Parser;
 use gazette::app::{Cli, Context};
 use gazette::domain::{HeaderText, IssueId, TokenPurpose};
 use gazette::render::{Personalized, RenderedIssue, message_id};
-use gazette::store::{DeliveryStatus, FrozenIssue, Store, SubscriberStatus};
+use gazette::store::{DeliveryStatus, DeliveryUpdate, FrozenIssue, Store, SubscriberStatus};
 use std::io::Write;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -168,6 +168,23 @@ async fn replies_through_postfix_and_dovecot_end_as_designed() {
     let nobody = add(&store, "nobody@gazette.test").await;
     let news = "news@gazette.test";
     let port = stack.smtp_port();
+    // The ledger shows the issue sent to `nobody`: a report is believed only about a
+    // message we sent.
+    let issue = IssueId::parse(ISSUE).unwrap();
+    let rendered = RenderedIssue {
+        subject: HeaderText::parse(ISSUE_SUBJECT).unwrap(),
+        html: Personalized::parse("<p>hi</p>", true),
+        text: Personalized::parse("hi", false),
+    };
+    let now = chrono::Utc::now();
+    store
+        .freeze_and_snapshot(&FrozenIssue::new(issue, &rendered, vec![], now), now)
+        .await
+        .unwrap();
+    store
+        .record_deliveries(&[(issue, nobody, DeliveryUpdate::Sent { at: now })])
+        .await
+        .unwrap();
 
     // 1. A plain UNSUBSCRIBE reply, matched by address.
     let alice_mail = message(
@@ -595,6 +612,10 @@ mod hostile {
             ("bad base64", b"From: a@b.org\r\nContent-Transfer-Encoding: base64\r\n\r\n!!!!====****".to_vec()),
             ("forged token", b"From: stranger@x.org\r\nSubject: Re: hello\r\nIn-Reply-To: <2025-09-01.7-00000000000000000000000000000000@example.org>\r\n\r\nnice".to_vec()),
             ("bounce without status", b"From: MAILER-DAEMON@x.org\r\nReturn-Path: <>\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=b\r\n\r\n--b\r\nContent-Type: message/delivery-status\r\n\r\n\xff\xfe\r\n--b--\r\n".to_vec()),
+            ("question in the subject", b"From: a@b.org\r\nSubject: Unsubscribe? No - keep it coming!\r\n\r\nI love it.".to_vec()),
+            ("negation in the subject", b"From: a@b.org\r\nSubject: Re: UNSUBSCRIBE - no, please don't\r\n\r\nhi".to_vec()),
+            ("footer quoted by indenting", b"From: a@b.org\r\nSubject: Re: Gazette newsletter: September 2025\r\n\r\nThanks, a great issue!\r\n\r\n    If you know someone who might be interested, please ask them to sign up:\r\n\r\n    <http://127.0.0.1:8080/subscribe>\r\n\r\n    UNSUBSCRIBE\r\n\r\n    If you no longer wish to receive emails from us, reply with\r\n".to_vec()),
+            ("footer quoted with a tab", b"From: a@b.org\r\nSubject: Re: hello\r\n\r\nsee below\r\n\tUNSUBSCRIBE\r\n".to_vec()),
             ("read receipt", b"From: a@b.org\r\nContent-Type: multipart/report; report-type=disposition-notification; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nUNSUBSCRIBE\r\n--b--\r\n".to_vec()),
         ];
         let mut huge_header = b"From: a@b.org\r\nSubject: ".to_vec();
@@ -662,6 +683,49 @@ mod hostile {
         ));
     }
 
+    /// A Message-ID is the sender's to choose: messages that share one are told apart by
+    /// their sender, subject and body, while one message delivered twice (other
+    /// `Received` headers, other line ends) is recognised as the same.
+    #[test]
+    fn a_reused_message_id_does_not_make_messages_the_same() {
+        let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+        let senders = [
+            "ada@example.net",
+            "bob@example.net",
+            "USER00032@EXAMPLE.NET",
+        ];
+        let subjects = ["UNSUBSCRIBE", "Hello", "Re: UNSUBSCRIBE", ""];
+        let bodies = ["", "UNSUBSCRIBE", "Thanks!", "Thanks!\n"];
+        let mut seen = std::collections::HashMap::new();
+        for case in 0..500u32 {
+            let (from, subject, body) =
+                (rng.pick(&senders), rng.pick(&subjects), rng.pick(&bodies));
+            let hops = rng.next() % 3;
+            let mut raw = String::new();
+            for hop in 0..hops {
+                raw.push_str(&format!("Received: from hop{hop}.{case} by mx\r\n"));
+            }
+            raw.push_str(&format!(
+                "From: {from}\r\nSubject: {subject}\r\nMessage-ID: <shared@client.test>\r\n\r\n{body}"
+            ));
+            if rng.next().is_multiple_of(2) {
+                raw = raw.replace("\r\n", "\n");
+            }
+            let message = Incoming::parse(raw.as_bytes(), false);
+            assert_eq!(message.legacy_key, "mid:<shared@client.test>");
+            let key = message.key.clone();
+            let content = (from, subject, body);
+            if let Some(before) = seen.insert(key.clone(), content) {
+                assert_eq!(before, content, "case {case}: one key for two messages");
+            }
+        }
+        assert_eq!(
+            seen.len(),
+            senders.len() * subjects.len() * bodies.len(),
+            "every combination is its own message"
+        );
+    }
+
     /// xorshift64*: deterministic, so a failure names the seed that reproduces it.
     struct Rng(u64);
     impl Rng {
@@ -696,6 +760,10 @@ mod hostile {
             "Question about unsubscribing",
             "Why unsubscribe?",
             "unsubscribed already",
+            "Unsubscribe? No - keep it coming!",
+            "UNSUBSCRIBE?",
+            "Unsubscribe - not me",
+            "unsubscribe please, no wait",
             "",
         ];
         let openers = [
@@ -705,6 +773,8 @@ mod hostile {
             "Could you send me the events list?",
             "I won't unsubscribe, promise",
             "Please do not unsubscribe me",
+            "Unsubscribe? Never!",
+            "Don't unsubscribe me",
         ];
         let quote_intros = [
             "On Mon, 1 Sep 2025 at 10:00, Gazette <news@example.org> wrote:",
@@ -714,6 +784,8 @@ mod hostile {
             "-- \nAda Lovelace\nAnalytical Engines Ltd",
             "________________________________",
             "---------- Forwarded message ---------",
+            "    If you no longer wish to receive emails, reply with",
+            "\tThe Gazette",
         ];
         let quoted = [
             "> UNSUBSCRIBE",
@@ -721,6 +793,8 @@ mod hostile {
             "> > unsubscribe",
             "reply with UNSUBSCRIBE in the subject",
             "Unsubscribe.",
+            "    UNSUBSCRIBE",
+            "\tunsubscribe",
         ];
         let auto = [
             "Auto-Submitted: auto-replied",

@@ -10,6 +10,7 @@ mod delivery_support;
 mod dkim;
 mod faults;
 mod inbox;
+mod inbox_trust;
 mod mailstack_delivery;
 mod send_now;
 mod subscribers;

@@ -3,16 +3,19 @@
 //!
 //! The order of the checks is the policy:
 //! 1. a delivery report is a [`Bounce`], whatever else it looks like (bounces come from
-//!    MAILER-DAEMON with an empty return path, which step 2 would otherwise ignore);
+//!    MAILER-DAEMON with an empty return path, which step 2 would otherwise ignore); it
+//!    counts only when `apply` proves it is about a message we sent, and is otherwise
+//!    left for a person;
 //! 2. anything automatic, or our own mail, is [`Ignore`]d: never answered, never a request;
-//! 3. UNSUBSCRIBE in the subject or alone above the quotation is an [`Unsubscribe`];
+//! 3. a subject that is UNSUBSCRIBE (optionally followed by `me` or our token), or a
+//!    line above the quotation that says only that, is an [`Unsubscribe`];
 //! 4. everything else is [`Command::ForAPerson`].
 
 mod bounce;
 mod ignore;
 mod unsubscribe;
 
-pub use bounce::{Bounce, BouncedRecipient};
+pub use bounce::{Bounce, BouncedRecipient, OurMessage, Verdict};
 pub use ignore::IgnoreReason;
 pub use unsubscribe::{Unsubscribe, Via};
 
@@ -76,7 +79,9 @@ impl Command {
     }
 }
 
-use crate::store::{InboxDisposition, InboxEffect, InboxEntry, Store, StoreError};
+use crate::store::{
+    InboxDisposition, InboxEffect, InboxEntry, Store, StoreError, UNVERIFIED_REPORT,
+};
 
 impl Command {
     /// Carries the command out as far as the store is concerned: finds the subscriber it
@@ -92,37 +97,53 @@ impl Command {
             detail: None,
         };
         match self {
-            Command::Unsubscribe(request) => match request.subscriber(store).await? {
-                Some(subscriber_id) => {
-                    entry
-                        .effects
-                        .push(InboxEffect::Unsubscribe { subscriber_id });
-                    entry.detail =
-                        Some(format!("requested in the {:?}", request.via).to_lowercase());
-                }
-                None => {
+            Command::Unsubscribe(request) => {
+                let subscribers = request.subscribers(store).await?;
+                if subscribers.is_empty() {
                     // A request we cannot tie to anyone: a person may recognise the sender.
                     entry.disposition = InboxDisposition::ForAPerson;
                     entry.detail = Some("no subscriber matches the sender or a token".into());
+                } else {
+                    entry.effects.extend(
+                        subscribers
+                            .into_iter()
+                            .map(|subscriber_id| InboxEffect::Unsubscribe { subscriber_id }),
+                    );
+                    entry.detail =
+                        Some(format!("requested in the {:?}", request.via).to_lowercase());
                 }
-            },
+            }
             Command::Bounce(report) => {
-                let mut statuses = Vec::new();
-                for recipient in &report.recipients {
-                    statuses.push(format!(
-                        "{} {:?} {}",
-                        recipient.address.as_ref().map_or("?", |a| a.as_str()),
-                        recipient.action,
-                        recipient.status.map(|s| s.to_string()).unwrap_or_default()
-                    ));
-                    if let Some(subscriber_id) = report.subscriber(recipient, store).await? {
+                let statuses: Vec<String> = report
+                    .recipients
+                    .iter()
+                    .map(|r| {
+                        format!(
+                            "{} {:?} {}",
+                            r.addresses.first().map_or("?", String::as_str),
+                            r.action,
+                            r.status.map(|s| s.to_string()).unwrap_or_default()
+                        )
+                    })
+                    .collect();
+                let statuses = statuses.join("; ");
+                match report.verify(store).await? {
+                    Verdict::Proven { message, permanent } => {
                         entry.effects.push(InboxEffect::Bounce {
-                            subscriber_id,
-                            permanent: recipient.permanent,
+                            subscriber_id: message.subscriber_id,
+                            issue: message.issue,
+                            permanent,
                         });
+                        entry.detail = Some(format!("issue {}: {statuses}", message.issue));
+                    }
+                    Verdict::Unverified(why) => {
+                        // Anyone can write a report; one that proves nothing is a
+                        // person's to judge, and counts against nobody.
+                        entry.command = UNVERIFIED_REPORT;
+                        entry.disposition = InboxDisposition::ForAPerson;
+                        entry.detail = Some(format!("{why}: {statuses}"));
                     }
                 }
-                entry.detail = Some(statuses.join("; "));
             }
             Command::Ignore(reason) => {
                 entry.disposition = InboxDisposition::ForAPerson;

@@ -8,9 +8,10 @@ use crate::inbox::reply;
 /// Where the request was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Via {
-    /// UNSUBSCRIBE first in the subject, after any `Re:`/`AW:`/`Fwd:`.
+    /// The subject, after any `Re:`/`AW:`/`Fwd:`, is UNSUBSCRIBE (optionally followed by
+    /// `me` or our token) and nothing else.
     Subject,
-    /// UNSUBSCRIBE alone on one of the first lines, above any quotation.
+    /// One of the first lines above any quotation says only that.
     Body,
 }
 
@@ -29,9 +30,9 @@ pub struct Unsubscribe {
 impl Unsubscribe {
     pub(super) fn parse(m: &Incoming, r: &Recognizer) -> Option<Self> {
         let subject = reply::strip_subject_prefixes(&m.subject);
-        let via = if reply::starts_with_unsubscribe(subject) {
+        let via = if reply::is_request(subject) {
             Via::Subject
-        } else if m.reply_lines.iter().any(|l| reply::is_unsubscribe_line(l)) {
+        } else if m.reply_lines.iter().any(|l| reply::is_request(l)) {
             Via::Body
         } else {
             return None;
@@ -57,20 +58,21 @@ impl Unsubscribe {
 }
 
 impl Unsubscribe {
-    /// The subscriber this request is about: the one a genuine token names, else the one
-    /// with the sender's address.
-    pub async fn subscriber(
+    /// The subscribers this request is about: the one a genuine token names, else the
+    /// one whose address is the sender's, compared case-insensitively as a whole (every
+    /// one, should a store still hold two spellings of one mailbox).
+    pub async fn subscribers(
         &self,
         store: &crate::store::Store,
-    ) -> Result<Option<i64>, crate::store::StoreError> {
+    ) -> Result<Vec<i64>, crate::store::StoreError> {
         if let Some(id) = self.token_subscriber
             && store.subscriber(id).await?.is_some()
         {
-            return Ok(Some(id));
+            return Ok(vec![id]);
         }
         match &self.sender {
-            Some(email) => Ok(store.subscriber_by_email(email).await?.map(|s| s.id)),
-            None => Ok(None),
+            Some(email) => store.subscribers_with_address(email).await,
+            None => Ok(Vec::new()),
         }
     }
 }
