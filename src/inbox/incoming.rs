@@ -146,7 +146,7 @@ impl Incoming {
         for name in ["In-Reply-To", "References"] {
             if let Some(raw) = message.header_raw(name) {
                 let room = MAX_THREAD_HEADER.saturating_sub(out.thread.len());
-                out.thread.push_str(cut(raw, room));
+                out.thread.push_str(reply::cut(raw, room));
                 out.thread.push(' ');
             }
         }
@@ -227,18 +227,6 @@ fn is_usable_id(id: &str) -> bool {
         && id
             .chars()
             .all(|c| c.is_ascii_graphic() && c != '<' && c != '>')
-}
-
-/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
-pub(super) fn cut(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 /// The text of the first body part, with HTML reduced to its unquoted text.

@@ -79,7 +79,7 @@ fn is_token_shaped(word: &str) -> bool {
 /// The first non-empty lines of a plain-text reply, stopping at the first quoted line
 /// (`>` or indented), attribution, forwarded-message marker or signature separator.
 pub fn reply_lines(body: &str) -> Vec<&str> {
-    let body = super::incoming::cut(body, MAX_BODY);
+    let body = cut(body, MAX_BODY);
     let mut lines = Vec::new();
     let all: Vec<&str> = body.lines().take(REPLY_LINES * 4).collect();
     for (i, raw) in all.iter().enumerate() {
@@ -100,7 +100,7 @@ pub fn reply_lines(body: &str) -> Vec<&str> {
 
 /// The HTML of a reply with everything from the first quotation on removed, as text.
 pub fn html_reply_text(html: &str) -> String {
-    let html = super::incoming::cut(html, MAX_BODY * 4);
+    let html = cut(html, MAX_BODY * 4);
     let lower = html.to_ascii_lowercase();
     const MARKERS: &[&str] = &[
         "<blockquote",
@@ -180,6 +180,18 @@ fn is_attribution(lower: &str) -> bool {
         "написал",
     ];
     lower.trim_end().ends_with(':') && VERBS.iter().any(|v| lower.contains(v))
+}
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
+pub(super) fn cut(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 #[cfg(test)]
