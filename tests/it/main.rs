@@ -9,6 +9,7 @@ mod daemon;
 mod delivery_support;
 mod dkim;
 mod faults;
+mod fixtures;
 mod inbox;
 mod inbox_trust;
 mod mailstack_delivery;
