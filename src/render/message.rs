@@ -1,5 +1,6 @@
 //! The whole message one recipient gets: headers, text part and HTML part.
 
+use super::mailbox::mailbox_header;
 use super::{Recipient, RecipientLinks, RenderedIssue};
 use crate::domain::IssueId;
 use crate::settings::Newsletter;
@@ -74,8 +75,11 @@ pub fn build_message(
     };
     Message::builder()
         .from(n.from.clone())
+        .raw_header(mailbox_header("From", &n.from))
         .reply_to(n.reply_to.clone())
-        .to(to)
+        .raw_header(mailbox_header("Reply-To", &n.reply_to))
+        .to(to.clone())
+        .raw_header(mailbox_header("To", &to))
         .subject(rendered.subject.as_str())
         .date(options.date.into())
         .message_id(Some(message_id(n, options.issue, &links.token)))

@@ -6,6 +6,7 @@
 //! Message bodies are quoted-printable, and the literal parts of an issue are encoded
 //! once too ([`Personalized::fill_quoted_printable`]).
 
+mod mailbox;
 mod markdown;
 mod message;
 mod notice;
@@ -13,6 +14,7 @@ mod personalize;
 mod quoted_printable;
 mod templates;
 
+pub use mailbox::{encode_mailbox, mailbox_header};
 pub use markdown::{TEXT_WIDTH, to_html, to_text, wrap};
 pub use message::{MessageError, MessageOptions, build_message, message_id};
 pub use notice::{editor_notice, hold_text, proof_message};

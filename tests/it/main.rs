@@ -12,6 +12,7 @@ mod faults;
 mod fixtures;
 mod inbox;
 mod inbox_trust;
+mod judges;
 mod mailstack_delivery;
 mod send_now;
 mod subscribers;

@@ -4,6 +4,7 @@
 pub mod chromium;
 pub mod dkim;
 pub mod http;
+pub mod judges;
 pub mod mailstack;
 pub mod prometheus;
 

@@ -1,0 +1,116 @@
+//! What receivers make of the mail gazette sends, judged by Python's email parser and
+//! SpamAssassin rather than by gazette's own code.
+
+use crate::delivery_support::{add_subscribers, context, file_config};
+use crate::support::judges::{python_parse, spamassassin_rules};
+use crate::support::{TempDir, describe, repo_root};
+use gazette::store::Store;
+use std::process::Command;
+
+/// The fixture issue sent with the file transport to subscribers with awkward names.
+fn issue_messages(dir: &TempDir) -> Vec<(String, Vec<u8>)> {
+    let config = file_config(dir, &[]);
+    let ctx = context(&config);
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let store = Store::open(&ctx.settings.store.url).await.unwrap();
+        add_subscribers(
+            &store,
+            &[
+                ("ada@example.net", Some("Ada O'Lovelace")),
+                ("bob@example.net", Some("Bøb Ünicode-Smith")),
+                ("carol@example.net", Some("Carol \"CJ\" Jones, Jr.")),
+                ("dan@example.net", None),
+            ],
+        )
+        .await;
+        store.close().await;
+    });
+    let out = Command::new(env!("CARGO_BIN_EXE_gazette"))
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "send-now",
+            "--date",
+            "2021-09-01",
+        ])
+        .current_dir(repo_root())
+        .env("GAZETTE_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    let mut messages: Vec<(String, Vec<u8>)> =
+        std::fs::read_dir(dir.path().join("outbox/2021-09-01"))
+            .unwrap()
+            .map(|e| {
+                let path = e.unwrap().path();
+                (path.display().to_string(), std::fs::read(&path).unwrap())
+            })
+            .collect();
+    messages.sort();
+    messages
+}
+
+#[test]
+fn names_in_address_headers_read_back_exactly_and_ascii_ones_are_not_encoded() {
+    let dir = TempDir::new("judges-names");
+    let messages = issue_messages(&dir);
+    assert_eq!(messages.len(), 4);
+    let mut names = Vec::new();
+    for (file, bytes) in &messages {
+        let parsed = python_parse(bytes);
+        assert!(parsed.defects.is_empty(), "{file}: {:?}", parsed.defects);
+        assert_eq!(
+            parsed.from,
+            [(
+                "Independent review of children's social care".to_owned(),
+                "newsletter@example.org".to_owned()
+            )],
+            "{file}"
+        );
+        assert_eq!(parsed.reply_to[0].1, "newsletter@example.org");
+        names.push(parsed.to[0].clone());
+        // An ASCII display name needs no encoded-words at all.
+        let text = String::from_utf8_lossy(bytes);
+        let from_line = text.lines().find(|l| l.starts_with("From:")).unwrap();
+        assert!(!from_line.contains("=?"), "{file}: {from_line}");
+    }
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            ("".to_owned(), "dan@example.net".to_owned()),
+            ("Ada O'Lovelace".to_owned(), "ada@example.net".to_owned()),
+            ("Bøb Ünicode-Smith".to_owned(), "bob@example.net".to_owned()),
+            (
+                "Carol \"CJ\" Jones, Jr.".to_owned(),
+                "carol@example.net".to_owned()
+            ),
+        ]
+    );
+}
+
+#[test]
+fn spamassassin_finds_nothing_wrong_with_the_headers_of_an_issue() {
+    let dir = TempDir::new("judges-spamassassin");
+    let messages = issue_messages(&dir);
+    // Rules about how a message is made; NO_RECEIVED/NO_RELAYS only say it has not
+    // travelled yet, HTML_MESSAGE that it has an HTML part.
+    let faults = [
+        "FROM_EXCESS_BASE64",
+        "MISSING_MID",
+        "MISSING_DATE",
+        "MISSING_MIME_HB_SEP",
+        "MIME_HTML_ONLY",
+        "MISSING_HEADERS",
+        "FROM_EXCESS_QP",
+        "TO_NO_BRKTS_FROM_MSSP",
+    ];
+    for (file, bytes) in messages.iter().take(2) {
+        let rules = spamassassin_rules(bytes);
+        let fired: Vec<&String> = rules
+            .iter()
+            .filter(|r| faults.contains(&r.as_str()))
+            .collect();
+        assert!(fired.is_empty(), "{file}: {fired:?} (all: {rules:?})");
+    }
+}
