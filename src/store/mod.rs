@@ -22,7 +22,7 @@ pub use inbox::{
 };
 pub use issues::{FreezeOutcome, FrozenIssue};
 pub use ledger::{DeliveryCounts, DeliveryStatus, DeliveryUpdate, DueDelivery};
-pub use slots::SlotRow;
+pub use slots::{SlotRow, UnfinishedClaim};
 pub use subscribers::{
     Consent, ImportAction, ImportRow, NewSubscriber, Subscriber, SubscriberStatus,
 };

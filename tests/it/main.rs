@@ -10,5 +10,6 @@ mod faults;
 mod inbox;
 mod mailstack_delivery;
 mod send_now;
+mod slots;
 mod subscribers;
 mod web;
