@@ -23,16 +23,20 @@ CREATE TABLE slots_new (
     claimed_at      INTEGER,
     frozen_at       INTEGER,
     note            TEXT,
-    -- When the editors were told about this slot (so a notice goes once).
+    -- For a slot that was held: the errors that held it. A later slot held for the same
+    -- issue and the same errors does not tell the editors again.
+    hold_errors     TEXT,
+    -- When the editors were last told about this slot.
     editors_told_at INTEGER,
     updated_at      INTEGER NOT NULL
 );
 
 INSERT INTO slots_new (at, issue_id, state, proof_sent_at, next_check_at, claimed_by,
-                       claimed_at, frozen_at, note, updated_at)
+                       claimed_at, frozen_at, note, hold_errors, updated_at)
 SELECT at, issue_id,
        CASE WHEN state = 'claimed' AND frozen_at IS NOT NULL THEN 'sent' ELSE state END,
-       proof_sent_at, next_check_at, claimed_by, claimed_at, frozen_at, note, updated_at
+       proof_sent_at, next_check_at, claimed_by, claimed_at, frozen_at, note,
+       CASE WHEN state = 'held' THEN note END, updated_at
 FROM slots;
 
 DROP TABLE slots;

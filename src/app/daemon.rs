@@ -261,9 +261,8 @@ impl<'a> Scheduler<'a> {
             "The issue {id}, due {}, was being prepared when gazette stopped, before it was frozen. Nothing was sent for it: {note}.\n\nIf it should still go out, put its files in the sections folder and run `gazette send-now --date {id}`.\n",
             self.local(slot)
         );
-        self.notify(kind, id, &subject, &body, now).await?;
-        self.store.editors_told(slot, now).await?;
-        Ok(())
+        self.notify_about(slot, kind, id, &subject, &body, now)
+            .await
     }
 
     /// The issue already frozen from exactly `issue`'s files, if any.
@@ -294,7 +293,8 @@ impl<'a> Scheduler<'a> {
                         "The issue {issue}, due {}, was held because of errors in the sections folder and the hold window has ended. It has not been sent and will not be sent automatically.\n\nFix the sections and send it with `gazette send-now --date {issue}`, or leave it for the next scheduled issue.\n",
                         self.local(slot)
                     );
-                    self.notify(
+                    self.notify_about(
+                        slot,
                         "given-up",
                         issue,
                         &format!("Issue {issue} was not sent"),
@@ -302,6 +302,19 @@ impl<'a> Scheduler<'a> {
                         now,
                     )
                     .await?;
+                }
+                Ok(())
+            }
+            Action::Supersede(slot) => {
+                let issue = self.timing.issue_id(slot);
+                let note =
+                    "superseded: a later slot came while it was held, and composes the same folder";
+                if self
+                    .store
+                    .close_slot(slot, issue, SlotState::Superseded, note, now)
+                    .await?
+                {
+                    tracing::info!(%issue, slot = %slot, "held slot superseded by a later one");
                 }
                 Ok(())
             }
@@ -319,7 +332,8 @@ impl<'a> Scheduler<'a> {
                         "The issue {issue}, due {}, was not sent: gazette was not running at that time and the catch-up window has passed (or a later issue was due).\n\nTo send it anyway: `gazette send-now --date {issue}`.\n",
                         self.local(slot)
                     );
-                    self.notify(
+                    self.notify_about(
+                        slot,
                         "missed",
                         issue,
                         &format!("Issue {issue} was missed"),
@@ -331,6 +345,21 @@ impl<'a> Scheduler<'a> {
                 Ok(())
             }
         }
+    }
+
+    /// Sends a plain notice about `slot` to every editor and records that they were told.
+    async fn notify_about(
+        &self,
+        slot: DateTime<Utc>,
+        kind: &str,
+        issue: IssueId,
+        subject: &str,
+        body: &str,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        self.notify(kind, issue, subject, body, now).await?;
+        self.store.editors_told(slot, now).await?;
+        Ok(())
     }
 
     /// Sends a plain notice to every editor.
@@ -469,10 +498,17 @@ impl<'a> Scheduler<'a> {
                 .hold_slot(slot, id, next, &errors.join("; "), now)
                 .await?;
             tracing::warn!(issue = %id, errors = errors.len(), next_check = %next, "issue held");
-            if first {
+            // Told once per issue and reason: the next slot of a frequent schedule, held
+            // for the same errors, says nothing new.
+            if first
+                && !self
+                    .store
+                    .hold_already_told(id, &errors.join("; "), slot)
+                    .await?
+            {
                 let until = self.local(self.timing.hold_until(slot));
                 let body = render::hold_text(id, &issue.diagnostics, &until);
-                self.notify("held", id, &format!("Issue {id} is held"), &body, now)
+                self.notify_about(slot, "held", id, &format!("Issue {id} is held"), &body, now)
                     .await?;
             }
             return Ok(());
@@ -517,16 +553,15 @@ impl<'a> Scheduler<'a> {
             "The slot {} was not used: {note}. The files in the sections folder are left where they are, for the next issue.\n",
             self.local(slot)
         );
-        self.notify(
+        self.notify_about(
+            slot,
             "missed",
             id,
             &format!("Slot {} not used", self.local(slot)),
             &body,
             now,
         )
-        .await?;
-        self.store.editors_told(slot, now).await?;
-        Ok(())
+        .await
     }
 
     /// Freezes the claimed slot's issue, queues its audience and archives its files.

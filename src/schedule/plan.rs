@@ -16,6 +16,9 @@ pub enum Action {
     GiveUp(DateTime<Utc>),
     /// This slot can no longer be sent: record it and tell the editors.
     ReportMissed(DateTime<Utc>),
+    /// This held slot has been overtaken by a later one, which composes the same folder
+    /// and tells the editors what it finds: record it, quietly.
+    Supersede(DateTime<Utc>),
 }
 
 /// The actions due at `now`, and when to look again if nothing happens meanwhile.
@@ -74,6 +77,7 @@ pub fn plan(
                 && record(slot).is_none()
                 && Some(slot) != last_unseen_superseded => {}
             // A later slot has come: this one's issue will never be composed.
+            SlotState::Held { .. } if Some(slot) != latest => actions.push(Action::Supersede(slot)),
             _ if Some(slot) != latest => actions.push(Action::ReportMissed(slot)),
             SlotState::Open if timing.may_catch_up(slot, now) => {
                 actions.push(Action::Compose(slot))

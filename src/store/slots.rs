@@ -15,6 +15,8 @@ pub struct SlotRow {
     pub proof_sent_at: Option<DateTime<Utc>>,
     pub frozen_at: Option<DateTime<Utc>>,
     pub note: Option<String>,
+    /// When the editors were last told about this slot.
+    pub editors_told_at: Option<DateTime<Utc>>,
 }
 
 /// A claim whose issue is not frozen yet.
@@ -112,9 +114,10 @@ impl Store {
     ) -> Result<bool, StoreError> {
         self.ensure_slot(at, issue, now).await?;
         let first = sqlx::query(
-            "UPDATE slots SET state = 'held', next_check_at = ?, note = ?, updated_at = ? WHERE at = ? AND state = 'open'",
+            "UPDATE slots SET state = 'held', next_check_at = ?, note = ?, hold_errors = ?, updated_at = ? WHERE at = ? AND state = 'open'",
         )
         .bind(ts(next_check))
+        .bind(note)
         .bind(note)
         .bind(ts(now))
         .bind(ts(at))
@@ -123,8 +126,9 @@ impl Store {
         if first.rows_affected() == 1 {
             return Ok(true);
         }
-        sqlx::query("UPDATE slots SET next_check_at = ?, note = ?, updated_at = ? WHERE at = ? AND state = 'held'")
+        sqlx::query("UPDATE slots SET next_check_at = ?, note = ?, hold_errors = ?, updated_at = ? WHERE at = ? AND state = 'held'")
             .bind(ts(next_check))
+            .bind(note)
             .bind(note)
             .bind(ts(now))
             .bind(ts(at))
@@ -266,6 +270,26 @@ impl Store {
         Ok(n > 0)
     }
 
+    /// True if the editors were told about another slot of the issue `issue` held for
+    /// exactly `errors`: a frequent schedule's next slot, held for the same reason, needs
+    /// no notice of its own.
+    pub async fn hold_already_told(
+        &self,
+        issue: IssueId,
+        errors: &str,
+        except: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM slots WHERE issue_id = ? AND at <> ? AND hold_errors = ? AND editors_told_at IS NOT NULL",
+        )
+        .bind(issue.to_string())
+        .bind(ts(except))
+        .bind(errors)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n > 0)
+    }
+
     /// Marks the slots `ats` of the issue `issue` as `served` (an issue with their date
     /// has gone out another way), unless they have moved on already.
     pub async fn serve_slots(
@@ -337,7 +361,7 @@ impl Store {
 
     /// The most recent slots, newest first, for `gazette status`.
     pub async fn recent_slots(&self, limit: u32) -> Result<Vec<SlotRow>, StoreError> {
-        let rows = sqlx::query("SELECT at, issue_id, state, proof_sent_at, frozen_at, note FROM slots ORDER BY at DESC LIMIT ?")
+        let rows = sqlx::query("SELECT at, issue_id, state, proof_sent_at, frozen_at, note, editors_told_at FROM slots ORDER BY at DESC LIMIT ?")
             .bind(limit)
             .fetch_all(&self.pool)
             .await?;
@@ -350,6 +374,7 @@ impl Store {
                 proof_sent_at: r.get::<Option<i64>, _>("proof_sent_at").map(from_ts),
                 frozen_at: r.get::<Option<i64>, _>("frozen_at").map(from_ts),
                 note: r.get("note"),
+                editors_told_at: r.get::<Option<i64>, _>("editors_told_at").map(from_ts),
             })
             .collect())
     }

@@ -105,6 +105,21 @@ async fn slot_state(store: &Store, at: DateTime<Utc>) -> Option<String> {
         .map(|s| s.state)
 }
 
+/// The slots the editors were told about (the file transport keeps one file per kind,
+/// issue and editor, so a repeated notice would not show as a second file).
+async fn slots_told(store: &Store) -> Vec<DateTime<Utc>> {
+    let mut told: Vec<DateTime<Utc>> = store
+        .recent_slots(1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|s| s.editors_told_at.is_some())
+        .map(|s| s.at)
+        .collect();
+    told.sort();
+    told
+}
+
 /// Makes every freeze fail from outside (a test fixture, not gazette's SQL): the store
 /// then holds exactly what a process killed between claim and freeze leaves behind.
 async fn block_freezing(url: &str) {
@@ -214,6 +229,7 @@ async fn sections_identical_to_a_sent_issue_are_held_not_sent_again() {
     let outbox = work.path().join("outbox");
     assert_eq!(delivered(&outbox).len(), 2, "{:?}", files(&outbox));
     assert_eq!(editor_mail(&outbox), vec!["held/2021-10-01/1.eml"]);
+    assert_eq!(slots_told(&store).await, vec![october]);
     let notice = std::fs::read_to_string(outbox.join("editors/held/2021-10-01/1.eml")).unwrap();
     assert!(notice.contains("2021-09-01"), "{notice}");
     // send-now refuses them too.
@@ -322,6 +338,7 @@ async fn an_interrupted_slot_whose_files_are_gone_is_given_up_once() {
             .unwrap();
     }
     assert_eq!(slot_state(&store, slot).await.as_deref(), Some("given_up"));
+    assert_eq!(slots_told(&store).await, vec![slot]);
     let outbox = work.path().join("outbox");
     assert_eq!(
         editor_mail(&outbox),
@@ -547,6 +564,7 @@ fn serve_killed_between_claim_and_freeze_after_its_files_went_out_closes_the_slo
             slot_state(&store, killed.slot).await.as_deref(),
             Some("superseded")
         );
+        assert_eq!(slots_told(&store).await, vec![killed.slot]);
         store.close().await;
     });
 }
@@ -630,4 +648,39 @@ fn the_first_run_sends_one_issue_to_the_sample_subscribers_without_false_alarms(
         "{:?}",
         all_slots_final(&url)
     );
+}
+
+#[tokio::test]
+async fn an_every_minute_schedule_left_running_past_midnight_tells_the_editors_once() {
+    let (work, config) = setup(
+        "past-midnight",
+        2,
+        &[
+            ("schedule.send", "\"* * * * *\""),
+            ("schedule.timezone", "\"UTC\""),
+        ],
+    );
+    let (ctx, store) = context(&config).await;
+    let scheduler = Scheduler::new(&ctx, store.clone());
+    let start = utc(2021, 9, 1, 23, 58);
+    for minute in 0..6 {
+        let now = start + chrono::Duration::minutes(minute) + chrono::Duration::seconds(1);
+        scheduler.try_once(now).await.unwrap();
+        deliver(&ctx, &store, now).await;
+    }
+    let outbox = work.path().join("outbox");
+    assert_eq!(delivered(&outbox).len(), 2, "{:?}", files(&outbox));
+    // The empty folder on the new day holds its issue: the editors hear it once, not
+    // once a minute, and nothing is reported missed.
+    assert_eq!(editor_mail(&outbox), vec!["held/2021-09-02/1.eml"]);
+    assert_eq!(
+        slots_told(&store).await,
+        vec![start + chrono::Duration::minutes(2)]
+    );
+    let state = |m: i64| slot_state(&store, start + chrono::Duration::minutes(m));
+    assert_eq!(state(0).await.as_deref(), Some("sent"));
+    assert_eq!(state(1).await.as_deref(), Some("served"));
+    assert_eq!(state(2).await.as_deref(), Some("superseded"));
+    assert_eq!(state(4).await.as_deref(), Some("superseded"));
+    assert_eq!(state(5).await.as_deref(), Some("held"));
 }
