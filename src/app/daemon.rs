@@ -308,7 +308,7 @@ impl<'a> Scheduler<'a> {
             Action::Supersede(slot) => {
                 let issue = self.timing.issue_id(slot);
                 let note =
-                    "superseded: a later slot came while it was held, and composes the same folder";
+                    "a later slot came while it was held, and composes the same folder";
                 if self
                     .store
                     .close_slot(slot, issue, SlotState::Superseded, note, now)
@@ -321,7 +321,7 @@ impl<'a> Scheduler<'a> {
             Action::ReportMissed(slot) => {
                 let issue = self.timing.issue_id(slot);
                 let note =
-                    "missed: the daemon was not running in time, or a later slot superseded it";
+                    "gazette was not running in time, or a later slot came first";
                 if self
                     .store
                     .close_slot(slot, issue, SlotState::Missed, note, now)

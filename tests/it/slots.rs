@@ -684,3 +684,102 @@ async fn an_every_minute_schedule_left_running_past_midnight_tells_the_editors_o
     assert_eq!(state(4).await.as_deref(), Some("superseded"));
     assert_eq!(state(5).await.as_deref(), Some("held"));
 }
+
+// ---------------------------------------------------------------------------------
+// A store written before slots had final states
+
+#[tokio::test]
+async fn a_store_from_before_final_states_keeps_its_slots_and_its_history() {
+    let dir = TempDir::new("slots-upgrade");
+    // The schema as it was: the migrations before this change, applied for real.
+    let old = dir.path().join("old-migrations");
+    std::fs::create_dir_all(&old).unwrap();
+    for entry in std::fs::read_dir(repo_root().join("migrations")).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.as_str() < "0050" {
+            std::fs::copy(entry.path(), old.join(&name)).unwrap();
+        }
+    }
+    let url = format!("sqlite://{}/gazette.db?mode=rwc", dir.path().display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    sqlx::migrate::Migrator::new(old.as_path())
+        .await
+        .unwrap()
+        .run(&pool)
+        .await
+        .unwrap();
+    let at = |d: u32| utc(2021, 9, d, 10, 0).timestamp();
+    for (day, state, frozen) in [
+        (1, "claimed", Some(at(1))),
+        (2, "held", None),
+        (3, "missed", None),
+    ] {
+        sqlx::query(
+            "INSERT INTO slots (at, issue_id, state, frozen_at, note, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(at(day))
+        .bind(format!("2021-09-0{day}"))
+        .bind(state)
+        .bind(frozen)
+        .bind(format!("note {day}"))
+        .bind(at(day))
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    sqlx::query(
+        "INSERT INTO issues (id, subject, html_template, text_template, message_date, frozen_at) \
+         VALUES ('2021-09-01', 'September', '<p>x</p>', 'x', ?1, ?1)",
+    )
+    .bind(at(1))
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO issue_sources (issue_id, file_name, content) VALUES ('2021-09-01', 'introduction.md', 'Hello')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+
+    let store = Store::open(&url).await.unwrap();
+    let states: Vec<(DateTime<Utc>, String, Option<String>)> = store
+        .recent_slots(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.at, s.state, s.note))
+        .collect();
+    assert_eq!(
+        states,
+        vec![
+            (
+                utc(2021, 9, 3, 10, 0),
+                "missed".into(),
+                Some("note 3".into())
+            ),
+            (utc(2021, 9, 2, 10, 0), "held".into(), Some("note 2".into())),
+            (utc(2021, 9, 1, 10, 0), "sent".into(), Some("note 1".into())),
+        ]
+    );
+    // The daemon has kept its schedule since its first slot, not since the upgrade.
+    let since = store
+        .schedule_since("0 10 * * *", "UTC", utc(2021, 10, 1, 0, 0))
+        .await
+        .unwrap();
+    assert_eq!(since, utc(2021, 9, 1, 10, 0));
+    // The old issue is recognised by its files.
+    let sources = vec![("introduction.md".to_owned(), "Hello".to_owned())];
+    assert_eq!(
+        store.issue_with_sources(&sources).await.unwrap(),
+        Some(IssueId::parse("2021-09-01").unwrap())
+    );
+    // A changed schedule starts afresh.
+    let since = store
+        .schedule_since("0 9 * * *", "UTC", utc(2021, 10, 2, 0, 0))
+        .await
+        .unwrap();
+    assert_eq!(since, utc(2021, 10, 2, 0, 0));
+}
