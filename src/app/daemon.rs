@@ -121,6 +121,9 @@ pub struct Scheduler<'a> {
     daemon_id: String,
     /// Since when this schedule has been kept on the store, read at the first step.
     since: tokio::sync::OnceCell<DateTime<Utc>>,
+    /// Claims this scheduler failed to settle (a store or rendering error), and when to
+    /// try each again: not at every step, so a lasting fault is not an error a second.
+    claim_retries: std::sync::Mutex<std::collections::HashMap<DateTime<Utc>, DateTime<Utc>>>,
 }
 
 impl<'a> Scheduler<'a> {
@@ -130,6 +133,7 @@ impl<'a> Scheduler<'a> {
             timing: Timing::from(&ctx.settings.schedule),
             daemon_id: claimant_name(),
             since: tokio::sync::OnceCell::new(),
+            claim_retries: std::sync::Mutex::default(),
             ctx,
             store,
         }
@@ -162,18 +166,39 @@ impl<'a> Scheduler<'a> {
             .await?;
         // An earlier slot claimed but not frozen is settled before anything later is
         // composed: a later slot must not send the files it was meant to send.
-        let mut waiting_for_claim = false;
+        let mut blocked_until: Option<DateTime<Utc>> = None;
+        let mut block = |until: DateTime<Utc>| {
+            blocked_until = Some(blocked_until.map_or(until, |b| b.min(until)));
+        };
         for claim in self.store.unfinished_claims().await? {
             let ours = claim.claimed_by == self.daemon_id;
             if !ours && !claimant_is_gone(&claim.claimed_by) && now - claim.claimed_at < CLAIM_GRACE
             {
                 // Another daemon is freezing it right now.
-                waiting_for_claim = true;
+                block(now + CLAIM_RECHECK);
                 continue;
             }
-            if let Err(e) = self.settle_claim(&claim, now).await {
-                tracing::error!(issue = %claim.issue, error = format!("{e:#}"), "cannot settle the claimed slot; it is tried again");
-                waiting_for_claim = true;
+            if let Some(retry) = self.retry_claim_at(claim.at)
+                && now < retry
+            {
+                block(retry);
+                continue;
+            }
+            match self.settle_claim(&claim, now).await {
+                Ok(()) => self.set_retry_claim_at(claim.at, None),
+                Err(e) if now >= self.timing.hold_until(claim.at) => {
+                    tracing::error!(issue = %claim.issue, error = format!("{e:#}"), "cannot settle the claimed slot; the hold window has ended");
+                    let note =
+                        format!("it could not be frozen before the hold window ended: {e:#}");
+                    self.close_interrupted(claim.at, claim.issue, SlotState::GivenUp, &note, now)
+                        .await?;
+                }
+                Err(e) => {
+                    let retry = self.timing.recheck_after(now);
+                    tracing::error!(issue = %claim.issue, error = format!("{e:#}"), retry_at = %retry, "cannot settle the claimed slot; later slots wait for it");
+                    self.set_retry_claim_at(claim.at, Some(retry));
+                    block(retry);
+                }
             }
         }
         let records = self
@@ -181,10 +206,9 @@ impl<'a> Scheduler<'a> {
             .slot_records(now - self.timing.lookback() - chrono::Duration::days(1))
             .await?;
         let mut plan = plan(&self.timing, now, &records, since);
-        if waiting_for_claim {
+        if let Some(until) = blocked_until {
             plan.actions.retain(|a| !matches!(a, Action::Compose(_)));
-            let soon = now + CLAIM_RECHECK;
-            plan.wake_at = Some(plan.wake_at.map_or(soon, |at| at.min(soon)));
+            plan.wake_at = Some(plan.wake_at.map_or(until, |at| at.min(until)));
         }
         for action in &plan.actions {
             if let Err(e) = self.act(*action, now).await {
@@ -249,9 +273,23 @@ impl<'a> Scheduler<'a> {
             tracing::warn!(issue = %id, "finishing a slot claimed before the daemon stopped");
             return self.finish_claim(slot, Some(issue), now).await;
         };
-        if !self.store.close_claim(slot, state, &note, now).await? {
+        self.close_interrupted(slot, id, state, &note, now).await
+    }
+
+    /// Closes a claimed slot that will not be frozen as `state` and tells the editors,
+    /// once, why.
+    async fn close_interrupted(
+        &self,
+        slot: DateTime<Utc>,
+        id: IssueId,
+        state: SlotState,
+        note: &str,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        if !self.store.close_claim(slot, state, note, now).await? {
             return Ok(());
         }
+        self.set_retry_claim_at(slot, None);
         tracing::warn!(issue = %id, state = state.as_str(), "closed a slot interrupted before its issue was frozen: {note}");
         let (kind, subject) = match state {
             SlotState::Superseded => ("superseded", format!("Issue {id} was not sent on its own")),
@@ -263,6 +301,26 @@ impl<'a> Scheduler<'a> {
         );
         self.notify_about(slot, kind, id, &subject, &body, now)
             .await
+    }
+
+    /// When this scheduler tries again to settle the claim on `slot` after a failure.
+    fn retry_claim_at(&self, slot: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.claim_retries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&slot)
+            .copied()
+    }
+
+    fn set_retry_claim_at(&self, slot: DateTime<Utc>, at: Option<DateTime<Utc>>) {
+        let mut retries = self
+            .claim_retries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match at {
+            Some(at) => retries.insert(slot, at),
+            None => retries.remove(&slot),
+        };
     }
 
     /// The issue already frozen from exactly `issue`'s files, if any.
@@ -307,8 +365,7 @@ impl<'a> Scheduler<'a> {
             }
             Action::Supersede(slot) => {
                 let issue = self.timing.issue_id(slot);
-                let note =
-                    "a later slot came while it was held, and composes the same folder";
+                let note = "a later slot came while it was held, and composes the same folder";
                 if self
                     .store
                     .close_slot(slot, issue, SlotState::Superseded, note, now)
@@ -320,8 +377,7 @@ impl<'a> Scheduler<'a> {
             }
             Action::ReportMissed(slot) => {
                 let issue = self.timing.issue_id(slot);
-                let note =
-                    "gazette was not running in time, or a later slot came first";
+                let note = "gazette was not running in time, or a later slot came first";
                 if self
                     .store
                     .close_slot(slot, issue, SlotState::Missed, note, now)

@@ -271,6 +271,15 @@ async fn dry_run_report(ctx: &Context, id: IssueId, transport: &str) -> anyhow::
         }
         None => {
             let issue = compose_now(ctx, id)?;
+            if let Some(store) = &store
+                && let Some(earlier) = store.issue_with_sources(&source_pairs(&issue)).await?
+            {
+                bail!(
+                    "the files in {} are the same as those of the issue {earlier}, which has been sent; \
+                     send-now would refuse them",
+                    ctx.settings.content.sections_dir.display()
+                );
+            }
             let rendered = ctx
                 .renderer
                 .render_issue(&ctx.settings.newsletter, &issue)

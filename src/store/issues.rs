@@ -171,7 +171,6 @@ impl Store {
         &self,
         sources: &[(String, String)],
     ) -> Result<Option<IssueId>, StoreError> {
-        self.fill_sources_hashes().await?;
         let id: Option<String> = sqlx::query_scalar(
             "SELECT id FROM issues WHERE sources_hash = ?1 ORDER BY frozen_at LIMIT 1",
         )
@@ -187,8 +186,9 @@ impl Store {
         .transpose()
     }
 
-    /// Computes the fingerprint of issues frozen before fingerprints were kept.
-    async fn fill_sources_hashes(&self) -> Result<(), StoreError> {
+    /// Computes the fingerprint of issues frozen before fingerprints were kept (once,
+    /// when a store from before them is first opened).
+    pub(super) async fn fill_sources_hashes(&self) -> Result<(), StoreError> {
         let ids: Vec<String> =
             sqlx::query_scalar("SELECT id FROM issues WHERE sources_hash IS NULL")
                 .fetch_all(&self.pool)

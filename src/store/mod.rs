@@ -91,7 +91,9 @@ impl Store {
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Self { pool })
+        let store = Self { pool };
+        store.fill_sources_hashes().await?;
+        Ok(store)
     }
 
     /// Whether the database file `url` names exists (without creating it): lets a dry run
