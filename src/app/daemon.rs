@@ -848,16 +848,17 @@ pub async fn proof(ctx: &Context) -> anyhow::Result<ExitCode> {
 /// The schedule part of `gazette status`: the next slot and the recent ones.
 pub async fn print_schedule(ctx: &Context, store: &Store) -> anyhow::Result<()> {
     let scheduler = Scheduler::new(ctx, store.clone());
-    match scheduler.timing().next_slot(Utc::now()) {
+    let now = Utc::now();
+    match scheduler.timing().next_slot(now) {
         Some(next) => println!(
-            "Next issue: {} on {} ({})",
-            scheduler.timing().issue_id(next),
+            "Next slot: {} (issue {}, {})",
             scheduler.local(next),
+            scheduler.timing().issue_id(next),
             ctx.settings.schedule.send.as_str()
         ),
-        None => println!("Next issue: none (the schedule has no future slot)"),
+        None => println!("Next slot: none (the schedule has no future slot)"),
     }
-    for slot in store.recent_slots(3).await? {
+    for slot in store.recent_slots(3, now).await? {
         let note = slot.note.map(|n| format!(": {n}")).unwrap_or_default();
         println!(
             "Slot {} (issue {}): {}{note}",

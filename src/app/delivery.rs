@@ -209,8 +209,9 @@ pub async fn send_now(
             frozen
         }
     };
-    // The files it consumed go to the archive with it, and the day's slots know their
-    // issue is out, so neither a slot nor a later compose sends them again.
+    // The files it consumed go to the archive with it, and the day's slots still to come
+    // know their issue is out, so neither a slot nor a later compose sends them again.
+    // (A past slot of that day finds the issue when the scheduler looks at it.)
     archive_sources(
         &ctx.settings.content.sections_dir,
         &ctx.settings.content.archive_dir,
@@ -220,7 +221,11 @@ pub async fn send_now(
     let timing = Timing::from(&ctx.settings.schedule);
     store
         .serve_slots(
-            &timing.slots_on(id),
+            &timing
+                .slots_on(id)
+                .into_iter()
+                .filter(|at| *at >= now - Timing::ON_TIME)
+                .collect::<Vec<_>>(),
             id,
             &format!("the issue {id} was sent with `gazette send-now`"),
             now,

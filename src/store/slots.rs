@@ -291,7 +291,8 @@ impl Store {
     }
 
     /// Marks the slots `ats` of the issue `issue` as `served` (an issue with their date
-    /// has gone out another way), unless they have moved on already.
+    /// has gone out another way), unless they have moved on already. One transaction:
+    /// a frequent schedule has many slots a day.
     pub async fn serve_slots(
         &self,
         ats: &[DateTime<Utc>],
@@ -299,10 +300,21 @@ impl Store {
         note: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
         for at in ats {
-            self.close_slot(*at, issue, SlotState::Served, note, now)
-                .await?;
+            sqlx::query(
+                "INSERT INTO slots (at, issue_id, state, note, updated_at) VALUES (?1, ?2, 'served', ?3, ?4) \
+                 ON CONFLICT (at) DO UPDATE SET state = 'served', note = ?3, next_check_at = NULL, updated_at = ?4 \
+                 WHERE slots.state IN ('open', 'held')",
+            )
+            .bind(ts(*at))
+            .bind(issue.to_string())
+            .bind(note)
+            .bind(ts(now))
+            .execute(&mut *tx)
+            .await?;
         }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -359,9 +371,14 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// The most recent slots, newest first, for `gazette status`.
-    pub async fn recent_slots(&self, limit: u32) -> Result<Vec<SlotRow>, StoreError> {
-        let rows = sqlx::query("SELECT at, issue_id, state, proof_sent_at, frozen_at, note, editors_told_at FROM slots ORDER BY at DESC LIMIT ?")
+    /// The most recent slots up to `until`, newest first, for `gazette status`.
+    pub async fn recent_slots(
+        &self,
+        limit: u32,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<SlotRow>, StoreError> {
+        let rows = sqlx::query("SELECT at, issue_id, state, proof_sent_at, frozen_at, note, editors_told_at FROM slots WHERE at <= ? ORDER BY at DESC LIMIT ?")
+            .bind(ts(until))
             .bind(limit)
             .fetch_all(&self.pool)
             .await?;

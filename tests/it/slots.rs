@@ -97,7 +97,7 @@ async fn deliver(ctx: &Context, store: &Store, now: DateTime<Utc>) -> u64 {
 /// The state of the slot at `at`, as the store has it.
 async fn slot_state(store: &Store, at: DateTime<Utc>) -> Option<String> {
     store
-        .recent_slots(1000)
+        .recent_slots(1000, utc(2999, 1, 1, 0, 0))
         .await
         .unwrap()
         .into_iter()
@@ -109,7 +109,7 @@ async fn slot_state(store: &Store, at: DateTime<Utc>) -> Option<String> {
 /// issue and editor, so a repeated notice would not show as a second file).
 async fn slots_told(store: &Store) -> Vec<DateTime<Utc>> {
     let mut told: Vec<DateTime<Utc>> = store
-        .recent_slots(1000)
+        .recent_slots(1000, utc(2999, 1, 1, 0, 0))
         .await
         .unwrap()
         .into_iter()
@@ -154,18 +154,23 @@ async fn send_now_archives_its_files_and_the_days_slot_sends_nothing_more() {
         "send-now-slot",
         3,
         &[
-            ("schedule.send", "\"0 10 1 * *\""),
+            ("schedule.send", "\"0 10 * * *\""),
             ("schedule.timezone", "\"UTC\""),
             ("schedule.proof_lead", "\"0s\""),
         ],
     );
+    // Tomorrow's 10:00 slot is still to come when the editor runs send-now (real time).
+    let tomorrow = Utc::now().date_naive() + chrono::Days::new(1);
+    let day = tomorrow.format("%Y-%m-%d").to_string();
+    let slot = tomorrow.and_hms_opt(10, 0, 0).unwrap().and_utc();
     let (ctx, store) = context(&config).await;
     let scheduler = Scheduler::new(&ctx, store.clone());
-    // The daemon has been running since the day before.
-    scheduler.try_once(utc(2021, 8, 31, 12, 0)).await.unwrap();
+    // The daemon has been running since midnight.
+    let midnight = tomorrow.and_hms_opt(0, 0, 0).unwrap().and_utc();
+    scheduler.try_once(midnight).await.unwrap();
 
-    // An editor sends September's issue by hand in the morning, before its 10:00 slot.
-    let out = run(&config, &["send-now", "--date", "2021-09-01"]);
+    // An editor sends the day's issue by hand, before its 10:00 slot.
+    let out = run(&config, &["send-now", "--date", &day]);
     assert!(out.status.success(), "{}", describe(&out));
     let outbox = work.path().join("outbox");
     assert_eq!(delivered(&outbox).len(), 3);
@@ -173,8 +178,7 @@ async fn send_now_archives_its_files_and_the_days_slot_sends_nothing_more() {
         files(&work.path().join("sections")).is_empty(),
         "send-now archives the files it sent"
     );
-    assert_eq!(files(&work.path().join("archive/2021-09-01")).len(), 6);
-    let slot = utc(2021, 9, 1, 10, 0);
+    assert_eq!(files(&work.path().join("archive").join(&day)).len(), 6);
     assert_eq!(
         slot_state(&store, slot).await.as_deref(),
         Some("served"),
@@ -185,9 +189,11 @@ async fn send_now_archives_its_files_and_the_days_slot_sends_nothing_more() {
     let report = scheduler.try_once(slot).await.unwrap();
     assert_eq!(report.actions, vec![]);
     assert_eq!(deliver(&ctx, &store, slot).await, 0);
-    // October's slot finds the folder empty: held, not sent again.
-    scheduler.try_once(utc(2021, 10, 1, 10, 0)).await.unwrap();
-    assert_eq!(deliver(&ctx, &store, utc(2021, 10, 1, 10, 0)).await, 0);
+    // The next day's slot finds the folder empty: held, not sent again.
+    let next = slot + chrono::Duration::days(1);
+    scheduler.try_once(next).await.unwrap();
+    assert_eq!(deliver(&ctx, &store, next).await, 0);
+    assert_eq!(slot_state(&store, next).await.as_deref(), Some("held"));
     assert_eq!(
         delivered(&outbox).len(),
         3,
@@ -196,7 +202,7 @@ async fn send_now_archives_its_files_and_the_days_slot_sends_nothing_more() {
     );
     assert_eq!(
         store.latest_issue().await.unwrap(),
-        Some(IssueId::parse("2021-09-01").unwrap())
+        Some(IssueId::parse(&day).unwrap())
     );
 }
 
@@ -469,7 +475,10 @@ struct Killed {
 fn all_slots_final(url: &str) -> Vec<(DateTime<Utc>, String)> {
     block_on(async {
         let store = Store::open(url).await.unwrap();
-        let slots = store.recent_slots(1000).await.unwrap();
+        let slots = store
+            .recent_slots(1000, utc(2999, 1, 1, 0, 0))
+            .await
+            .unwrap();
         store.close().await;
         slots
             .into_iter()
@@ -618,14 +627,20 @@ fn the_first_run_sends_one_issue_to_the_sample_subscribers_without_false_alarms(
     });
     let first_slot = block_on(async {
         let store = Store::open(&url).await.unwrap();
-        let slots = store.recent_slots(1000).await.unwrap();
+        let slots = store
+            .recent_slots(1000, utc(2999, 1, 1, 0, 0))
+            .await
+            .unwrap();
         store.close().await;
         slots.iter().map(|s| s.at).min().unwrap()
     });
     wait_until(90, "no later slot was looked at", &log, || {
         block_on(async {
             let store = Store::open(&url).await.unwrap();
-            let slots = store.recent_slots(1000).await.unwrap();
+            let slots = store
+                .recent_slots(1000, utc(2999, 1, 1, 0, 0))
+                .await
+                .unwrap();
             store.close().await;
             slots
                 .iter()
@@ -748,7 +763,7 @@ async fn a_store_from_before_final_states_keeps_its_slots_and_its_history() {
 
     let store = Store::open(&url).await.unwrap();
     let states: Vec<(DateTime<Utc>, String, Option<String>)> = store
-        .recent_slots(10)
+        .recent_slots(10, utc(2999, 1, 1, 0, 0))
         .await
         .unwrap()
         .into_iter()
