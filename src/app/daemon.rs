@@ -365,18 +365,26 @@ impl<'a> Scheduler<'a> {
             }
             Action::Supersede(slot) => {
                 let issue = self.timing.issue_id(slot);
-                let note = "a later slot came while it was held, and composes the same folder";
+                let note = "a later slot came first, and composes the same folder";
                 if self
                     .store
                     .close_slot(slot, issue, SlotState::Superseded, note, now)
                     .await?
                 {
-                    tracing::info!(%issue, slot = %slot, "held slot superseded by a later one");
+                    tracing::info!(%issue, slot = %slot, "slot superseded by a later one");
                 }
                 Ok(())
             }
             Action::ReportMissed(slot) => {
                 let issue = self.timing.issue_id(slot);
+                if self.store.issue(issue).await?.is_some() {
+                    // Its date has its issue: nothing was missed.
+                    let note = format!("the issue {issue} has been sent");
+                    self.store
+                        .close_slot(slot, issue, SlotState::Served, &note, now)
+                        .await?;
+                    return Ok(());
+                }
                 let note = "gazette was not running in time, or a later slot came first";
                 if self
                     .store

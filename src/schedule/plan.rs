@@ -16,8 +16,8 @@ pub enum Action {
     GiveUp(DateTime<Utc>),
     /// This slot can no longer be sent: record it and tell the editors.
     ReportMissed(DateTime<Utc>),
-    /// This held slot has been overtaken by a later one, which composes the same folder
-    /// and tells the editors what it finds: record it, quietly.
+    /// This slot was held, or not acted on, and a later one (held, or of the same day)
+    /// composes the same folder and tells the editors what it finds: record it, quietly.
     Supersede(DateTime<Utc>),
 }
 
@@ -76,8 +76,15 @@ pub fn plan(
             _ if Some(slot) != latest
                 && record(slot).is_none()
                 && Some(slot) != last_unseen_superseded => {}
-            // A later slot has come: this one's issue will never be composed.
+            // A later slot has come: this one's issue will never be composed. If it was
+            // held, or the later slot is for the same day (the same issue), the later
+            // slot composes the same folder and tells the editors what it finds.
             SlotState::Held { .. } if Some(slot) != latest => actions.push(Action::Supersede(slot)),
+            _ if latest
+                .is_some_and(|l| l != slot && timing.issue_id(l) == timing.issue_id(slot)) =>
+            {
+                actions.push(Action::Supersede(slot))
+            }
             _ if Some(slot) != latest => actions.push(Action::ReportMissed(slot)),
             SlotState::Open if timing.may_catch_up(slot, now) => {
                 actions.push(Action::Compose(slot))
@@ -255,11 +262,22 @@ mod tests {
         t.proof_lead = Duration::ZERO;
         let now = utc(12, 5, 12, 0) + chrono::Duration::seconds(30);
         let p = plan(&t, now, &[], long_ago());
+        // The slot before is the same day's issue, which the latest slot composes: it is
+        // superseded, not missed.
         assert_eq!(
             p.actions,
             vec![
-                Action::ReportMissed(utc(12, 5, 11, 59)),
+                Action::Supersede(utc(12, 5, 11, 59)),
                 Action::Compose(utc(12, 5, 12, 0))
+            ]
+        );
+        // Just after midnight the slot before is the previous day's: missed.
+        let p = plan(&t, utc(12, 6, 0, 0), &[], long_ago());
+        assert_eq!(
+            p.actions,
+            vec![
+                Action::ReportMissed(utc(12, 5, 23, 59)),
+                Action::Compose(utc(12, 6, 0, 0))
             ]
         );
     }

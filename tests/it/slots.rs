@@ -800,3 +800,43 @@ async fn a_store_from_before_final_states_keeps_its_slots_and_its_history() {
         .unwrap();
     assert_eq!(since, utc(2021, 10, 2, 0, 0));
 }
+
+#[tokio::test]
+async fn the_first_run_started_again_later_that_day_reports_nothing_missed() {
+    let (work, config) = setup(
+        "first-run-again",
+        2,
+        &[
+            ("schedule.send", "\"* * * * *\""),
+            ("schedule.timezone", "\"UTC\""),
+        ],
+    );
+    let (ctx, store) = context(&config).await;
+    let first = utc(2021, 9, 2, 9, 30) + chrono::Duration::seconds(20);
+    Scheduler::new(&ctx, store.clone())
+        .try_once(first)
+        .await
+        .unwrap();
+    assert_eq!(deliver(&ctx, &store, first).await, 2);
+    // Stopped with Ctrl-C, started again a quarter of an hour later.
+    let again = utc(2021, 9, 2, 9, 45) + chrono::Duration::seconds(10);
+    let report = Scheduler::new(&ctx, store.clone())
+        .try_once(again)
+        .await
+        .unwrap();
+    assert!(
+        !report
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::ReportMissed(_))),
+        "{:?}",
+        report.actions
+    );
+    assert_eq!(deliver(&ctx, &store, again).await, 0);
+    assert!(
+        editor_mail(&work.path().join("outbox")).is_empty(),
+        "{:?}",
+        files(&work.path().join("outbox"))
+    );
+    assert!(slots_told(&store).await.is_empty());
+}
