@@ -840,3 +840,53 @@ async fn the_first_run_started_again_later_that_day_reports_nothing_missed() {
     );
     assert!(slots_told(&store).await.is_empty());
 }
+
+#[tokio::test]
+async fn a_claim_that_cannot_be_frozen_is_retried_calmly_then_given_up_once() {
+    let (work, config) = setup(
+        "unfreezable",
+        2,
+        &[
+            ("schedule.send", "\"0 10 * * *\""),
+            ("schedule.timezone", "\"UTC\""),
+            ("schedule.proof_lead", "\"0s\""),
+            ("schedule.hold_window", "\"1h\""),
+            ("schedule.hold_recheck", "\"10m\""),
+        ],
+    );
+    let (ctx, store) = context(&config).await;
+    let slot = utc(2021, 9, 1, 10, 0);
+    block_freezing(&ctx.settings.store.url).await;
+    let scheduler = Scheduler::new(&ctx, store.clone());
+    scheduler.try_once(slot).await.unwrap();
+    assert_eq!(slot_state(&store, slot).await.as_deref(), Some("claimed"));
+    // Still failing: it is tried again at the re-check interval, and the step says when.
+    let report = scheduler
+        .try_once(slot + chrono::Duration::minutes(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        report.wake_at,
+        Some(slot + chrono::Duration::minutes(11)),
+        "the next try is a re-check away"
+    );
+    assert_eq!(slot_state(&store, slot).await.as_deref(), Some("claimed"));
+    // The hold window ends: the slot is closed for good, and the editors told once.
+    scheduler
+        .try_once(slot + chrono::Duration::minutes(61))
+        .await
+        .unwrap();
+    scheduler
+        .try_once(slot + chrono::Duration::minutes(70))
+        .await
+        .unwrap();
+    assert_eq!(slot_state(&store, slot).await.as_deref(), Some("given_up"));
+    assert_eq!(slots_told(&store).await, vec![slot]);
+    // The next day's slot is not held back by it.
+    unblock_freezing(&ctx.settings.store.url).await;
+    let next = slot + chrono::Duration::days(1);
+    scheduler.try_once(next).await.unwrap();
+    assert_eq!(slot_state(&store, next).await.as_deref(), Some("sent"));
+    assert_eq!(deliver(&ctx, &store, next).await, 2);
+    assert!(files(&work.path().join("sections")).is_empty());
+}
