@@ -858,12 +858,20 @@ pub async fn print_schedule(ctx: &Context, store: &Store) -> anyhow::Result<()> 
     let scheduler = Scheduler::new(ctx, store.clone());
     let now = Utc::now();
     match scheduler.timing().next_slot(now) {
-        Some(next) => println!(
-            "Next slot: {} (issue {}, {})",
-            scheduler.local(next),
-            scheduler.timing().issue_id(next),
-            ctx.settings.schedule.send.as_str()
-        ),
+        Some(next) => {
+            let issue = scheduler.timing().issue_id(next);
+            // One issue per day: a slot whose date has its issue will send nothing.
+            let served = if store.issue(issue).await?.is_some() {
+                "; that issue has been sent, so this slot will send nothing"
+            } else {
+                ""
+            };
+            println!(
+                "Next slot: {} (issue {issue}, {}){served}",
+                scheduler.local(next),
+                ctx.settings.schedule.send.as_str()
+            )
+        }
         None => println!("Next slot: none (the schedule has no future slot)"),
     }
     for slot in store.recent_slots(3, now).await? {
