@@ -238,7 +238,14 @@ async fn sections_identical_to_a_sent_issue_are_held_not_sent_again() {
     assert_eq!(slots_told(&store).await, vec![october]);
     let notice = std::fs::read_to_string(outbox.join("editors/held/2021-10-01/1.eml")).unwrap();
     assert!(notice.contains("2021-09-01"), "{notice}");
-    // send-now refuses them too, and its dry run says so.
+    // `check` says so, send-now refuses them, and its dry run says so.
+    let out = run(&config, &["check"]);
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("the issue 2021-09-01, which has been sent"),
+        "{}",
+        describe(&out)
+    );
     let out = run(&config, &["send-now", "--date", "2021-10-02", "--dry-run"]);
     assert!(!out.status.success(), "{}", describe(&out));
     let out = run(&config, &["send-now", "--date", "2021-10-02"]);
