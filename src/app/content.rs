@@ -4,6 +4,7 @@ use super::Context;
 use crate::compose::{self, Issue};
 use crate::domain::{HeaderText, IssueId, SubscriberEmail};
 use crate::render::{self, MessageOptions, Recipient, RecipientLinks, RenderedIssue};
+use crate::store::Store;
 use anyhow::Context as _;
 use std::path::Path;
 use std::process::ExitCode;
@@ -74,9 +75,32 @@ fn size_warning(issue: &mut Issue, rendered: &RenderedIssue) {
     }
 }
 
+/// Adds an error when the folder holds exactly the files of an issue already sent: the
+/// daemon would hold it and `send-now` refuse it. Looks only at a store that exists.
+async fn already_sent_error(ctx: &Context, issue: &mut Issue) -> anyhow::Result<()> {
+    if issue.sources.is_empty() || !Store::exists(&ctx.settings.store.url)? {
+        return Ok(());
+    }
+    let store = ctx.open_store().await?;
+    let earlier = store
+        .issue_with_sources(&super::daemon::source_pairs(issue))
+        .await?;
+    store.close().await;
+    if let Some(earlier) = earlier {
+        issue.diagnostics.insert(
+            0,
+            compose::Diagnostic::issue_error(format!(
+                "these section files are the same as those of the issue {earlier}, which has been sent; put the next issue's files in the folder"
+            )),
+        );
+    }
+    Ok(())
+}
+
 /// `gazette check`.
-pub fn check(ctx: &Context, sections: Option<&Path>) -> anyhow::Result<ExitCode> {
+pub async fn check(ctx: &Context, sections: Option<&Path>) -> anyhow::Result<ExitCode> {
     let mut issue = compose_issue(ctx, sections, None)?;
+    already_sent_error(ctx, &mut issue).await?;
     let rendered = ctx
         .renderer
         .render_issue(&ctx.settings.newsletter, &issue)

@@ -14,6 +14,7 @@ use crate::render::{self, RecipientLinks};
 use crate::schedule::{Action, Timing, plan};
 use crate::send::{ConfiguredTransport, OutgoingMessage, Transport};
 use crate::store::Store;
+use crate::store::UnfinishedClaim;
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use lettre::Message;
@@ -27,8 +28,40 @@ use tokio_util::sync::CancellationToken;
 /// written by another daemon is noticed.
 const MAX_SLEEP: Duration = Duration::from_secs(30);
 
-/// How long a claim may stay unfinished before another daemon (or a restart) finishes it.
+/// How long a claim by another live daemon may stay unfinished before this one settles
+/// it. A claim whose process is gone from this host is settled at once.
 const CLAIM_GRACE: chrono::Duration = chrono::Duration::seconds(60);
+
+/// How soon to look again while another daemon is still freezing an earlier slot.
+const CLAIM_RECHECK: chrono::Duration = chrono::Duration::seconds(2);
+
+/// This scheduler's name in the slots it claims: host, process and a counter, so two
+/// schedulers in one process are two claimants.
+fn claimant_name() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{}:{}:{n}", host.trim(), std::process::id())
+}
+
+/// True when `claimant` names a process on this host that no longer exists (it was
+/// killed or crashed): its claim can be settled without waiting.
+fn claimant_is_gone(claimant: &str) -> bool {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    // `host:pid:n`, or `host:pid` from before the counter was added.
+    let parts: Vec<&str> = claimant.split(':').collect();
+    let (their_host, pid) = match parts.as_slice() {
+        [h, p, n] if n.parse::<u64>().is_ok() => (*h, p.parse::<u32>().ok()),
+        [h, p] => (*h, p.parse::<u32>().ok()),
+        _ => return false,
+    };
+    match pid {
+        Some(pid) if their_host == host.trim() => {
+            pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists()
+        }
+        _ => false,
+    }
+}
 
 /// Mail to the editors: proofs and notices. Not newsletter mail, so not in the ledger;
 /// with the file transport it goes to `<outbox_dir>/editors/<kind>/<issue>/<n>.eml`.
@@ -86,15 +119,21 @@ pub struct Scheduler<'a> {
     store: Store,
     timing: Timing,
     daemon_id: String,
+    /// Since when this schedule has been kept on the store, read at the first step.
+    since: tokio::sync::OnceCell<DateTime<Utc>>,
+    /// Claims this scheduler failed to settle (a store or rendering error), and when to
+    /// try each again: not at every step, so a lasting fault is not an error a second.
+    claim_retries: std::sync::Mutex<std::collections::HashMap<DateTime<Utc>, DateTime<Utc>>>,
 }
 
 impl<'a> Scheduler<'a> {
     /// A scheduler for `ctx`'s settings over `store`.
     pub fn new(ctx: &'a Context, store: Store) -> Self {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         Self {
             timing: Timing::from(&ctx.settings.schedule),
-            daemon_id: format!("{}:{}", host.trim(), std::process::id()),
+            daemon_id: claimant_name(),
+            since: tokio::sync::OnceCell::new(),
+            claim_retries: std::sync::Mutex::default(),
             ctx,
             store,
         }
@@ -111,21 +150,66 @@ impl<'a> Scheduler<'a> {
             .to_string()
     }
 
-    /// One step at `now`: finishes claims left unfinished, then does what the plan says
+    /// One step at `now`: settles claims left unfinished, then does what the plan says
     /// is due. An action that fails is logged and tried again at the next step; only a
     /// store that cannot be read stops the scheduler.
     pub async fn try_once(&self, now: DateTime<Utc>) -> anyhow::Result<StepReport> {
-        for (slot, issue) in self.store.unfinished_claims(now - CLAIM_GRACE).await? {
-            tracing::warn!(%issue, "finishing a claimed issue that was not frozen (the daemon stopped part-way)");
-            if let Err(e) = self.finish_claim(slot, None, now).await {
-                tracing::error!(%issue, error = format!("{e:#}"), "cannot finish the claimed issue");
+        let since = *self
+            .since
+            .get_or_try_init(|| {
+                self.store.schedule_since(
+                    self.timing.send.as_str(),
+                    self.timing.timezone.name(),
+                    now,
+                )
+            })
+            .await?;
+        // An earlier slot claimed but not frozen is settled before anything later is
+        // composed: a later slot must not send the files it was meant to send.
+        let mut blocked_until: Option<DateTime<Utc>> = None;
+        let mut block = |until: DateTime<Utc>| {
+            blocked_until = Some(blocked_until.map_or(until, |b| b.min(until)));
+        };
+        for claim in self.store.unfinished_claims().await? {
+            let ours = claim.claimed_by == self.daemon_id;
+            if !ours && !claimant_is_gone(&claim.claimed_by) && now - claim.claimed_at < CLAIM_GRACE
+            {
+                // Another daemon is freezing it right now.
+                block(now + CLAIM_RECHECK);
+                continue;
+            }
+            if let Some(retry) = self.retry_claim_at(claim.at)
+                && now < retry
+            {
+                block(retry);
+                continue;
+            }
+            match self.settle_claim(&claim, now).await {
+                Ok(()) => self.set_retry_claim_at(claim.at, None),
+                Err(e) if now >= self.timing.hold_until(claim.at) => {
+                    tracing::error!(issue = %claim.issue, error = format!("{e:#}"), "cannot settle the claimed slot; the hold window has ended");
+                    let note =
+                        format!("it could not be frozen before the hold window ended: {e:#}");
+                    self.close_interrupted(claim.at, claim.issue, SlotState::GivenUp, &note, now)
+                        .await?;
+                }
+                Err(e) => {
+                    let retry = self.timing.recheck_after(now);
+                    tracing::error!(issue = %claim.issue, error = format!("{e:#}"), retry_at = %retry, "cannot settle the claimed slot; later slots wait for it");
+                    self.set_retry_claim_at(claim.at, Some(retry));
+                    block(retry);
+                }
             }
         }
         let records = self
             .store
             .slot_records(now - self.timing.lookback() - chrono::Duration::days(1))
             .await?;
-        let plan = plan(&self.timing, now, &records);
+        let mut plan = plan(&self.timing, now, &records, since);
+        if let Some(until) = blocked_until {
+            plan.actions.retain(|a| !matches!(a, Action::Compose(_)));
+            plan.wake_at = Some(plan.wake_at.map_or(until, |at| at.min(until)));
+        }
         for action in &plan.actions {
             if let Err(e) = self.act(*action, now).await {
                 tracing::error!(
@@ -139,6 +223,112 @@ impl<'a> Scheduler<'a> {
             actions: plan.actions,
             wake_at: plan.wake_at,
         })
+    }
+
+    /// A slot claimed but never frozen (the daemon stopped in between, or another daemon
+    /// did and its claim has expired): finished from the folder as it was meant to be, or
+    /// closed for good, with one notice, when that can no longer be right.
+    async fn settle_claim(
+        &self,
+        claim: &UnfinishedClaim,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        let (slot, id) = (claim.at, claim.issue);
+        if self.store.issue(id).await?.is_some() {
+            // Frozen before the stop: only the archive and the record are left.
+            tracing::info!(issue = %id, "finishing a slot frozen before the daemon stopped");
+            return self.finish_claim(slot, None, now).await;
+        }
+        let issue = self.compose(id);
+        let later_slot_sent = self.store.later_slot_taken(slot).await?;
+        let close = if issue.is_sendable() {
+            if let Some(earlier) = self.already_sent(&issue).await? {
+                Some((
+                    SlotState::Superseded,
+                    format!("its section files went out as the issue {earlier}"),
+                ))
+            } else if later_slot_sent {
+                Some((SlotState::Superseded, "a later slot was sent meanwhile; the files in the folder are left for the next issue".to_owned()))
+            } else if !self.timing.may_catch_up(slot, now) {
+                Some((SlotState::GivenUp, "gazette stopped while preparing it and was not back within the catch-up window; the files in the folder are left for the next issue".to_owned()))
+            } else {
+                None
+            }
+        } else if later_slot_sent || self.store.issue_frozen_since(claim.claimed_at).await? {
+            Some((
+                SlotState::Superseded,
+                "its section files went out with a later issue".to_owned(),
+            ))
+        } else {
+            let errors: Vec<String> = issue.errors().map(ToString::to_string).collect();
+            Some((
+                SlotState::GivenUp,
+                format!(
+                    "gazette stopped while preparing it, and its section files are now gone or have errors: {}",
+                    errors.join("; ")
+                ),
+            ))
+        };
+        let Some((state, note)) = close else {
+            tracing::warn!(issue = %id, "finishing a slot claimed before the daemon stopped");
+            return self.finish_claim(slot, Some(issue), now).await;
+        };
+        self.close_interrupted(slot, id, state, &note, now).await
+    }
+
+    /// Closes a claimed slot that will not be frozen as `state` and tells the editors,
+    /// once, why.
+    async fn close_interrupted(
+        &self,
+        slot: DateTime<Utc>,
+        id: IssueId,
+        state: SlotState,
+        note: &str,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        if !self.store.close_claim(slot, state, note, now).await? {
+            return Ok(());
+        }
+        self.set_retry_claim_at(slot, None);
+        tracing::warn!(issue = %id, state = state.as_str(), "closed a slot interrupted before its issue was frozen: {note}");
+        let (kind, subject) = match state {
+            SlotState::Superseded => ("superseded", format!("Issue {id} was not sent on its own")),
+            _ => ("given-up", format!("Issue {id} was not sent")),
+        };
+        let body = format!(
+            "The issue {id}, due {}, was being prepared when gazette stopped, before it was frozen. Nothing was sent for it: {note}.\n\nIf it should still go out, put its files in the sections folder and run `gazette send-now --date {id}`.\n",
+            self.local(slot)
+        );
+        self.notify_about(slot, kind, id, &subject, &body, now)
+            .await
+    }
+
+    /// When this scheduler tries again to settle the claim on `slot` after a failure.
+    fn retry_claim_at(&self, slot: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.claim_retries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&slot)
+            .copied()
+    }
+
+    fn set_retry_claim_at(&self, slot: DateTime<Utc>, at: Option<DateTime<Utc>>) {
+        let mut retries = self
+            .claim_retries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match at {
+            Some(at) => retries.insert(slot, at),
+            None => retries.remove(&slot),
+        };
+    }
+
+    /// The issue already frozen from exactly `issue`'s files, if any.
+    async fn already_sent(&self, issue: &Issue) -> anyhow::Result<Option<IssueId>> {
+        if issue.sources.is_empty() {
+            return Ok(None);
+        }
+        Ok(self.store.issue_with_sources(&source_pairs(issue)).await?)
     }
 
     async fn act(&self, action: Action, now: DateTime<Utc>) -> anyhow::Result<()> {
@@ -161,7 +351,8 @@ impl<'a> Scheduler<'a> {
                         "The issue {issue}, due {}, was held because of errors in the sections folder and the hold window has ended. It has not been sent and will not be sent automatically.\n\nFix the sections and send it with `gazette send-now --date {issue}`, or leave it for the next scheduled issue.\n",
                         self.local(slot)
                     );
-                    self.notify(
+                    self.notify_about(
+                        slot,
                         "given-up",
                         issue,
                         &format!("Issue {issue} was not sent"),
@@ -172,10 +363,29 @@ impl<'a> Scheduler<'a> {
                 }
                 Ok(())
             }
+            Action::Supersede(slot) => {
+                let issue = self.timing.issue_id(slot);
+                let note = "a later slot came first, and composes the same folder";
+                if self
+                    .store
+                    .close_slot(slot, issue, SlotState::Superseded, note, now)
+                    .await?
+                {
+                    tracing::info!(%issue, slot = %slot, "slot superseded by a later one");
+                }
+                Ok(())
+            }
             Action::ReportMissed(slot) => {
                 let issue = self.timing.issue_id(slot);
-                let note =
-                    "missed: the daemon was not running in time, or a later slot superseded it";
+                if self.store.issue(issue).await?.is_some() {
+                    // Its date has its issue: nothing was missed.
+                    let note = format!("the issue {issue} has been sent");
+                    self.store
+                        .close_slot(slot, issue, SlotState::Served, &note, now)
+                        .await?;
+                    return Ok(());
+                }
+                let note = "gazette was not running in time, or a later slot came first";
                 if self
                     .store
                     .close_slot(slot, issue, SlotState::Missed, note, now)
@@ -186,7 +396,8 @@ impl<'a> Scheduler<'a> {
                         "The issue {issue}, due {}, was not sent: gazette was not running at that time and the catch-up window has passed (or a later issue was due).\n\nTo send it anyway: `gazette send-now --date {issue}`.\n",
                         self.local(slot)
                     );
-                    self.notify(
+                    self.notify_about(
+                        slot,
                         "missed",
                         issue,
                         &format!("Issue {issue} was missed"),
@@ -198,6 +409,21 @@ impl<'a> Scheduler<'a> {
                 Ok(())
             }
         }
+    }
+
+    /// Sends a plain notice about `slot` to every editor and records that they were told.
+    async fn notify_about(
+        &self,
+        slot: DateTime<Utc>,
+        kind: &str,
+        issue: IssueId,
+        subject: &str,
+        body: &str,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        self.notify(kind, issue, subject, body, now).await?;
+        self.store.editors_told(slot, now).await?;
+        Ok(())
     }
 
     /// Sends a plain notice to every editor.
@@ -242,9 +468,21 @@ impl<'a> Scheduler<'a> {
     }
 
     /// Sends the proof of the issue for `slot` to every editor, once.
+    ///
+    /// Only an issue that can go out gets a proof: none while the slot's date already has
+    /// its issue, the folder has no section files, or they are the files of an issue
+    /// already sent. Those are looked at again at the next step, so a proof follows
+    /// once an editor has put the next issue's files in place.
     pub async fn send_proof(&self, slot: DateTime<Utc>, now: DateTime<Utc>) -> anyhow::Result<()> {
         let id = self.timing.issue_id(slot);
+        if self.store.issue(id).await?.is_some() {
+            return Ok(());
+        }
         let issue = self.compose(id);
+        if issue.sources.is_empty() || self.already_sent(&issue).await?.is_some() {
+            tracing::debug!(issue = %id, "no proof: nothing new in the sections folder");
+            return Ok(());
+        }
         if !self.store.claim_proof(slot, id, now).await? {
             return Ok(());
         }
@@ -304,33 +542,18 @@ impl<'a> Scheduler<'a> {
         now: DateTime<Utc>,
     ) -> anyhow::Result<()> {
         let id = self.timing.issue_id(slot);
+        let mut issue = self.compose(id);
         if self.store.issue(id).await?.is_some() {
             // Issue ids are dates: a second slot on one day cannot be a second issue.
-            let note = format!(
-                "an issue with the id {id} has already been sent; gazette sends at most one issue per day"
-            );
-            if self
-                .store
-                .close_slot(slot, id, SlotState::Missed, &note, now)
-                .await?
-            {
-                tracing::warn!(issue = %id, "{note}");
-                let body = format!(
-                    "The slot {} was not used: {note}. The files in the sections folder are left where they are.\n",
-                    self.local(slot)
-                );
-                self.notify(
-                    "missed",
-                    id,
-                    &format!("Slot {} not used", self.local(slot)),
-                    &body,
-                    now,
-                )
-                .await?;
-            }
-            return Ok(());
+            return self.pass_over(slot, id, &issue, now).await;
         }
-        let issue = self.compose(id);
+        if issue.is_sendable()
+            && let Some(earlier) = self.already_sent(&issue).await?
+        {
+            issue.diagnostics.push(Diagnostic::issue_error(format!(
+                "the section files are the same as those of the issue {earlier}, which has been sent; put the next issue's files in the sections folder"
+            )));
+        }
         if !issue.is_sendable() {
             let next = self.timing.recheck_after(now);
             let errors: Vec<String> = issue.errors().map(ToString::to_string).collect();
@@ -339,10 +562,17 @@ impl<'a> Scheduler<'a> {
                 .hold_slot(slot, id, next, &errors.join("; "), now)
                 .await?;
             tracing::warn!(issue = %id, errors = errors.len(), next_check = %next, "issue held");
-            if first {
+            // Told once per issue and reason: the next slot of a frequent schedule, held
+            // for the same errors, says nothing new.
+            if first
+                && !self
+                    .store
+                    .hold_already_told(id, &errors.join("; "), slot)
+                    .await?
+            {
                 let until = self.local(self.timing.hold_until(slot));
                 let body = render::hold_text(id, &issue.diagnostics, &until);
-                self.notify("held", id, &format!("Issue {id} is held"), &body, now)
+                self.notify_about(slot, "held", id, &format!("Issue {id} is held"), &body, now)
                     .await?;
             }
             return Ok(());
@@ -356,6 +586,46 @@ impl<'a> Scheduler<'a> {
             return Ok(());
         }
         self.finish_claim(slot, Some(issue), now).await
+    }
+
+    /// The slot's date already has its issue (sent by `send-now`, or by an earlier slot
+    /// that day): the slot is `served`. The editors hear about it only if new section
+    /// files are waiting in the folder, and then once per date.
+    async fn pass_over(
+        &self,
+        slot: DateTime<Utc>,
+        id: IssueId,
+        folder: &Issue,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        let note = format!(
+            "the issue {id} has already been sent; gazette sends at most one issue per day"
+        );
+        if !self
+            .store
+            .close_slot(slot, id, SlotState::Served, &note, now)
+            .await?
+        {
+            return Ok(());
+        }
+        let waiting = !folder.sources.is_empty() && self.already_sent(folder).await?.is_none();
+        tracing::info!(issue = %id, files_waiting = waiting, "slot passed over: {note}");
+        if !waiting || self.store.editors_told_about(id, SlotState::Served).await? {
+            return Ok(());
+        }
+        let body = format!(
+            "The slot {} was not used: {note}. The files in the sections folder are left where they are, for the next issue.\n",
+            self.local(slot)
+        );
+        self.notify_about(
+            slot,
+            "missed",
+            id,
+            &format!("Slot {} not used", self.local(slot)),
+            &body,
+            now,
+        )
+        .await
     }
 
     /// Freezes the claimed slot's issue, queues its audience and archives its files.
@@ -384,16 +654,11 @@ impl<'a> Scheduler<'a> {
                 frozen
             }
         };
-        let names: Vec<&str> = frozen
-            .sources
-            .iter()
-            .map(|(name, _)| name.as_str())
-            .collect();
         archive_sources(
             &self.ctx.settings.content.sections_dir,
             &self.ctx.settings.content.archive_dir,
             id,
-            &names,
+            &frozen.sources,
         )?;
         self.store.slot_frozen(slot, now).await?;
         Ok(())
@@ -425,23 +690,35 @@ impl<'a> Scheduler<'a> {
     }
 }
 
+/// The (file name, content) pairs an issue was composed from.
+pub fn source_pairs(issue: &Issue) -> Vec<(String, String)> {
+    issue
+        .sources
+        .iter()
+        .map(|s| (s.name(), s.text.clone()))
+        .collect()
+}
+
 /// Moves the issue's section files from the sections folder to `archive/<issue>/`.
-/// Files already moved (a re-run after a crash) are skipped; a file whose name is taken
-/// in the archive gets a numbered name rather than overwriting it.
+/// Only a file that still holds what the issue was made from is moved: one an editor has
+/// since replaced with the next issue's text stays. Files already moved (a re-run after
+/// a crash) are skipped; a file whose name is taken in the archive gets a numbered name
+/// rather than overwriting it.
 pub fn archive_sources(
     sections: &Path,
     archive: &Path,
     issue: IssueId,
-    names: &[&str],
+    sources: &[(String, String)],
 ) -> anyhow::Result<()> {
     let dest_dir = archive.join(issue.to_string());
-    std::fs::create_dir_all(&dest_dir)
-        .with_context(|| format!("creating {}", dest_dir.display()))?;
-    for name in names {
+    for (name, content) in sources {
         let from = sections.join(name);
-        if !from.exists() {
-            continue;
+        match std::fs::read(&from) {
+            Ok(bytes) if bytes == content.as_bytes() => {}
+            _ => continue,
         }
+        std::fs::create_dir_all(&dest_dir)
+            .with_context(|| format!("creating {}", dest_dir.display()))?;
         let mut to = dest_dir.join(name);
         let mut n = 1;
         while to.exists() {
@@ -579,16 +856,25 @@ pub async fn proof(ctx: &Context) -> anyhow::Result<ExitCode> {
 /// The schedule part of `gazette status`: the next slot and the recent ones.
 pub async fn print_schedule(ctx: &Context, store: &Store) -> anyhow::Result<()> {
     let scheduler = Scheduler::new(ctx, store.clone());
-    match scheduler.timing().next_slot(Utc::now()) {
-        Some(next) => println!(
-            "Next issue: {} on {} ({})",
-            scheduler.timing().issue_id(next),
-            scheduler.local(next),
-            ctx.settings.schedule.send.as_str()
-        ),
-        None => println!("Next issue: none (the schedule has no future slot)"),
+    let now = Utc::now();
+    match scheduler.timing().next_slot(now) {
+        Some(next) => {
+            let issue = scheduler.timing().issue_id(next);
+            // One issue per day: a slot whose date has its issue will send nothing.
+            let served = if store.issue(issue).await?.is_some() {
+                "; that issue has been sent, so this slot will send nothing"
+            } else {
+                ""
+            };
+            println!(
+                "Next slot: {} (issue {issue}, {}){served}",
+                scheduler.local(next),
+                ctx.settings.schedule.send.as_str()
+            )
+        }
+        None => println!("Next slot: none (the schedule has no future slot)"),
     }
-    for slot in store.recent_slots(3).await? {
+    for slot in store.recent_slots(3, now).await? {
         let note = slot.note.map(|n| format!(": {n}")).unwrap_or_default();
         println!(
             "Slot {} (issue {}): {}{note}",

@@ -2,8 +2,10 @@
 //! freeze an issue with its audience, build the worker, deliver what is due.
 
 use super::Context;
+use super::daemon::{archive_sources, source_pairs};
 use crate::compose::{self, Issue};
 use crate::domain::{Clock, IssueId, SystemClock};
+use crate::schedule::Timing;
 use crate::send::{BatchReport, ConfiguredTransport, DeliveryWorker, MessageFactory, RetryPolicy};
 use crate::store::{DeliveryCounts, FreezeOutcome, FrozenIssue, Store, SubscriberStatus};
 use anyhow::{Context as _, bail};
@@ -31,12 +33,7 @@ pub async fn freeze_and_snapshot(
         .renderer
         .render_issue(&ctx.settings.newsletter, issue)
         .context("rendering the issue")?;
-    let sources = issue
-        .sources
-        .iter()
-        .map(|s| (s.name(), s.text.clone()))
-        .collect();
-    let frozen = FrozenIssue::new(issue.id, &rendered, sources, now);
+    let frozen = FrozenIssue::new(issue.id, &rendered, source_pairs(issue), now);
     let outcome = store.freeze_and_snapshot(&frozen, now).await?;
     if !outcome.newly_frozen {
         // Another process froze it between our look and our write: use theirs.
@@ -195,6 +192,13 @@ pub async fn send_now(
         }
         None => {
             let issue = compose_now(ctx, id)?;
+            if let Some(earlier) = store.issue_with_sources(&source_pairs(&issue)).await? {
+                bail!(
+                    "the files in {} are the same as those of the issue {earlier}, which has been sent; \
+                     put the next issue's files there first",
+                    ctx.settings.content.sections_dir.display()
+                );
+            }
             let (frozen, outcome) = freeze_and_snapshot(ctx, &store, &issue, now).await?;
             println!(
                 "Froze issue {id} \"{}\" with {} section(s); {} subscriber(s) queued.",
@@ -205,6 +209,28 @@ pub async fn send_now(
             frozen
         }
     };
+    // The files it consumed go to the archive with it, and the day's slots still to come
+    // know their issue is out, so neither a slot nor a later compose sends them again.
+    // (A past slot of that day finds the issue when the scheduler looks at it.)
+    archive_sources(
+        &ctx.settings.content.sections_dir,
+        &ctx.settings.content.archive_dir,
+        id,
+        &frozen.sources,
+    )?;
+    let timing = Timing::from(&ctx.settings.schedule);
+    store
+        .serve_slots(
+            &timing
+                .slots_on(id)
+                .into_iter()
+                .filter(|at| *at >= now - Timing::ON_TIME)
+                .collect::<Vec<_>>(),
+            id,
+            &format!("the issue {id} was sent with `gazette send-now`"),
+            now,
+        )
+        .await?;
     let pending = store.delivery_counts(frozen.id).await?.pending();
     println!("Sending through {transport}.");
     let mut worker = delivery_worker(ctx, store.clone())?;
@@ -250,6 +276,15 @@ async fn dry_run_report(ctx: &Context, id: IssueId, transport: &str) -> anyhow::
         }
         None => {
             let issue = compose_now(ctx, id)?;
+            if let Some(store) = &store
+                && let Some(earlier) = store.issue_with_sources(&source_pairs(&issue)).await?
+            {
+                bail!(
+                    "the files in {} are the same as those of the issue {earlier}, which has been sent; \
+                     send-now would refuse them",
+                    ctx.settings.content.sections_dir.display()
+                );
+            }
             let rendered = ctx
                 .renderer
                 .render_issue(&ctx.settings.newsletter, &issue)

@@ -117,7 +117,7 @@ impl Context {
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let ctx = Context::load(&cli)?;
     match cli.command {
-        Command::Check { sections } => content::check(&ctx, sections.as_deref()),
+        Command::Check { sections } => content::check(&ctx, sections.as_deref()).await,
         Command::Preview {
             sections,
             date,

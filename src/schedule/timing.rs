@@ -40,6 +40,10 @@ fn chrono(d: Duration) -> chrono::Duration {
 const MAX_SLOTS_WALKED: usize = 100_000;
 
 impl Timing {
+    /// How late a step may look at a slot and still count as on time: the scheduler wakes
+    /// at the slot, and a step takes a moment.
+    pub const ON_TIME: chrono::Duration = chrono::Duration::minutes(1);
+
     /// The first slot strictly after `after`.
     pub fn next_slot(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let local = after.with_timezone(&self.timezone);
@@ -62,6 +66,23 @@ impl Timing {
             .map(|t| t.with_timezone(&Utc))
             .take_while(|t| *t <= to)
             .take(MAX_SLOTS_WALKED)
+            .collect()
+    }
+
+    /// The slots whose issue is `issue` (the slots on that date in the schedule's time
+    /// zone), oldest first.
+    pub fn slots_on(&self, issue: IssueId) -> Vec<DateTime<Utc>> {
+        // A day in any zone lies within the UTC days either side of it.
+        let date = issue.date();
+        let from = (date - chrono::Days::new(2))
+            .and_time(chrono::NaiveTime::MIN)
+            .and_utc();
+        let to = (date + chrono::Days::new(2))
+            .and_time(chrono::NaiveTime::MIN)
+            .and_utc();
+        self.slots_between(from, to)
+            .into_iter()
+            .filter(|at| self.issue_id(*at) == issue)
             .collect()
     }
 
@@ -91,7 +112,7 @@ impl Timing {
     /// less than a minute old is always on time, whatever `catch_up` says: the scheduler
     /// wakes at the slot, and a step takes a moment.
     pub fn may_catch_up(&self, slot: DateTime<Utc>, now: DateTime<Utc>) -> bool {
-        now - slot <= chrono(self.catch_up).max(chrono::Duration::minutes(1))
+        now - slot <= chrono(self.catch_up).max(Self::ON_TIME)
     }
 }
 
@@ -141,6 +162,21 @@ mod tests {
         let slot = t.next_slot(utc(2026, 6, 15, 0, 0)).unwrap();
         assert_eq!(slot, utc(2026, 6, 30, 23, 30));
         assert_eq!(t.issue_id(slot).to_string(), "2026-07-01");
+    }
+
+    #[test]
+    fn the_slots_of_an_issue_are_those_on_its_local_date() {
+        let t = timing("0 */8 * * *");
+        let day = IssueId::parse("2026-07-01").unwrap();
+        // London is UTC+1 in July: 00:00, 08:00 and 16:00 local.
+        assert_eq!(
+            t.slots_on(day),
+            vec![
+                utc(2026, 6, 30, 23, 0),
+                utc(2026, 7, 1, 7, 0),
+                utc(2026, 7, 1, 15, 0)
+            ]
+        );
     }
 
     #[test]

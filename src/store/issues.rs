@@ -39,6 +39,22 @@ impl FrozenIssue {
     }
 }
 
+/// The fingerprint of a set of section files: SHA-256 over each (name, content) pair in
+/// name order, lengths first so no two different sets can run together.
+fn sources_hash(sources: &[(String, String)]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut sorted: Vec<&(String, String)> = sources.iter().collect();
+    sorted.sort();
+    let mut hasher = Sha256::new();
+    for (name, content) in sorted {
+        hasher.update((name.len() as u64).to_be_bytes());
+        hasher.update(name.as_bytes());
+        hasher.update((content.len() as u64).to_be_bytes());
+        hasher.update(content.as_bytes());
+    }
+    hex::encode(hasher.finalize())
+}
+
 /// What freezing did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FreezeOutcome {
@@ -62,7 +78,8 @@ impl Store {
         let id = issue.id.to_string();
         let inserted = sqlx::query(
             "INSERT INTO issues (id, subject, html_template, text_template, message_date, \
-             frozen_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO NOTHING",
+             frozen_at, sources_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+             ON CONFLICT (id) DO NOTHING",
         )
         .bind(&id)
         .bind(issue.rendered.subject.as_str())
@@ -70,6 +87,7 @@ impl Store {
         .bind(issue.rendered.text.marked())
         .bind(ts(issue.message_date))
         .bind(ts(issue.frozen_at))
+        .bind(sources_hash(&issue.sources))
         .execute(&mut *tx)
         .await?
         .rows_affected()
@@ -145,6 +163,61 @@ impl Store {
             frozen_at: from_ts(row.try_get("frozen_at")?),
             sources,
         }))
+    }
+
+    /// The issue frozen from exactly these section files (same names, same bytes), if
+    /// one was: composing them again would send the same text twice.
+    pub async fn issue_with_sources(
+        &self,
+        sources: &[(String, String)],
+    ) -> Result<Option<IssueId>, StoreError> {
+        let id: Option<String> = sqlx::query_scalar(
+            "SELECT id FROM issues WHERE sources_hash = ?1 ORDER BY frozen_at LIMIT 1",
+        )
+        .bind(sources_hash(sources))
+        .fetch_optional(&self.pool)
+        .await?;
+        id.map(|raw| {
+            IssueId::parse(&raw).map_err(|_| StoreError::Corrupt {
+                what: "issue id",
+                value: raw,
+            })
+        })
+        .transpose()
+    }
+
+    /// Computes the fingerprint of issues frozen before fingerprints were kept (once,
+    /// when a store from before them is first opened).
+    pub(super) async fn fill_sources_hashes(&self) -> Result<(), StoreError> {
+        let ids: Vec<String> =
+            sqlx::query_scalar("SELECT id FROM issues WHERE sources_hash IS NULL")
+                .fetch_all(&self.pool)
+                .await?;
+        for id in ids {
+            let sources: Vec<(String, String)> =
+                sqlx::query("SELECT file_name, content FROM issue_sources WHERE issue_id = ?1")
+                    .bind(&id)
+                    .fetch_all(&self.pool)
+                    .await?
+                    .iter()
+                    .map(|r| Ok((r.try_get("file_name")?, r.try_get("content")?)))
+                    .collect::<Result<_, sqlx::Error>>()?;
+            sqlx::query("UPDATE issues SET sources_hash = ?1 WHERE id = ?2")
+                .bind(sources_hash(&sources))
+                .bind(&id)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// True if an issue was frozen at or after `since`.
+    pub async fn issue_frozen_since(&self, since: DateTime<Utc>) -> Result<bool, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM issues WHERE frozen_at >= ?1")
+            .bind(ts(since))
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n > 0)
     }
 
     /// The most recently frozen issue's id.

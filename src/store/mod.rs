@@ -25,7 +25,7 @@ pub use inbox::{
 };
 pub use issues::{FreezeOutcome, FrozenIssue};
 pub use ledger::{DeliveryCounts, DeliveryStatus, DeliveryUpdate, DueDelivery};
-pub use slots::SlotRow;
+pub use slots::{SlotRow, UnfinishedClaim};
 pub use subscribers::{
     Consent, ImportAction, ImportRow, NewSubscriber, Subscriber, SubscriberStatus,
 };
@@ -180,10 +180,12 @@ impl Store {
             .await?;
         refuse_newer_schema(&pool, &file).await?;
         MIGRATOR.run(&pool).await?;
-        Ok(Self {
+        let store = Self {
             pool,
             _lock: std::sync::Arc::new(lock),
-        })
+        };
+        store.fill_sources_hashes().await?;
+        Ok(store)
     }
 
     /// Whether the database file `url` names exists (without creating it): lets a dry run

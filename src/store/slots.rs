@@ -15,6 +15,18 @@ pub struct SlotRow {
     pub proof_sent_at: Option<DateTime<Utc>>,
     pub frozen_at: Option<DateTime<Utc>>,
     pub note: Option<String>,
+    /// When the editors were last told about this slot.
+    pub editors_told_at: Option<DateTime<Utc>>,
+}
+
+/// A claim whose issue is not frozen yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnfinishedClaim {
+    pub at: DateTime<Utc>,
+    pub issue: IssueId,
+    /// The claiming daemon, `host:pid:n`.
+    pub claimed_by: String,
+    pub claimed_at: DateTime<Utc>,
 }
 
 impl Store {
@@ -52,6 +64,9 @@ impl Store {
                         ),
                     },
                     "claimed" => SlotState::Claimed,
+                    "sent" => SlotState::Sent,
+                    "served" => SlotState::Served,
+                    "superseded" => SlotState::Superseded,
                     "given_up" => SlotState::GivenUp,
                     "missed" => SlotState::Missed,
                     _ => {
@@ -99,9 +114,10 @@ impl Store {
     ) -> Result<bool, StoreError> {
         self.ensure_slot(at, issue, now).await?;
         let first = sqlx::query(
-            "UPDATE slots SET state = 'held', next_check_at = ?, note = ?, updated_at = ? WHERE at = ? AND state = 'open'",
+            "UPDATE slots SET state = 'held', next_check_at = ?, note = ?, hold_errors = ?, updated_at = ? WHERE at = ? AND state = 'open'",
         )
         .bind(ts(next_check))
+        .bind(note)
         .bind(note)
         .bind(ts(now))
         .bind(ts(at))
@@ -110,8 +126,9 @@ impl Store {
         if first.rows_affected() == 1 {
             return Ok(true);
         }
-        sqlx::query("UPDATE slots SET next_check_at = ?, note = ?, updated_at = ? WHERE at = ? AND state = 'held'")
+        sqlx::query("UPDATE slots SET next_check_at = ?, note = ?, hold_errors = ?, updated_at = ? WHERE at = ? AND state = 'held'")
             .bind(ts(next_check))
+            .bind(note)
             .bind(note)
             .bind(ts(now))
             .bind(ts(at))
@@ -142,14 +159,15 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Records that the claimed slot `at` has its issue frozen and its files archived.
+    /// Records that the claimed slot `at` has its issue frozen and its files archived:
+    /// the slot is `sent`.
     pub async fn slot_frozen(
         &self,
         at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE slots SET frozen_at = ?, updated_at = ? WHERE at = ? AND state = 'claimed'",
+            "UPDATE slots SET state = 'sent', frozen_at = ?, updated_at = ? WHERE at = ? AND state = 'claimed'",
         )
         .bind(ts(now))
         .bind(ts(now))
@@ -159,26 +177,175 @@ impl Store {
         Ok(())
     }
 
-    /// Claimed slots whose issue is not frozen yet (a daemon stopped in between), claimed
-    /// before `claimed_before`: (slot, issue).
-    pub async fn unfinished_claims(
-        &self,
-        claimed_before: DateTime<Utc>,
-    ) -> Result<Vec<(DateTime<Utc>, String)>, StoreError> {
+    /// Claimed slots whose issue is not frozen yet: a daemon is freezing it, or stopped
+    /// part-way. Oldest first.
+    pub async fn unfinished_claims(&self) -> Result<Vec<UnfinishedClaim>, StoreError> {
         let rows = sqlx::query(
-            "SELECT at, issue_id FROM slots WHERE state = 'claimed' AND frozen_at IS NULL AND claimed_at <= ? ORDER BY at",
+            "SELECT at, issue_id, claimed_by, claimed_at FROM slots \
+             WHERE state = 'claimed' AND frozen_at IS NULL ORDER BY at",
         )
-        .bind(ts(claimed_before))
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| (from_ts(r.get("at")), r.get("issue_id")))
-            .collect())
+        rows.into_iter()
+            .map(|r| {
+                let issue: String = r.get("issue_id");
+                Ok(UnfinishedClaim {
+                    at: from_ts(r.get("at")),
+                    issue: IssueId::parse(&issue).map_err(|_| StoreError::Corrupt {
+                        what: "slot issue id",
+                        value: issue.clone(),
+                    })?,
+                    claimed_by: r.get::<Option<String>, _>("claimed_by").unwrap_or_default(),
+                    claimed_at: from_ts(r.get::<Option<i64>, _>("claimed_at").unwrap_or(0)),
+                })
+            })
+            .collect()
     }
 
-    /// Ends an open or held slot without sending: `given_up` or `missed`. True if this
-    /// call changed it (so the editors are told once).
+    /// Closes a claim that was never frozen (the daemon stopped part-way) as `superseded`
+    /// or `given_up`. True if this call closed it (so the editors are told once).
+    pub async fn close_claim(
+        &self,
+        at: DateTime<Utc>,
+        state: SlotState,
+        note: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let state = match state {
+            SlotState::Superseded | SlotState::GivenUp => state.as_str(),
+            other => unreachable!("close_claim takes Superseded or GivenUp, not {other:?}"),
+        };
+        let done = sqlx::query(
+            "UPDATE slots SET state = ?, note = ?, updated_at = ? \
+             WHERE at = ? AND state = 'claimed' AND frozen_at IS NULL",
+        )
+        .bind(state)
+        .bind(note)
+        .bind(ts(now))
+        .bind(ts(at))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// True if a slot after `at` has been claimed or sent: it took over from `at`.
+    pub async fn later_slot_taken(&self, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM slots WHERE at > ? AND state IN ('claimed', 'sent')",
+        )
+        .bind(ts(at))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n > 0)
+    }
+
+    /// Records that the editors were told about the slot `at`.
+    pub async fn editors_told(
+        &self,
+        at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE slots SET editors_told_at = ? WHERE at = ?")
+            .bind(ts(now))
+            .bind(ts(at))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// True if the editors were told about any slot of the issue `issue` that ended in
+    /// `state`: one notice per issue date, not one per slot of a frequent schedule.
+    pub async fn editors_told_about(
+        &self,
+        issue: IssueId,
+        state: SlotState,
+    ) -> Result<bool, StoreError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM slots WHERE issue_id = ? AND state = ? AND editors_told_at IS NOT NULL",
+        )
+        .bind(issue.to_string())
+        .bind(state.as_str())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n > 0)
+    }
+
+    /// True if the editors were told about another slot of the issue `issue` held for
+    /// exactly `errors`: a frequent schedule's next slot, held for the same reason, needs
+    /// no notice of its own.
+    pub async fn hold_already_told(
+        &self,
+        issue: IssueId,
+        errors: &str,
+        except: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM slots WHERE issue_id = ? AND at <> ? AND hold_errors = ? AND editors_told_at IS NOT NULL",
+        )
+        .bind(issue.to_string())
+        .bind(ts(except))
+        .bind(errors)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n > 0)
+    }
+
+    /// Marks the slots `ats` of the issue `issue` as `served` (an issue with their date
+    /// has gone out another way), unless they have moved on already. One transaction:
+    /// a frequent schedule has many slots a day.
+    pub async fn serve_slots(
+        &self,
+        ats: &[DateTime<Utc>],
+        issue: IssueId,
+        note: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for at in ats {
+            sqlx::query(
+                "INSERT INTO slots (at, issue_id, state, note, updated_at) VALUES (?1, ?2, 'served', ?3, ?4) \
+                 ON CONFLICT (at) DO UPDATE SET state = 'served', note = ?3, next_check_at = NULL, updated_at = ?4 \
+                 WHERE slots.state IN ('open', 'held')",
+            )
+            .bind(ts(*at))
+            .bind(issue.to_string())
+            .bind(note)
+            .bind(ts(now))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Since when the scheduler has kept the schedule `send` in `timezone` on this store.
+    /// The first call records `now`; a different schedule starts again from `now`; a
+    /// store from before this was recorded keeps the time of its first slot.
+    pub async fn schedule_since(
+        &self,
+        send: &str,
+        timezone: &str,
+        now: DateTime<Utc>,
+    ) -> Result<DateTime<Utc>, StoreError> {
+        sqlx::query(
+            "INSERT INTO schedule_epoch (id, send, timezone, since) VALUES (1, ?1, ?2, ?3) \
+             ON CONFLICT (id) DO UPDATE SET send = ?1, timezone = ?2, \
+             since = CASE WHEN schedule_epoch.send IS NULL THEN schedule_epoch.since ELSE ?3 END \
+             WHERE schedule_epoch.send IS NOT ?1 OR schedule_epoch.timezone IS NOT ?2",
+        )
+        .bind(send)
+        .bind(timezone)
+        .bind(ts(now))
+        .execute(&self.pool)
+        .await?;
+        let since: i64 = sqlx::query_scalar("SELECT since FROM schedule_epoch WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(from_ts(since))
+    }
+
+    /// Ends an open or held slot without sending it: `given_up`, `missed`, `served` or
+    /// `superseded`. True if this call changed it (so the editors are told once).
     pub async fn close_slot(
         &self,
         at: DateTime<Utc>,
@@ -188,9 +355,10 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let state = match state {
-            SlotState::GivenUp => "given_up",
-            SlotState::Missed => "missed",
-            other => unreachable!("close_slot takes GivenUp or Missed, not {other:?}"),
+            SlotState::GivenUp | SlotState::Missed | SlotState::Served | SlotState::Superseded => {
+                state.as_str()
+            }
+            other => unreachable!("close_slot takes a final state, not {other:?}"),
         };
         self.ensure_slot(at, issue, now).await?;
         let done = sqlx::query("UPDATE slots SET state = ?, note = ?, updated_at = ? WHERE at = ? AND state IN ('open', 'held')")
@@ -203,9 +371,14 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// The most recent slots, newest first, for `gazette status`.
-    pub async fn recent_slots(&self, limit: u32) -> Result<Vec<SlotRow>, StoreError> {
-        let rows = sqlx::query("SELECT at, issue_id, state, proof_sent_at, frozen_at, note FROM slots ORDER BY at DESC LIMIT ?")
+    /// The most recent slots up to `until`, newest first, for `gazette status`.
+    pub async fn recent_slots(
+        &self,
+        limit: u32,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<SlotRow>, StoreError> {
+        let rows = sqlx::query("SELECT at, issue_id, state, proof_sent_at, frozen_at, note, editors_told_at FROM slots WHERE at <= ? ORDER BY at DESC LIMIT ?")
+            .bind(ts(until))
             .bind(limit)
             .fetch_all(&self.pool)
             .await?;
@@ -218,6 +391,7 @@ impl Store {
                 proof_sent_at: r.get::<Option<i64>, _>("proof_sent_at").map(from_ts),
                 frozen_at: r.get::<Option<i64>, _>("frozen_at").map(from_ts),
                 note: r.get("note"),
+                editors_told_at: r.get::<Option<i64>, _>("editors_told_at").map(from_ts),
             })
             .collect())
     }

@@ -293,8 +293,18 @@ async fn a_missed_slot_is_caught_up_once_and_an_old_one_is_reported() {
         ],
     );
     let (ctx, store) = context(&config).await;
+    // The daemon ran the day before, was down at 10:00, and starts again at 13:00, inside
+    // the catch-up window.
+    let before = Scheduler::new(&ctx, store.clone());
+    assert_eq!(
+        before
+            .try_once(utc(2021, 8, 31, 12, 0))
+            .await
+            .unwrap()
+            .actions,
+        vec![]
+    );
     let scheduler = Scheduler::new(&ctx, store.clone());
-    // The daemon was down at 10:00; it starts at 13:00, inside the catch-up window.
     let first = scheduler.try_once(utc(2021, 9, 1, 13, 0)).await.unwrap();
     assert_eq!(first.actions, vec![Action::Compose(utc(2021, 9, 1, 10, 0))]);
     assert_eq!(deliver(&ctx, &store, utc(2021, 9, 1, 13, 0)).await, 4);

@@ -15,5 +15,6 @@ mod inbox_trust;
 mod judges;
 mod mailstack_delivery;
 mod send_now;
+mod slots;
 mod subscribers;
 mod web;
