@@ -1,7 +1,7 @@
 //! The settings file as written, before any value is checked.
 
 use super::{
-    Content, Delivery, Dkim, Inbox, InboxKind, Newsletter, Schedule, Secret, Settings,
+    Content, Delivery, Dkim, Inbox, InboxKind, IpNet, Newsletter, Schedule, Secret, Settings,
     SettingsError, Smtp, Store, Tls, Transport, TransportKind, Web, parse_duration,
 };
 use crate::domain::{HeaderText, SendSchedule};
@@ -239,6 +239,12 @@ struct RawWeb {
     confirmations_per_address_per_day: u32,
     #[serde(default)]
     client_ip_header: Option<String>,
+    #[serde(default = "default_trusted_proxies")]
+    trusted_proxies: Vec<String>,
+}
+
+fn default_trusted_proxies() -> Vec<String> {
+    vec!["127.0.0.0/8".into(), "::1".into()]
 }
 
 fn default_bind() -> String {
@@ -563,6 +569,15 @@ impl RawSettings {
                     )
                 })?),
             },
+            trusted_proxies: w
+                .trusted_proxies
+                .iter()
+                .map(|p| {
+                    p.parse::<IpNet>().map_err(|e| {
+                        SettingsError::invalid("web.trusted_proxies", format!("'{p}': {e}"))
+                    })
+                })
+                .collect::<Result<_, _>>()?,
         };
         for (key, value) in [
             ("web.signups_per_ip_per_hour", web.signups_per_ip_per_hour),

@@ -12,3 +12,4 @@ mod mailstack_delivery;
 mod send_now;
 mod subscribers;
 mod web;
+mod web_consent;
