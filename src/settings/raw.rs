@@ -534,9 +534,15 @@ impl RawSettings {
         };
 
         let w = self.web;
-        let secret_value = secret("web.secret", w.secret, w.secret_file)?.ok_or_else(|| {
-            SettingsError::invalid("web.secret", "is required (the key for unsubscribe tokens)")
-        })?;
+        // The shipped file sets a placeholder `secret`; an operator who adds
+        // `secret_file` (as the refusal tells them to) means the file.
+        let inline_secret = w
+            .secret
+            .filter(|s| w.secret_file.is_none() || super::secret::placeholder_mark(s).is_none());
+        let secret_value =
+            secret("web.secret", inline_secret, w.secret_file)?.ok_or_else(|| {
+                SettingsError::invalid("web.secret", "is required (the key for unsubscribe tokens)")
+            })?;
         if secret_value.expose().len() < 16 {
             return Err(SettingsError::invalid(
                 "web.secret",

@@ -51,8 +51,7 @@ const PLACEHOLDER_MARKS: [&str; 8] = [
 /// `openssl rand -hex 32` gives, about 256, comfortably passes).
 pub fn weakness(secret: &Secret) -> Option<String> {
     let value = secret.expose();
-    let lower = value.to_ascii_lowercase();
-    if let Some(mark) = PLACEHOLDER_MARKS.iter().find(|m| lower.contains(*m)) {
+    if let Some(mark) = placeholder_mark(value) {
         return Some(format!("is a placeholder (it contains \"{mark}\")"));
     }
     if value.len() < MIN_SECRET_BYTES {
@@ -68,6 +67,15 @@ pub fn weakness(secret: &Secret) -> Option<String> {
         ));
     }
     None
+}
+
+/// The placeholder word in `value`, if it has one.
+pub(super) fn placeholder_mark(value: &str) -> Option<&'static str> {
+    let lower = value.to_ascii_lowercase();
+    PLACEHOLDER_MARKS
+        .iter()
+        .find(|m| lower.contains(*m))
+        .copied()
 }
 
 /// The length times the Shannon entropy of the byte frequencies: a rough upper bound
