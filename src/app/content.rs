@@ -4,6 +4,7 @@ use super::Context;
 use crate::compose::{self, Issue};
 use crate::domain::{HeaderText, IssueId, SubscriberEmail};
 use crate::render::{self, MessageOptions, Recipient, RecipientLinks, RenderedIssue};
+use crate::settings::{SECRET_ADVICE, SecretCheck};
 use crate::store::Store;
 use anyhow::Context as _;
 use std::path::Path;
@@ -107,7 +108,23 @@ pub async fn check(ctx: &Context, sections: Option<&Path>) -> anyhow::Result<Exi
         .context("rendering the issue")?;
     size_warning(&mut issue, &rendered);
     report(&issue, Some(&rendered));
-    Ok(if issue.is_sendable() {
+    let secret_ok = match ctx.settings.secret_check() {
+        SecretCheck::Strong => true,
+        SecretCheck::WeakOnLoopback { why } => {
+            eprintln!(
+                "note: web.secret {why}; that is fine while every link stays on this machine \
+(loopback public_url and web.bind), not once readers can reach it. {SECRET_ADVICE}"
+            );
+            true
+        }
+        SecretCheck::Weak { .. } => {
+            if let Err(e) = ctx.settings.require_strong_secret() {
+                eprintln!("error: {e}");
+            }
+            false
+        }
+    };
+    Ok(if issue.is_sendable() && secret_ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

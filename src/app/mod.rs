@@ -116,6 +116,18 @@ impl Context {
 /// Runs one command.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let ctx = Context::load(&cli)?;
+    // Commands that put our links in front of other people need a real key: with a
+    // guessable one anyone can forge unsubscribe and confirmation links.
+    let puts_links_out = match &cli.command {
+        Command::Serve | Command::Web => true,
+        Command::SendNow { dry_run, .. } => {
+            !dry_run && ctx.settings.transport.kind == crate::settings::TransportKind::Smtp
+        }
+        _ => false,
+    };
+    if puts_links_out {
+        ctx.settings.require_strong_secret()?;
+    }
     match cli.command {
         Command::Check { sections } => content::check(&ctx, sections.as_deref()).await,
         Command::Preview {

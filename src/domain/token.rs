@@ -14,7 +14,8 @@ use subtle::ConstantTimeEq;
 pub enum TokenPurpose {
     /// Unsubscribe links, the one-click POST, the mailto token and our Message-IDs.
     Unsubscribe,
-    /// The link in a sign-up confirmation message.
+    /// The link in a sign-up confirmation message. It names the sign-up request, not
+    /// the subscriber, so each link is good for its own request only.
     Confirm,
     /// The resubscribe link in an unsubscribe notice.
     Resubscribe,
@@ -24,13 +25,16 @@ impl TokenPurpose {
     fn label(self) -> &'static str {
         match self {
             Self::Unsubscribe => "unsubscribe",
-            Self::Confirm => "confirm",
+            // Not "confirm": links of that label named subscribers, and must not be
+            // taken for a request of the same number.
+            Self::Confirm => "confirm-request",
             Self::Resubscribe => "resubscribe",
         }
     }
 }
 
-/// A signed token naming one subscriber.
+/// A signed token naming one subscriber (or, for [`TokenPurpose::Confirm`], one
+/// sign-up request).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Token(String);
 

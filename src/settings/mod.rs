@@ -7,11 +7,13 @@
 //! the line to fix before anything starts.
 
 mod duration;
+mod ipnet;
 mod raw;
 mod secret;
 
 pub use duration::parse_duration;
-pub use secret::Secret;
+pub use ipnet::{IpNet, IpNetError};
+pub use secret::{MIN_SECRET_BYTES, Secret};
 
 use crate::domain::HeaderText;
 
@@ -204,6 +206,75 @@ pub struct Web {
     /// Behind a reverse proxy: the header whose last entry is the client's IP
     /// (e.g. `X-Forwarded-For`). Unset, the peer address of the connection is used.
     pub client_ip_header: Option<axum::http::HeaderName>,
+    /// Peers whose `client_ip_header` is believed (loopback by default); from any other
+    /// peer the connection's own address is the client's.
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+/// How to make a key, for every message that refuses one.
+pub const SECRET_ADVICE: &str = "Make one with `openssl rand -hex 32 > /etc/gazette/secret` \
+and point `web.secret_file = \"/etc/gazette/secret\"` at it (or set GAZETTE__WEB__SECRET).";
+
+/// What the `[web] secret` is worth for these settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretCheck {
+    /// Good enough to sign links anyone may hold.
+    Strong,
+    /// Weak, but every link points at this machine (the shipped demo): tolerated.
+    WeakOnLoopback { why: String },
+    /// Weak, and links leave the machine: a stranger could forge them.
+    Weak { why: String },
+}
+
+impl Settings {
+    /// Whether `[web] secret` may sign links. A weak key is tolerated only while
+    /// `newsletter.public_url` names a loopback host and `web.bind` is loopback, since
+    /// then nobody else can follow or forge the links.
+    pub fn secret_check(&self) -> SecretCheck {
+        match secret::weakness(&self.web.secret) {
+            None => SecretCheck::Strong,
+            Some(why) if self.links_stay_local() => SecretCheck::WeakOnLoopback { why },
+            Some(why) => SecretCheck::Weak { why },
+        }
+    }
+
+    /// The refusal for a weak key where links leave the machine, naming the keys
+    /// involved and saying how to make a good one.
+    pub fn require_strong_secret(&self) -> Result<(), SettingsError> {
+        match self.secret_check() {
+            SecretCheck::Weak { why } => Err(SettingsError::invalid(
+                "web.secret",
+                format!(
+                    "{why}. It signs every unsubscribe and confirmation link, and \
+newsletter.public_url ({}) or web.bind ({}) is not loopback, so anyone who knows it can \
+unsubscribe or sign up your readers. {SECRET_ADVICE}",
+                    self.newsletter.public_url, self.web.bind
+                ),
+            )),
+            SecretCheck::Strong | SecretCheck::WeakOnLoopback { .. } => Ok(()),
+        }
+    }
+
+    fn links_stay_local(&self) -> bool {
+        self.web.bind.ip().is_loopback() && url_host_is_loopback(&self.newsletter.public_url)
+    }
+}
+
+/// Whether an http(s) URL's host is `localhost` or a loopback address.
+fn url_host_is_loopback(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = if let Some(v6) = host_port.strip_prefix('[') {
+        v6.split(']').next().unwrap_or("")
+    } else {
+        host_port.split(':').next().unwrap_or("")
+    };
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 impl Settings {
@@ -227,6 +298,7 @@ impl Settings {
                     .list_separator(",")
                     .with_list_parse_key("newsletter.editors")
                     .with_list_parse_key("content.required")
+                    .with_list_parse_key("web.trusted_proxies")
                     .try_parsing(true),
             )
             .build()?;
@@ -241,5 +313,32 @@ impl Settings {
             .build()?;
         let raw: raw::RawSettings = cfg.try_deserialize()?;
         raw.check()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::url_host_is_loopback;
+
+    #[test]
+    fn loopback_hosts() {
+        for url in [
+            "http://127.0.0.1:8080",
+            "http://localhost",
+            "https://LOCALHOST./x",
+            "http://[::1]:8080/",
+            "http://user@127.0.0.2:80",
+        ] {
+            assert!(url_host_is_loopback(url), "{url}");
+        }
+        for url in [
+            "https://news.example.org",
+            "http://127.0.0.1.example.org",
+            "http://localhost.example.org:8080",
+            "http://[2001:db8::1]/",
+            "http://0.0.0.0:8080",
+        ] {
+            assert!(!url_host_is_loopback(url), "{url}");
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! The settings file as written, before any value is checked.
 
 use super::{
-    Content, Delivery, Dkim, Inbox, InboxKind, Newsletter, Schedule, Secret, Settings,
+    Content, Delivery, Dkim, Inbox, InboxKind, IpNet, Newsletter, Schedule, Secret, Settings,
     SettingsError, Smtp, Store, Tls, Transport, TransportKind, Web, parse_duration,
 };
 use crate::domain::{HeaderText, SendSchedule};
@@ -241,6 +241,12 @@ struct RawWeb {
     confirmations_per_address_per_day: u32,
     #[serde(default)]
     client_ip_header: Option<String>,
+    #[serde(default = "default_trusted_proxies")]
+    trusted_proxies: Vec<String>,
+}
+
+fn default_trusted_proxies() -> Vec<String> {
+    vec!["127.0.0.0/8".into(), "::1".into()]
 }
 
 fn default_bind() -> String {
@@ -545,9 +551,15 @@ impl RawSettings {
         };
 
         let w = self.web;
-        let secret_value = secret("web.secret", w.secret, w.secret_file)?.ok_or_else(|| {
-            SettingsError::invalid("web.secret", "is required (the key for unsubscribe tokens)")
-        })?;
+        // The shipped file sets a placeholder `secret`; an operator who adds
+        // `secret_file` (as the refusal tells them to) means the file.
+        let inline_secret = w
+            .secret
+            .filter(|s| w.secret_file.is_none() || super::secret::placeholder_mark(s).is_none());
+        let secret_value =
+            secret("web.secret", inline_secret, w.secret_file)?.ok_or_else(|| {
+                SettingsError::invalid("web.secret", "is required (the key for unsubscribe tokens)")
+            })?;
         if secret_value.expose().len() < 16 {
             return Err(SettingsError::invalid(
                 "web.secret",
@@ -580,6 +592,15 @@ impl RawSettings {
                     )
                 })?),
             },
+            trusted_proxies: w
+                .trusted_proxies
+                .iter()
+                .map(|p| {
+                    p.parse::<IpNet>().map_err(|e| {
+                        SettingsError::invalid("web.trusted_proxies", format!("'{p}': {e}"))
+                    })
+                })
+                .collect::<Result<_, _>>()?,
         };
         for (key, value) in [
             ("web.signups_per_ip_per_hour", web.signups_per_ip_per_hour),

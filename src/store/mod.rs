@@ -29,7 +29,9 @@ pub use slots::{SlotRow, UnfinishedClaim};
 pub use subscribers::{
     Consent, ImportAction, ImportRow, NewSubscriber, Subscriber, SubscriberStatus,
 };
-pub use web::{ArchivedIssue, ConfirmOutcome, SignupOutcome, WebFigures, WebSubscriber};
+pub use web::{
+    ArchivedIssue, ConfirmOutcome, SignupOutcome, WebFigures, WebSignupRequest, WebSubscriber,
+};
 
 use chrono::{DateTime, TimeZone, Utc};
 use sqlx::sqlite::{

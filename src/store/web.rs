@@ -1,5 +1,10 @@
 //! What the web side reads and writes: sign-up requests and their confirmation,
-//! unsubscribe and resubscribe by token, the archive, and the figures for `/metrics`.
+//! unsubscribe by token, the archive, and the figures for `/metrics`.
+//!
+//! A sign-up request is the only way into `active` from the web. Its confirmation link
+//! names the request; the link works once, within the confirmation window, and only
+//! while the request is open (migration 0040 closes open requests when the subscriber
+//! leaves).
 
 use super::subscribers::{email_from_db, name_from_db, status_from_db};
 use super::{FrozenIssue, Store, StoreError, SubscriberStatus, from_ts, ts};
@@ -14,6 +19,8 @@ pub enum SignupOutcome {
     /// subscriber is new (pending), still pending, or suppressed (unsubscribed or
     /// bounced) — in every case unchanged until the link is used.
     Confirm {
+        /// The request; the confirmation link names it.
+        request_id: i64,
         subscriber_id: i64,
         email: SubscriberEmail,
         /// The name given on the form, if any.
@@ -27,21 +34,34 @@ pub enum SignupOutcome {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConfirmOutcome {
     /// The subscriber is now active; `was` is the status before.
-    Confirmed { was: SubscriberStatus },
-    /// No open request, but the subscriber is active (the link was used before).
+    Confirmed {
+        subscriber_id: i64,
+        was: SubscriberStatus,
+    },
+    /// The request is closed, but the subscriber is active (the link was used before).
     AlreadyActive,
-    /// No open request younger than the window: the link is spent or expired.
+    /// The request is closed or older than the window: the link is spent or expired.
     NotOpen,
+    /// No such request.
+    Unknown,
 }
 
-/// A subscriber as the confirm, unsubscribe and resubscribe pages need them.
+/// A subscriber as the unsubscribe and resubscribe pages need them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebSubscriber {
     pub id: i64,
     pub email: SubscriberEmail,
     pub status: SubscriberStatus,
-    /// Whether a sign-up request younger than the window asked for, is still open.
-    pub signup_open: bool,
+}
+
+/// A sign-up request as its confirmation page needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebSignupRequest {
+    pub subscriber_id: i64,
+    pub email: SubscriberEmail,
+    pub status: SubscriberStatus,
+    /// Whether the request is still open and younger than the window asked for.
+    pub open: bool,
 }
 
 /// An issue in the archive.
@@ -110,40 +130,31 @@ impl Store {
             tx.commit().await?;
             return Ok(SignupOutcome::AlreadyActive);
         }
-        sqlx::query(
+        let request_id: i64 = sqlx::query_scalar(
             "INSERT INTO web_signups (subscriber_id, name, requested_at, requested_ip) \
-             VALUES (?1, ?2, ?3, ?4)",
+             VALUES (?1, ?2, ?3, ?4) RETURNING id",
         )
         .bind(id)
         .bind(name.map(HeaderText::as_str))
         .bind(ts(now))
         .bind(ip)
-        .execute(&mut *tx)
+        .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
         Ok(SignupOutcome::Confirm {
+            request_id,
             subscriber_id: id,
             email: email.clone(),
             name: name.cloned(),
         })
     }
 
-    /// The subscriber a token names, with whether a sign-up requested since `since` is
-    /// still open.
-    pub async fn web_subscriber(
-        &self,
-        id: i64,
-        since: DateTime<Utc>,
-    ) -> Result<Option<WebSubscriber>, StoreError> {
-        let Some(row) = sqlx::query(
-            "SELECT email, status, EXISTS (SELECT 1 FROM web_signups w \
-             WHERE w.subscriber_id = s.id AND w.confirmed_at IS NULL \
-             AND w.requested_at >= ?2) AS open FROM subscribers s WHERE s.id = ?1",
-        )
-        .bind(id)
-        .bind(ts(since))
-        .fetch_optional(&self.pool)
-        .await?
+    /// The subscriber a token names.
+    pub async fn web_subscriber(&self, id: i64) -> Result<Option<WebSubscriber>, StoreError> {
+        let Some(row) = sqlx::query("SELECT email, status FROM subscribers WHERE id = ?1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
         else {
             return Ok(None);
         };
@@ -151,46 +162,70 @@ impl Store {
             id,
             email: email_from_db(row.try_get("email")?)?,
             status: status_from_db(row.try_get("status")?)?,
-            signup_open: row.try_get::<i64, _>("open")? != 0,
         }))
     }
 
-    /// Confirms subscriber `id`'s open sign-up (requested since `since`): the subscriber
-    /// becomes active whatever they were (pending, unsubscribed, bounced), with the name
-    /// from the latest request if it gave one, and the consent record says now, `web`
-    /// and `ip`. Every open request of theirs is closed. One transaction.
+    /// Sign-up request `request_id` (a confirmation link names it), with whether it is
+    /// open and was made since `since`.
+    pub async fn web_signup_request(
+        &self,
+        request_id: i64,
+        since: DateTime<Utc>,
+    ) -> Result<Option<WebSignupRequest>, StoreError> {
+        let Some(row) = sqlx::query(
+            "SELECT s.id, s.email, s.status, \
+             (w.closed_at IS NULL AND w.requested_at >= ?2) AS open \
+             FROM web_signups w JOIN subscribers s ON s.id = w.subscriber_id WHERE w.id = ?1",
+        )
+        .bind(request_id)
+        .bind(ts(since))
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(WebSignupRequest {
+            subscriber_id: row.try_get("id")?,
+            email: email_from_db(row.try_get("email")?)?,
+            status: status_from_db(row.try_get("status")?)?,
+            open: row.try_get::<i64, _>("open")? != 0,
+        }))
+    }
+
+    /// Confirms sign-up request `request_id` if it is open and was made since `since`:
+    /// its subscriber becomes active whatever they were (pending, unsubscribed,
+    /// bounced), with the name that request gave if any, and the consent record says
+    /// now, `web` and `ip`. The request is spent, and every other open request of the
+    /// subscriber closed with it. One transaction.
     pub async fn web_confirm(
         &self,
-        id: i64,
+        request_id: i64,
         ip: &str,
         since: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<ConfirmOutcome, StoreError> {
         let mut tx = self.pool.begin_with(IMMEDIATE).await?;
-        let Some(status) =
-            sqlx::query_scalar::<_, String>("SELECT status FROM subscribers WHERE id = ?1")
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await?
-        else {
-            return Ok(ConfirmOutcome::NotOpen);
-        };
-        let was = status_from_db(&status)?;
-        let request = sqlx::query(
-            "SELECT id, name FROM web_signups WHERE subscriber_id = ?1 \
-             AND confirmed_at IS NULL AND requested_at >= ?2 ORDER BY id DESC LIMIT 1",
+        let Some(request) = sqlx::query(
+            "SELECT w.subscriber_id, w.name, s.status, \
+             (w.closed_at IS NULL AND w.requested_at >= ?2) AS open \
+             FROM web_signups w JOIN subscribers s ON s.id = w.subscriber_id WHERE w.id = ?1",
         )
-        .bind(id)
+        .bind(request_id)
         .bind(ts(since))
         .fetch_optional(&mut *tx)
-        .await?;
-        let Some(request) = request else {
+        .await?
+        else {
+            return Ok(ConfirmOutcome::Unknown);
+        };
+        let id: i64 = request.try_get("subscriber_id")?;
+        let was = status_from_db(request.try_get("status")?)?;
+        if request.try_get::<i64, _>("open")? == 0 {
             return Ok(if was == SubscriberStatus::Active {
                 ConfirmOutcome::AlreadyActive
             } else {
                 ConfirmOutcome::NotOpen
             });
-        };
+        }
         let name = name_from_db(request.try_get("name")?)?;
         sqlx::query(
             "UPDATE subscribers SET status = 'active', name = COALESCE(?2, name), \
@@ -204,16 +239,26 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         sqlx::query(
-            "UPDATE web_signups SET confirmed_at = ?2, confirmed_ip = ?3 \
-             WHERE subscriber_id = ?1 AND confirmed_at IS NULL",
+            "UPDATE web_signups SET confirmed_at = ?2, confirmed_ip = ?3, closed_at = ?2 \
+             WHERE id = ?1",
         )
-        .bind(id)
+        .bind(request_id)
         .bind(ts(now))
         .bind(ip)
         .execute(&mut *tx)
         .await?;
+        sqlx::query(
+            "UPDATE web_signups SET closed_at = ?2 WHERE subscriber_id = ?1 AND closed_at IS NULL",
+        )
+        .bind(id)
+        .bind(ts(now))
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
-        Ok(ConfirmOutcome::Confirmed { was })
+        Ok(ConfirmOutcome::Confirmed {
+            subscriber_id: id,
+            was,
+        })
     }
 
     /// Unsubscribes `id` if active or pending; returns the status before (`None` for an
@@ -221,34 +266,6 @@ impl Store {
     pub async fn web_unsubscribe(
         &self,
         id: i64,
-        now: DateTime<Utc>,
-    ) -> Result<Option<SubscriberStatus>, StoreError> {
-        self.web_move(id, &["active", "pending"], "unsubscribed", None, now)
-            .await
-    }
-
-    /// Brings back `id` if unsubscribed (the link in the inbox worker's unsubscribe
-    /// notice); the consent record says now, `web:resubscribe` and `ip`. Returns the
-    /// status before (`None` for an unknown id). A bounced address comes back only
-    /// through a confirmed sign-up.
-    pub async fn web_resubscribe(
-        &self,
-        id: i64,
-        ip: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Option<SubscriberStatus>, StoreError> {
-        self.web_move(id, &["unsubscribed"], "active", Some(ip), now)
-            .await
-    }
-
-    /// Moves `id` from one of `from` to `to` in one statement; with `consent_ip` the
-    /// consent record is rewritten too.
-    async fn web_move(
-        &self,
-        id: i64,
-        from: &[&str],
-        to: &'static str,
-        consent_ip: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<Option<SubscriberStatus>, StoreError> {
         let mut tx = self.pool.begin_with(IMMEDIATE).await?;
@@ -260,35 +277,15 @@ impl Store {
         else {
             return Ok(None);
         };
-        if from.contains(&before.as_str()) {
-            match consent_ip {
-                None => {
-                    sqlx::query(
-                        "UPDATE subscribers SET status = ?2, updated_at = ?3, \
-                         withdrawn_at = CASE WHEN ?2 = 'unsubscribed' THEN ?3 ELSE withdrawn_at END, \
-                         withdrawn_source = CASE WHEN ?2 = 'unsubscribed' THEN 'web' ELSE withdrawn_source END \
-                         WHERE id = ?1",
-                    )
-                    .bind(id)
-                    .bind(to)
-                    .bind(ts(now))
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                Some(ip) => {
-                    sqlx::query(
-                        "UPDATE subscribers SET status = ?2, consent_at = ?3, \
-                         consent_source = 'web:resubscribe', consent_ip = ?4, \
-                         withdrawn_at = NULL, withdrawn_source = NULL, updated_at = ?3 WHERE id = ?1",
-                    )
-                    .bind(id)
-                    .bind(to)
-                    .bind(ts(now))
-                    .bind(ip)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-            }
+        if before == "active" || before == "pending" {
+            sqlx::query(
+                "UPDATE subscribers SET status = 'unsubscribed', updated_at = ?2, \
+                 withdrawn_at = ?2, withdrawn_source = 'web' WHERE id = ?1",
+            )
+            .bind(id)
+            .bind(ts(now))
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(Some(status_from_db(&before)?))

@@ -1,6 +1,10 @@
 //! The message a sign-up sends: one link that confirms the subscription.
+//!
+//! Anyone can type anyone's address into the form, so the message carries nothing the
+//! requester typed except that address: no name in the greeting or in `To`. The name
+//! waits in the request until the link is used.
 
-use crate::domain::{HeaderText, IssueId, SubscriberEmail, TokenKey, TokenPurpose};
+use crate::domain::{IssueId, SubscriberEmail, TokenKey, TokenPurpose};
 use crate::send::OutgoingMessage;
 use crate::settings::Newsletter;
 use chrono::{DateTime, Utc};
@@ -17,12 +21,12 @@ pub struct ConfirmationError {
     reason: String,
 }
 
-/// The confirm link for `subscriber_id`.
-pub fn confirm_url(newsletter: &Newsletter, tokens: &TokenKey, subscriber_id: i64) -> String {
+/// The confirm link for sign-up request `request_id`.
+pub fn confirm_url(newsletter: &Newsletter, tokens: &TokenKey, request_id: i64) -> String {
     format!(
         "{}/confirm/{}",
         newsletter.public_url,
-        tokens.sign(TokenPurpose::Confirm, subscriber_id)
+        tokens.sign(TokenPurpose::Confirm, request_id)
     )
 }
 
@@ -33,10 +37,10 @@ fn header(name: &'static str, value: &str) -> HeaderValue {
 /// Who a confirmation goes to.
 #[derive(Debug, Clone, Copy)]
 pub struct Signup<'a> {
+    /// The request the link confirms.
+    pub request_id: i64,
     pub subscriber_id: i64,
     pub email: &'a SubscriberEmail,
-    /// The name given on the form.
-    pub name: Option<&'a HeaderText>,
 }
 
 /// The confirmation message for `signup`, its link valid for `valid_days`. Plain text, `Auto-Submitted: auto-generated` so that
@@ -50,23 +54,19 @@ pub fn build_confirmation(
     now: DateTime<Utc>,
 ) -> Result<OutgoingMessage, ConfirmationError> {
     let Signup {
+        request_id,
         subscriber_id,
         email,
-        name,
     } = signup;
     let fail = |e: &dyn std::fmt::Display| ConfirmationError {
         subscriber: subscriber_id,
         reason: e.to_string(),
     };
     let address = email.as_str().parse().map_err(|e| fail(&e))?;
-    let to = Mailbox::new(name.map(|n| n.as_str().to_owned()), address);
-    let link = confirm_url(newsletter, tokens, subscriber_id);
-    let greeting = match name {
-        Some(name) => format!("Dear {name},"),
-        None => "Hello,".to_owned(),
-    };
+    let to = Mailbox::new(None, address);
+    let link = confirm_url(newsletter, tokens, request_id);
     let body = format!(
-        "{greeting}\n\n\
+        "Hello,\n\n\
          Someone, probably you, asked to receive the {list} newsletter at {email}.\n\n\
          To confirm, open this link and press the button on the page:\n\n<{link}>\n\n\
          The link works for {valid_days} days. If you did not ask for this, ignore this\n\
@@ -81,7 +81,7 @@ pub fn build_confirmation(
         .date(now.into())
         // Our domain: if it comes back to our mailbox it is recognised as ours.
         .message_id(Some(format!(
-            "<confirm.{subscriber_id}.{}@{}>",
+            "<confirm.{request_id}.{}@{}>",
             now.timestamp_micros(),
             newsletter.message_id_domain
         )))

@@ -1,11 +1,18 @@
 //! The pages behind the links in our messages: confirm (sign-up message), unsubscribe
 //! (every issue, and the RFC 8058 one-click POST to the same URL) and resubscribe (the
-//! inbox worker's unsubscribe notice).
+//! inbox worker's unsubscribe notice, and the unsubscribe page).
 //!
 //! Each GET only shows a page with a button; the POST acts. A token that does not
 //! verify gets a 404 and touches nothing, whatever the method.
+//!
+//! Only a confirmation link makes anyone active. Unsubscribe tokens travel in every
+//! copy of every issue, forwarded ones included, and a resubscribe link may be
+//! forwarded too: pressing "Subscribe again" therefore only mails the address a fresh
+//! confirmation, and the subscription comes back when *that* link is used.
 
 use super::html::{self, esc};
+use super::multipart::one_click_fields;
+use super::subscribe::request_confirmation;
 use super::{CONFIRM_WITHIN_DAYS, WebCounters, WebState, error_page, store_failed};
 use crate::domain::TokenPurpose;
 use crate::store::{ConfirmOutcome, SubscriberStatus, WebSubscriber};
@@ -15,7 +22,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use std::net::SocketAddr;
 
-/// The subscriber `token` names for `purpose`; a token that does not verify is counted.
+/// The id `token` names for `purpose`; a token that does not verify is counted.
 fn verified(state: &WebState, purpose: TokenPurpose, token: &str) -> Option<i64> {
     let id = state.inner.tokens.verify(purpose, token);
     if id.is_none() {
@@ -34,7 +41,7 @@ async fn subscriber_for(
     let Some(id) = verified(state, purpose, token) else {
         return Err(invalid_link(state));
     };
-    match state.store().web_subscriber(id, since(state)).await {
+    match state.store().web_subscriber(id).await {
         Ok(Some(s)) => Ok((id, s)),
         Ok(None) => Err(invalid_link(state)),
         Err(e) => Err(store_failed(state, "reading a subscriber", &e)),
@@ -90,23 +97,31 @@ pub(super) async fn confirm_page(
     State(state): State<WebState>,
     Path(token): Path<String>,
 ) -> Response {
-    let (_, subscriber) = match subscriber_for(&state, TokenPurpose::Confirm, &token).await {
-        Ok(found) => found,
-        Err(response) => return response,
+    let Some(request_id) = verified(&state, TokenPurpose::Confirm, &token) else {
+        return invalid_link(&state);
     };
-    if subscriber.signup_open {
+    let request = match state
+        .store()
+        .web_signup_request(request_id, since(&state))
+        .await
+    {
+        Ok(Some(request)) => request,
+        Ok(None) => return invalid_link(&state),
+        Err(e) => return store_failed(&state, "reading a sign-up request", &e),
+    };
+    if request.open {
         page(
             &state,
             "Confirm your subscription",
             &format!(
                 "<p>Press the button to receive the {} newsletter at <strong>{}</strong>.</p>\n{}",
                 esc(state.name()),
-                esc(subscriber.email.as_str()),
+                esc(request.email.as_str()),
                 html::button_form(&format!("/confirm/{token}"), "Confirm my subscription"),
             ),
         )
-    } else if subscriber.status == SubscriberStatus::Active {
-        subscribed(&state, Some(subscriber.email.as_str()))
+    } else if request.status == SubscriberStatus::Active {
+        subscribed(&state, Some(request.email.as_str()))
     } else {
         link_spent(&state)
     }
@@ -119,22 +134,23 @@ pub(super) async fn confirm(
     headers: HeaderMap,
     Path(token): Path<String>,
 ) -> Response {
-    let Some(id) = verified(&state, TokenPurpose::Confirm, &token) else {
+    let Some(request_id) = verified(&state, TokenPurpose::Confirm, &token) else {
         return invalid_link(&state);
     };
     let ip = state.client_ip(peer, &headers).to_string();
     match state
         .store()
-        .web_confirm(id, &ip, since(&state), state.now())
+        .web_confirm(request_id, &ip, since(&state), state.now())
         .await
     {
-        Ok(ConfirmOutcome::Confirmed { was }) => {
+        Ok(ConfirmOutcome::Confirmed { subscriber_id, was }) => {
             WebCounters::bump(&state.inner.counters.confirmations);
-            tracing::info!(subscriber = id, was = %was, "web: subscription confirmed");
+            tracing::info!(subscriber = subscriber_id, was = %was, "web: subscription confirmed");
             subscribed(&state, None)
         }
         Ok(ConfirmOutcome::AlreadyActive) => subscribed(&state, None),
         Ok(ConfirmOutcome::NotOpen) => link_spent(&state),
+        Ok(ConfirmOutcome::Unknown) => invalid_link(&state),
         Err(e) => store_failed(&state, "confirming a subscription", &e),
     }
 }
@@ -188,22 +204,35 @@ pub(super) async fn unsubscribe_page(
     }
 }
 
-/// True for an RFC 8058 body: `List-Unsubscribe=One-Click`, form-encoded (what our
-/// button and mail providers send) or as a multipart/form-data field.
+/// True for exactly the RFC 8058 body: a field `List-Unsubscribe` whose value is
+/// `One-Click`, form-encoded (what our button and mail providers send) or as a
+/// multipart/form-data field. Every `List-Unsubscribe` field must say `One-Click`:
+/// `List-Unsubscribe=No` next to the word elsewhere is no request.
 fn is_one_click(headers: &HeaderMap, body: &[u8]) -> bool {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    let text = String::from_utf8_lossy(body);
-    if content_type.starts_with("multipart/form-data") {
-        return text.contains("name=\"List-Unsubscribe\"") && text.contains("One-Click");
-    }
-    text.trim()
-        .split('&')
-        .any(|pair| pair == "List-Unsubscribe=One-Click")
+        .unwrap_or("");
+    let values: Vec<Vec<u8>> = if content_type
+        .trim_start()
+        .to_ascii_lowercase()
+        .starts_with("multipart/form-data")
+    {
+        match one_click_fields(content_type, body) {
+            Some(values) => values,
+            None => return false,
+        }
+    } else {
+        form_urlencoded::parse(body.trim_ascii())
+            .filter(|(key, _)| key == ONE_CLICK_KEY)
+            .map(|(_, value)| value.into_owned().into_bytes())
+            .collect()
+    };
+    !values.is_empty() && values.iter().all(|v| v == ONE_CLICK_VALUE.as_bytes())
 }
+
+const ONE_CLICK_KEY: &str = "List-Unsubscribe";
+const ONE_CLICK_VALUE: &str = "One-Click";
 
 /// POST `/unsubscribe/{token}`: RFC 8058 one-click, and the page's button.
 pub(super) async fn unsubscribe(
@@ -258,7 +287,8 @@ fn cannot_resubscribe(state: &WebState) -> Response {
     )
 }
 
-/// GET `/resubscribe/{token}`: the link in the unsubscribe notice.
+/// GET `/resubscribe/{token}`: the link in the unsubscribe notice and on the
+/// unsubscribe page.
 pub(super) async fn resubscribe_page(
     State(state): State<WebState>,
     Path(token): Path<String>,
@@ -272,10 +302,10 @@ pub(super) async fn resubscribe_page(
             &state,
             "Subscribe again",
             &format!(
-                "<p>Press the button to receive the {} newsletter at <strong>{}</strong> \
-again.</p>\n{}",
-                esc(state.name()),
+                "<p>Press the button and we will send a message to <strong>{}</strong> with \
+a link that brings the {} newsletter back.</p>\n{}",
                 esc(subscriber.email.as_str()),
+                esc(state.name()),
                 html::button_form(&format!("/resubscribe/{token}"), "Subscribe again"),
             ),
         ),
@@ -284,28 +314,49 @@ again.</p>\n{}",
     }
 }
 
-/// POST `/resubscribe/{token}`: an unsubscribed subscriber becomes active again.
+/// POST `/resubscribe/{token}`: an unsubscribed address is mailed a fresh
+/// confirmation; nothing else changes until its link is used.
 pub(super) async fn resubscribe(
     State(state): State<WebState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Path(token): Path<String>,
 ) -> Response {
-    let Some(id) = verified(&state, TokenPurpose::Resubscribe, &token) else {
-        return invalid_link(&state);
+    let (id, subscriber) = match subscriber_for(&state, TokenPurpose::Resubscribe, &token).await {
+        Ok(found) => found,
+        Err(response) => return response,
     };
-    let ip = state.client_ip(peer, &headers).to_string();
-    match state.store().web_resubscribe(id, &ip, state.now()).await {
-        Ok(Some(SubscriberStatus::Unsubscribed)) => {
-            WebCounters::bump(&state.inner.counters.resubscribes);
-            tracing::info!(subscriber = id, "web: resubscribed");
-            subscribed(&state, None)
+    match subscriber.status {
+        SubscriberStatus::Unsubscribed => {}
+        SubscriberStatus::Active => return subscribed(&state, None),
+        SubscriberStatus::Pending | SubscriberStatus::Bounced => {
+            return cannot_resubscribe(&state);
         }
-        Ok(Some(SubscriberStatus::Active)) => subscribed(&state, None),
-        Ok(Some(_)) => cannot_resubscribe(&state),
-        Ok(None) => invalid_link(&state),
-        Err(e) => store_failed(&state, "resubscribing", &e),
     }
+    let ip = state.client_ip(peer, &headers);
+    let within_limits = state.inner.limits.allow_ip(ip)
+        && state.inner.limits.allow_address(subscriber.email.as_str());
+    if within_limits {
+        if let Err(response) = request_confirmation(&state, &subscriber.email, None, ip).await {
+            return response;
+        }
+        WebCounters::bump(&state.inner.counters.resubscribes);
+        tracing::info!(
+            subscriber = id,
+            "web: asked to come back; confirmation on its way"
+        );
+    } else {
+        WebCounters::bump(&state.inner.counters.signups_rate_limited);
+    }
+    page(
+        &state,
+        "Check your inbox",
+        &format!(
+            "<p>A message is on its way to <strong>{}</strong> with a link that brings the \
+newsletter back. The link works for {CONFIRM_WITHIN_DAYS} days.</p>",
+            esc(subscriber.email.as_str())
+        ),
+    )
 }
 
 #[cfg(test)]
@@ -331,5 +382,16 @@ mod tests {
             &multipart,
             b"--x\r\nContent-Disposition: form-data; name=\"List-Unsubscribe\"\r\n\r\nOne-Click\r\n--x--\r\n"
         ));
+        assert!(!is_one_click(
+            &multipart,
+            b"--x\r\nContent-Disposition: form-data; name=\"List-Unsubscribe\"\r\n\r\nNo\r\n\
+--x\r\nContent-Disposition: form-data; name=\"c\"\r\n\r\nOne-Click\r\n--x--\r\n"
+        ));
+        assert!(!is_one_click(&form, b"List-Unsubscribe=No&c=One-Click"));
+        assert!(!is_one_click(
+            &form,
+            b"List-Unsubscribe=One-Click&List-Unsubscribe=No"
+        ));
+        assert!(is_one_click(&form, b"List-Unsubscribe=One%2DClick"));
     }
 }

@@ -129,7 +129,7 @@ pub fn render(store: &StoreFigures, web: &WebCounters) -> String {
         ),
         (
             "gazette_web_resubscribes_total",
-            "Resubscribes through the web since start.",
+            "Requests to come back after an unsubscribe (each mails a confirmation link) since start.",
             &web.resubscribes,
         ),
         (

@@ -7,7 +7,8 @@
 //!   `gazette serve`).
 //! - `subscribe`: the sign-up form (double opt-in) and `confirmation`, the message it
 //!   sends; `links`: the pages behind the links in our messages (confirm, unsubscribe
-//!   with the RFC 8058 one-click POST, resubscribe); `archive`: sent issues;
+//!   with the RFC 8058 one-click POST, resubscribe), with `multipart` reading a
+//!   one-click form; `archive`: sent issues;
 //!   `preview`: the next issue for editors; `metrics`: Prometheus text.
 //! - `html`: the page layout and escaping; `security`: headers on every response and
 //!   the editors' Basic credential; `limits`: sign-up rate limits.
@@ -24,6 +25,7 @@ mod html;
 mod limits;
 mod links;
 mod metrics;
+mod multipart;
 mod preview;
 mod security;
 mod subscribe;
@@ -152,18 +154,29 @@ impl WebState {
         self.inner.clock.now()
     }
 
-    /// The client's address: the peer, or the last entry of the configured proxy header.
+    /// The client's address: the peer's, or, when the peer is one of
+    /// `web.trusted_proxies`, the last entry of the configured proxy header. From any
+    /// other peer the header is a claim anyone can make, and is ignored.
     fn client_ip(&self, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
-        let from_header = self
-            .settings()
-            .web
-            .client_ip_header
-            .as_ref()
-            .and_then(|name| headers.get_all(name).iter().next_back())
+        let web = &self.settings().web;
+        let Some(name) = web.client_ip_header.as_ref() else {
+            return peer.ip();
+        };
+        if !web
+            .trusted_proxies
+            .iter()
+            .any(|net| net.contains(peer.ip()))
+        {
+            return peer.ip();
+        }
+        headers
+            .get_all(name)
+            .iter()
+            .next_back()
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.rsplit(',').next())
-            .and_then(|v| v.trim().parse().ok());
-        from_header.unwrap_or_else(|| peer.ip())
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| peer.ip())
     }
 }
 

@@ -13,7 +13,7 @@ use axum::Form;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 /// Longest address accepted (RFC 5321's path limit).
 pub(super) const MAX_EMAIL_CHARS: usize = 254;
@@ -129,37 +129,52 @@ pub(super) async fn signup(
         WebCounters::bump(&state.inner.counters.signups_rate_limited);
         return check_your_inbox(&state, &email);
     }
-    let now = state.now();
-    let outcome = match state
-        .store()
-        .web_signup(&email, name.as_ref(), &ip.to_string(), now)
-        .await
-    {
-        Ok(outcome) => outcome,
-        Err(e) => return store_failed(&state, "recording a sign-up", &e),
-    };
-    if let SignupOutcome::Confirm {
-        subscriber_id,
-        email: to,
-        name,
-    } = outcome
-    {
-        // Sent after answering: how long the transport takes must not tell the visitor
-        // whether this address needed a message.
-        let task_state = state.clone();
-        state.inner.background.spawn(async move {
-            let state = task_state;
-            send_confirmation(&state, subscriber_id, &to, name.as_ref(), now).await;
-        });
+    if let Err(response) = request_confirmation(&state, &email, name.as_ref(), ip).await {
+        return response;
     }
     check_your_inbox(&state, &email)
 }
 
-async fn send_confirmation(
+/// Records a sign-up request for `email` from `ip` and, unless the address is already
+/// active, mails it the link that confirms that request. The message is sent after
+/// the answer: how long the transport takes must not tell the visitor whether this
+/// address needed one. `Err` is the page to answer with when the store fails.
+pub(super) async fn request_confirmation(
     state: &WebState,
-    subscriber_id: i64,
     email: &SubscriberEmail,
     name: Option<&HeaderText>,
+    ip: IpAddr,
+) -> Result<(), Response> {
+    let now = state.now();
+    let outcome = match state
+        .store()
+        .web_signup(email, name, &ip.to_string(), now)
+        .await
+    {
+        Ok(outcome) => outcome,
+        Err(e) => return Err(store_failed(state, "recording a sign-up", &e)),
+    };
+    if let SignupOutcome::Confirm {
+        request_id,
+        subscriber_id,
+        email: to,
+        ..
+    } = outcome
+    {
+        let task_state = state.clone();
+        state.inner.background.spawn(async move {
+            let state = task_state;
+            send_confirmation(&state, request_id, subscriber_id, &to, now).await;
+        });
+    }
+    Ok(())
+}
+
+async fn send_confirmation(
+    state: &WebState,
+    request_id: i64,
+    subscriber_id: i64,
+    email: &SubscriberEmail,
     now: chrono::DateTime<chrono::Utc>,
 ) {
     let message = match build_confirmation(
@@ -167,9 +182,9 @@ async fn send_confirmation(
         &state.inner.tokens,
         state.inner.dkim.as_ref(),
         Signup {
+            request_id,
             subscriber_id,
             email,
-            name,
         },
         CONFIRM_WITHIN_DAYS,
         now,

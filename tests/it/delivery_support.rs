@@ -16,6 +16,9 @@ pub const ISSUE: &str = "2021-09-01";
 
 /// A public URL on https, as RFC 8058 wants for the one-click link.
 pub const PUBLIC_URL: &str = "\"https://news.example.org\"";
+/// A web secret as `openssl rand -hex 32` makes one.
+pub const TEST_SECRET: &str =
+    "\"4f1c2a9be03d7765c81e5a2f9b60d4e3a7c19f0825be6d3c4a9e1f7b20c58d61\"";
 
 /// Loads settings and templates the way the binary does.
 pub fn context(config: &Path) -> Context {
@@ -36,6 +39,8 @@ pub fn smtp_config(dir: &TempDir, port: u16, extra: &[(&str, &str)]) -> PathBuf 
         ("smtp.pool_size", "4"),
         ("smtp.timeout", "\"10s\""),
         ("newsletter.public_url", PUBLIC_URL),
+        // Links point at a public host: gazette sends over SMTP only with a real key.
+        ("web.secret", TEST_SECRET),
     ];
     overrides.extend_from_slice(extra);
     write_config(dir.path(), &overrides)

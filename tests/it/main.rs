@@ -18,3 +18,4 @@ mod send_now;
 mod slots;
 mod subscribers;
 mod web;
+mod web_consent;

@@ -15,12 +15,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// A running web side with its own folder, database and port.
-struct TestWeb {
-    addr: SocketAddr,
-    dir: TempDir,
-    config: PathBuf,
+pub(crate) struct TestWeb {
+    pub(crate) addr: SocketAddr,
+    pub(crate) dir: TempDir,
+    pub(crate) config: PathBuf,
     /// A second handle on the server's database, to look at what it did.
-    store: Store,
+    pub(crate) store: Store,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
@@ -28,7 +28,7 @@ struct TestWeb {
 impl TestWeb {
     /// Starts the web side on 127.0.0.1:0 with `overrides` on top of the test config;
     /// `[newsletter] public_url` points at the port it got.
-    async fn start(overrides: &[(&str, &str)]) -> Self {
+    pub(crate) async fn start(overrides: &[(&str, &str)]) -> Self {
         let dir = TempDir::new("web");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -65,7 +65,7 @@ impl TestWeb {
     }
 
     /// The token key the server signs with.
-    fn tokens(&self) -> TokenKey {
+    pub(crate) fn tokens(&self) -> TokenKey {
         let settings = gazette::settings::Settings::load(&self.config).unwrap();
         TokenKey::new(
             settings.web.secret.expose().as_bytes(),
@@ -73,33 +73,33 @@ impl TestWeb {
         )
     }
 
-    async fn post(&self, path: &str, body: &str) -> Response {
+    pub(crate) async fn post(&self, path: &str, body: &str) -> Response {
         http::post_form(self.addr, path, body).await
     }
 
     /// The subscriber with `email`.
-    async fn subscriber(&self, email: &str) -> Option<Subscriber> {
+    pub(crate) async fn subscriber(&self, email: &str) -> Option<Subscriber> {
         self.store
             .subscriber_by_email(&SubscriberEmail::parse(email).unwrap())
             .await
             .unwrap()
     }
 
-    async fn status(&self, email: &str) -> Option<SubscriberStatus> {
+    pub(crate) async fn status(&self, email: &str) -> Option<SubscriberStatus> {
         self.subscriber(email).await.map(|s| s.status)
     }
 
     /// Adds an active subscriber the way `gazette subscribers add` does.
-    async fn add_active(&self, email: &str) -> i64 {
+    pub(crate) async fn add_active(&self, email: &str) -> i64 {
         crate::support::add_active(&self.store, email).await
     }
 
-    fn outbox(&self) -> PathBuf {
+    pub(crate) fn outbox(&self) -> PathBuf {
         self.dir.path().join("outbox")
     }
 
     /// Every `.eml` file in the outbox, as (path, text).
-    fn outbox_messages(&self) -> Vec<(PathBuf, String)> {
+    pub(crate) fn outbox_messages(&self) -> Vec<(PathBuf, String)> {
         let mut found = Vec::new();
         let mut dirs = vec![self.outbox()];
         while let Some(dir) = dirs.pop() {
@@ -122,7 +122,7 @@ impl TestWeb {
 
     /// The messages to `to` in the outbox, waiting up to 10 s for `count` of them
     /// (confirmations are written after the response).
-    async fn wait_for_messages(&self, to: &str, count: usize) -> Vec<String> {
+    pub(crate) async fn wait_for_messages(&self, to: &str, count: usize) -> Vec<String> {
         for _ in 0..100 {
             let mine: Vec<String> = self
                 .outbox_messages()
@@ -143,7 +143,7 @@ impl TestWeb {
 
     /// Runs `gazette send-now` for `date` against this server's settings, with the
     /// reference sections in the sections folder.
-    fn send_now(&self, date: &str) {
+    pub(crate) fn send_now(&self, date: &str) {
         copy_sections(&fixture("2021-09"), &self.dir.path().join("sections"));
         let out = gazette(&[
             "--config",
@@ -155,16 +155,16 @@ impl TestWeb {
         assert!(out.status.success(), "{}", describe(&out));
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 
-    async fn get(&self, path: &str) -> Response {
+    pub(crate) async fn get(&self, path: &str) -> Response {
         http::get(self.addr, path).await
     }
 
     /// Stops the server and waits for it to finish.
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -374,7 +374,7 @@ async fn chromium_renders_the_signup_page() {
 }
 
 /// A header of a raw message, unfolded.
-fn header(message: &str, name: &str) -> Option<String> {
+pub(crate) fn header(message: &str, name: &str) -> Option<String> {
     let head = message.split("\r\n\r\n").next().unwrap_or(message);
     let mut value: Option<String> = None;
     for line in head.split("\r\n") {
@@ -397,7 +397,7 @@ fn header(message: &str, name: &str) -> Option<String> {
 
 /// The path of the first `<http://…/prefix/…>` link in `text` (soft line breaks of
 /// quoted-printable undone).
-fn link_path(text: &str, prefix: &str) -> String {
+pub(crate) fn link_path(text: &str, prefix: &str) -> String {
     let text = text.replace("=\r\n", "");
     let start = text
         .find(&format!("/{prefix}/"))
@@ -407,12 +407,12 @@ fn link_path(text: &str, prefix: &str) -> String {
 }
 
 /// The token at the end of a link path.
-fn token_of(path: &str) -> &str {
+pub(crate) fn token_of(path: &str) -> &str {
     path.rsplit('/').next().unwrap()
 }
 
 /// `token` with its last hex digit changed.
-fn altered(token: &str) -> String {
+pub(crate) fn altered(token: &str) -> String {
     let mut t = token.to_owned();
     let last = t.pop().unwrap();
     t.push(if last == '0' { '1' } else { '0' });
@@ -742,10 +742,24 @@ async fn one_click_unsubscribe_with_the_url_from_a_sent_message() {
         web.status("alice@example.org").await,
         Some(SubscriberStatus::Unsubscribed)
     );
+    // The button mails Alice a fresh confirmation; its link brings her back.
     assert_eq!(web.post(&back, "").await.status, 200);
+    assert_eq!(
+        web.status("alice@example.org").await,
+        Some(SubscriberStatus::Unsubscribed)
+    );
+    // The issue is the first message to Alice; the confirmation the second.
+    let confirmation = web
+        .wait_for_messages("alice@example.org", 2)
+        .await
+        .into_iter()
+        .find(|m| m.contains("/confirm/"))
+        .expect("a confirmation");
+    let confirm = link_path(&confirmation, "confirm");
+    assert_eq!(web.post(&confirm, "").await.status, 200);
     let alice_now = web.subscriber("alice@example.org").await.unwrap();
     assert_eq!(alice_now.status, SubscriberStatus::Active);
-    assert_eq!(alice_now.consent.source.as_deref(), Some("web:resubscribe"));
+    assert_eq!(alice_now.consent.source.as_deref(), Some("web"));
 
     // The archive lists the issue and shows it without anyone's links.
     let archive = web.get("/archive").await;
@@ -843,34 +857,41 @@ async fn a_confirmation_link_expires_and_is_spent_once_used() {
         .web_signup(&email, None, "192.0.2.7", eight_days_ago)
         .await
         .unwrap();
-    let gazette::store::SignupOutcome::Confirm { subscriber_id, .. } = outcome else {
+    let gazette::store::SignupOutcome::Confirm {
+        request_id,
+        subscriber_id,
+        ..
+    } = outcome
+    else {
         panic!("{outcome:?}");
     };
-    let confirm = format!(
+    let stale = format!(
         "/confirm/{}",
-        web.tokens().sign(TokenPurpose::Confirm, subscriber_id)
+        web.tokens().sign(TokenPurpose::Confirm, request_id)
     );
-    assert_eq!(web.get(&confirm).await.status, 410);
-    assert_eq!(web.post(&confirm, "").await.status, 410);
+    assert_eq!(web.get(&stale).await.status, 410);
+    assert_eq!(web.post(&stale, "").await.status, 410);
     assert_eq!(
         web.status("late@example.org").await,
         Some(SubscriberStatus::Pending)
     );
 
-    // A fresh sign-up opens a new request; the same link then works, once.
+    // A fresh sign-up sends a new link; the stale one stays dead, the new one works once.
     assert_eq!(
         web.post("/subscribe", "email=late%40example.org")
             .await
             .status,
         200
     );
-    web.wait_for_messages("late@example.org", 1).await;
+    let messages = web.wait_for_messages("late@example.org", 1).await;
+    let confirm = link_path(&messages[0], "confirm");
+    assert_eq!(web.post(&stale, "").await.status, 410);
     assert_eq!(web.post(&confirm, "").await.status, 200);
     assert_eq!(
         web.status("late@example.org").await,
         Some(SubscriberStatus::Active)
     );
-    // Unsubscribed later, the old link cannot bring them back.
+    // Unsubscribed later, the used link cannot bring them back.
     web.store
         .unsubscribe(subscriber_id, chrono::Utc::now())
         .await
