@@ -24,4 +24,4 @@ pub use policy::RetryPolicy;
 pub use smtp::SmtpTransport;
 pub use stub::StubTransport;
 pub use transport::{OutgoingMessage, SendError, Transport};
-pub use worker::{BatchReport, DeliveryWorker, Outcome, WorkerError};
+pub use worker::{BatchReport, DeliveryWorker, Outcome, RunEnd, WorkerError};

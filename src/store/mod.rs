@@ -13,6 +13,7 @@ mod inbox;
 mod issues;
 mod leases;
 mod ledger;
+mod relay;
 mod slots;
 mod subscribers;
 mod web;
@@ -21,7 +22,8 @@ pub use inbox::{
     InboxDisposition, InboxEffect, InboxEntry, InboxLimits, InboxRecorded, OwedNotice,
 };
 pub use issues::{FreezeOutcome, FrozenIssue};
-pub use ledger::{DeliveryCounts, DeliveryStatus, DeliveryUpdate, DueDelivery};
+pub use ledger::{DeliveryCounts, DeliveryStatus, DeliveryUpdate, DueDelivery, LeaseClaim};
+pub use relay::RelayStatus;
 pub use slots::SlotRow;
 pub use subscribers::{
     Consent, ImportAction, ImportRow, NewSubscriber, Subscriber, SubscriberStatus,
@@ -54,6 +56,8 @@ pub enum StoreError {
     Corrupt { what: &'static str, value: String },
     #[error("no subscriber with id {0}")]
     NoSuchSubscriber(i64),
+    #[error("the lease '{name}' is held by {holder} now, so these results are not recorded")]
+    LeaseLost { name: String, holder: String },
 }
 
 /// How long a statement waits for another connection's write lock before failing.

@@ -287,6 +287,13 @@ async fn metrics_text(State(state): State<WebState>) -> Response {
             .collect(),
         inbox_processed: inbox.map(|(n, _)| n),
         inbox_last_poll: inbox.and_then(|(_, at)| at).map(|at| at.timestamp() as f64),
+        relay: match state.store().relay_status().await {
+            Ok(relay) => relay,
+            Err(e) => {
+                tracing::error!(error = %e, "web: cannot read the relay state for /metrics");
+                None
+            }
+        },
     };
     (
         [(

@@ -9,6 +9,7 @@ mod delivery_support;
 mod faults;
 mod inbox;
 mod mailstack_delivery;
+mod outages;
 mod send_now;
 mod subscribers;
 mod web;
