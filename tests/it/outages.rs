@@ -512,3 +512,139 @@ async fn serve_stops_within_the_grace_and_records_unanswered_messages_as_unknown
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("4 unknown"), "{}", describe(&out));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_show_the_relay_down_until_when_and_the_unknown_rows() {
+    // The connection drops after the final dot: those rows are unknown.
+    let sink = SmtpSink::start(&["-q", "."]);
+    let (s, ctx) = setup("metrics-relay", sink.port(), 3, &[]).await;
+    let mut w = worker(&ctx, &s.store);
+    let Outcome::Worked(report) = w.try_once(s.t0).await.unwrap() else {
+        panic!("a batch was due");
+    };
+    assert_eq!(report.unknown, 3);
+    w.release_lease().await.unwrap();
+    // Then nothing listens any more.
+    drop(sink);
+    let mut w = worker(&ctx, &s.store);
+    let later = s.t0 + Span::minutes(5);
+    let Outcome::RelayDown { retry_at, .. } = w.try_once(later).await.unwrap() else {
+        panic!("nothing listens: the relay is down");
+    };
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let state = gazette::app::web_state(&ctx).await.unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(gazette::web::serve(state, listener, async {
+        let _ = rx.await;
+    }));
+    let text = crate::support::http::get(addr, "/metrics").await.text();
+    let _ = tx.send(());
+    let _ = server.await;
+    let metrics = crate::support::prometheus::parse(&text).unwrap();
+    assert_eq!(metrics.value("gazette_relay_up", &[]), Some(0.0), "{text}");
+    assert_eq!(metrics.value("gazette_relay_failures", &[]), Some(1.0));
+    assert_eq!(
+        metrics.value("gazette_relay_retry_timestamp_seconds", &[]),
+        Some(retry_at.timestamp() as f64)
+    );
+    assert_eq!(
+        metrics.value("gazette_messages", &[("status", "unknown")]),
+        Some(3.0),
+        "{text}"
+    );
+}
+
+/// A relay on a plain socket that answers every command, correctly, after `delay`.
+fn slow_relay(delay: Duration) -> u16 {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            std::thread::spawn(move || {
+                let mut out = stream.try_clone().unwrap();
+                let mut reply = |text: &str| {
+                    std::thread::sleep(delay);
+                    out.write_all(text.as_bytes()).is_ok()
+                };
+                if !reply("220 slow.example ESMTP\r\n") {
+                    return;
+                }
+                let mut lines = BufReader::new(stream).lines();
+                let mut in_data = false;
+                while let Some(Ok(line)) = lines.next() {
+                    let answer = if in_data {
+                        if line != "." {
+                            continue;
+                        }
+                        in_data = false;
+                        "250 2.0.0 queued\r\n"
+                    } else {
+                        match line.get(..4).map(str::to_ascii_uppercase).as_deref() {
+                            Some("EHLO") => "250 slow.example\r\n",
+                            Some("DATA") => {
+                                in_data = true;
+                                "354 go ahead\r\n"
+                            }
+                            Some("QUIT") => "221 bye\r\n",
+                            _ => "250 2.0.0 ok\r\n",
+                        }
+                    };
+                    if !reply(answer) {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_smtp_timeout_bounds_each_command_not_the_whole_transaction() {
+    // Each of the six answers takes 0.4 s: 2.4 s a message, each answer well within 1 s.
+    let port = slow_relay(Duration::from_millis(400));
+    let (s, ctx) = setup("per-command", port, 2, &[("smtp.timeout", "\"1s\"")]).await;
+    let mut w = worker(&ctx, &s.store);
+    let Outcome::Worked(report) = w.try_once(s.t0).await.unwrap() else {
+        panic!("the slow relay answers every command in time");
+    };
+    assert_eq!(report.sent, 2, "{report:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_long_batch_keeps_its_claim_by_renewing_it_while_it_runs() {
+    // One connection, two seconds a message: eight rows take sixteen seconds, longer
+    // than the three-second claim.
+    let sink = SmtpSink::start(&["-w", "2"]);
+    let (s, ctx) = setup("lease-renew", sink.port(), 8, &[("smtp.pool_size", "1")]).await;
+    let lease = |w: DeliveryWorker<ConfiguredTransport>| {
+        w.with_lease(Duration::from_secs(3), Duration::from_secs(1))
+    };
+    let mut a = lease(worker(&ctx, &s.store));
+    let started = Utc::now();
+    let a_batch = tokio::spawn(async move { a.try_once(started).await });
+    // Two messages done: A has been at it for four seconds, past its first claim.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sink.received_count() < 2 {
+        assert!(Instant::now() < deadline, "A sent nothing");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut b = lease(worker(&ctx, &s.store));
+    let outcome = b
+        .try_once(started + Span::milliseconds(3500))
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome, Outcome::Standby { .. }),
+        "B took the ledger from a live worker mid-batch: {outcome:?}"
+    );
+    let Outcome::Worked(report) = a_batch.await.unwrap().unwrap() else {
+        panic!("A keeps its claim");
+    };
+    assert_eq!(report.sent, 8);
+    assert_eq!(count(&ledger(&s.store).await, DeliveryStatus::Sent), 8);
+}
