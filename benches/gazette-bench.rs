@@ -28,7 +28,7 @@ use gazette::app::Context;
 use gazette::domain::{HeaderText, IssueId, SubscriberEmail, TokenPurpose};
 use gazette::send::MessageFactory;
 use gazette::store::{DueDelivery, FrozenIssue, SubscriberStatus};
-use mailstack::{SmtpSink, run_smtp_source};
+use mailstack::{SmtpSink, free_port, run_smtp_source};
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -59,6 +59,10 @@ struct Args {
     /// the best counts.
     #[arg(long, default_value_t = 2)]
     ceiling_runs: usize,
+    /// Subscribers in the outage benchmark (send-now with the relay down, then serve
+    /// until it is back).
+    #[arg(long, default_value_t = 3_000)]
+    outage_rows: usize,
     /// Keep the temp folder (stores, configs, logs) afterwards.
     #[arg(long)]
     keep: bool,
@@ -153,6 +157,9 @@ fn main() {
     // 5. The inbox, if this build has it.
     report.inbox = inbox_poll(&send_config, &dir, n.min(1000));
     drop(sink);
+
+    // 6. An outage: send-now with nothing listening, then `serve` until the relay is back.
+    report.outage = Some(outage(&dir, args.outage_rows, c));
 
     report.load_after = load_average();
     println!("{}", report.render());
@@ -306,6 +313,101 @@ fn send_now(config: &Path, sink: &SmtpSink, n: usize, log: &Path) -> SendRun {
         first,
         last,
         received,
+    }
+}
+
+/// What an outage cost: send-now's return with the relay down, and `serve`'s way back.
+#[derive(Debug, Clone, Copy)]
+struct Outage {
+    rows: usize,
+    /// `send-now` with nothing listening: start to exit (exit code 75 expected).
+    send_now_return: Duration,
+    /// How long the relay stayed down after `serve` started.
+    down_for: Duration,
+    /// From the relay's return to its first message, and to the last.
+    to_first: Option<Duration>,
+    to_last: Option<Duration>,
+}
+
+/// `send-now` for `rows` subscribers with nothing listening, then `serve` on the same
+/// store while the relay stays down for a while, then the relay comes back on its port.
+fn outage(dir: &Path, rows: usize, connections: usize) -> Outage {
+    let port = free_port();
+    let config = write_config_with(
+        dir,
+        "outage",
+        port,
+        connections,
+        &[
+            // No proof to the editors through the relay meanwhile: only the issue counts.
+            ("schedule.proof_lead", "\"0s\"".into()),
+            ("web.bind", "\"127.0.0.1:0\"".into()),
+        ],
+    );
+    let csv = dir.join("outage.csv");
+    write_subscribers_csv(&csv, rows);
+    run_gazette(
+        &config,
+        &["subscribers", "import", path_str(&csv)],
+        &dir.join("outage-import.log"),
+    );
+    let started = Instant::now();
+    let status = gazette_command(
+        &config,
+        &["send-now", "--date", ISSUE],
+        &dir.join("outage-send-now.log"),
+    )
+    .status()
+    .expect("run gazette send-now");
+    let send_now_return = started.elapsed();
+    assert_eq!(
+        status.code(),
+        Some(75),
+        "send-now with the relay down should exit 75 (see outage-send-now.log, --keep)"
+    );
+    eprintln!(
+        "outage: send-now returned in {:.2} s with {rows} rows queued",
+        send_now_return.as_secs_f64()
+    );
+
+    let mut serve = gazette_command(&config, &["serve"], &dir.join("outage-serve.log"))
+        .env("GAZETTE_LOG", "info")
+        .spawn()
+        .expect("start gazette serve");
+    // Down for 15 s: serve tries at once, after 10 s, and is in its 20 s back-off when
+    // the relay returns.
+    let down_for = Duration::from_secs(15);
+    std::thread::sleep(down_for);
+    let sink = SmtpSink::start_unrecorded_on(port, &[]);
+    let back = Instant::now();
+    let (mut to_first, mut to_last) = (None, None);
+    let deadline = back + Duration::from_secs(600);
+    while to_last.is_none() && Instant::now() < deadline {
+        let count = sink.received_count();
+        if count > 0 && to_first.is_none() {
+            to_first = Some(back.elapsed());
+        }
+        if count >= rows {
+            to_last = Some(back.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &serve.id().to_string()])
+        .status();
+    let _ = serve.wait();
+    eprintln!(
+        "outage: relay back after {:.0} s; first message {:?} later, all {rows} {:?} later",
+        down_for.as_secs_f64(),
+        to_first,
+        to_last
+    );
+    Outage {
+        rows,
+        send_now_return,
+        down_for,
+        to_first,
+        to_last,
     }
 }
 
@@ -486,6 +588,17 @@ fn copy_sections(from: &Path, to: &Path) {
 /// `config/gazette.toml` with its paths in `dir`, the store `<store>.db`, and SMTP to
 /// 127.0.0.1:`port` over `connections` connections without TLS.
 fn write_config(dir: &Path, store: &str, port: u16, connections: usize) -> PathBuf {
+    write_config_with(dir, store, port, connections, &[])
+}
+
+/// [`write_config`] with `extra` keys on top.
+fn write_config_with(
+    dir: &Path,
+    store: &str,
+    port: u16,
+    connections: usize,
+    extra: &[(&str, String)],
+) -> PathBuf {
     let base = std::fs::read_to_string(repo_root().join("config/gazette.toml"))
         .expect("read config/gazette.toml");
     let mut doc: toml::Table = toml::from_str(&base).expect("parse config/gazette.toml");
@@ -509,7 +622,7 @@ fn write_config(dir: &Path, store: &str, port: u16, connections: usize) -> PathB
         ("inbox.maildir", format!("\"{d}/inbox\"")),
         ("web.secret", "\"a-benchmark-secret-of-some-length\"".into()),
     ];
-    for (key, value) in overrides {
+    for (key, value) in overrides.iter().cloned().chain(extra.iter().cloned()) {
         let (table, field) = key.split_once('.').expect("section.key");
         let parsed: toml::Table = toml::from_str(&format!("v = {value}")).expect("a value");
         doc.entry(table.to_owned())
@@ -574,6 +687,7 @@ struct Report {
     ceiling: Vec<Duration>,
     send: Option<SendRun>,
     inbox: Option<(usize, ChildCost)>,
+    outage: Option<Outage>,
 }
 
 impl Report {
@@ -593,6 +707,7 @@ impl Report {
             ceiling: Vec::new(),
             send: None,
             inbox: None,
+            outage: None,
         }
     }
 
@@ -696,6 +811,36 @@ impl Report {
                 r.fill_micros,
                 r.message_bytes,
                 verdict(r.micros_per_message < 100.0)
+            );
+        }
+        if let Some(o) = &self.outage {
+            let secs = |d: Option<Duration>| {
+                d.map_or("never".into(), |d| format!("{:.2} s", d.as_secs_f64()))
+            };
+            let _ = writeln!(
+                w,
+                "| send-now with nothing listening ({} rows) | returned in {:.2} s, exit 75, every row still queued | < 20 s: {} |",
+                o.rows,
+                o.send_now_return.as_secs_f64(),
+                verdict(o.send_now_return < Duration::from_secs(20))
+            );
+            let rate_after = match (o.to_first, o.to_last) {
+                (Some(first), Some(last)) if last > first && o.rows > 1 => {
+                    format!(
+                        ", {:.0} messages/s from first to last",
+                        (o.rows - 1) as f64 / (last - first).as_secs_f64()
+                    )
+                }
+                _ => String::new(),
+            };
+            let _ = writeln!(
+                w,
+                "| serve, relay back after {:.0} s down: to the first message / to all {} | {} / {}{rate_after} | first within one back-off (≤ 20 s here): {} |",
+                o.down_for.as_secs_f64(),
+                o.rows,
+                secs(o.to_first),
+                secs(o.to_last),
+                verdict(o.to_first.is_some_and(|d| d <= Duration::from_secs(20)))
             );
         }
         match &self.inbox {

@@ -755,6 +755,11 @@ impl SmtpSink {
         SmtpSink::start_mode(args, true, Some(port))
     }
 
+    /// [`start_unrecorded`](Self::start_unrecorded) on a given `port`.
+    pub fn start_unrecorded_on(port: u16, args: &[&str]) -> SmtpSink {
+        SmtpSink::start_mode(args, false, Some(port))
+    }
+
     fn start_mode(args: &[&str], recorded: bool, port: Option<u16>) -> SmtpSink {
         let mut attempt = 0;
         loop {
