@@ -85,8 +85,9 @@ impl SendError {
         code == 552 || text.trim().starts_with("5.3.4")
     }
 
-    /// Sorts a negative reply to a recipient's RCPT TO: throttling, a size refusal (a
-    /// relay fault), 5xx permanent, else transient.
+    /// Sorts a negative reply to a recipient's RCPT TO: throttling; a size refusal or a
+    /// 421 (the relay closing the session) are relay faults; 5xx permanent; else
+    /// transient.
     pub fn from_reply(code: u16, text: &str) -> Self {
         let message = format!("{code} {}", text.trim());
         if Self::is_throttling_reply(code, text) {
@@ -94,6 +95,10 @@ impl SendError {
         } else if Self::is_size_refusal(code, text) {
             Self::Relay(format!(
                 "the relay refuses messages of this size: {message}"
+            ))
+        } else if code == 421 {
+            Self::Relay(format!(
+                "the relay closed the session at RCPT TO: {message}"
             ))
         } else if code >= 500 {
             Self::Permanent(message)
@@ -153,6 +158,8 @@ mod tests {
         assert!(!SendError::from_reply(450, "4.3.0 Error: command failed").is_throttle());
         // A rate word on a code that does not mean "slow down" is just a failure.
         assert!(!SendError::from_reply(454, "rate").is_throttle());
+        // The relay going away is not the recipient's problem either.
+        assert!(SendError::from_reply(421, "4.3.0 shutting down").is_system());
         // Too big is ours, never the recipient's.
         assert!(SendError::from_reply(552, "5.3.4 Message too big").is_system());
         assert!(SendError::from_reply(554, "5.3.4 Message too big").is_system());
