@@ -648,3 +648,106 @@ async fn a_long_batch_keeps_its_claim_by_renewing_it_while_it_runs() {
     assert_eq!(report.sent, 8);
     assert_eq!(count(&ledger(&s.store).await, DeliveryStatus::Sent), 8);
 }
+
+/// Every subscriber is active with no bounce counted, and every row is as queued.
+async fn nobody_charged(store: &Store) {
+    for s in store.subscribers(None).await.unwrap() {
+        assert_eq!(
+            (s.status, s.bounce_count),
+            (SubscriberStatus::Active, 0),
+            "{}",
+            s.email
+        );
+    }
+    for (id, row) in ledger(store).await {
+        assert_eq!(row, (DeliveryStatus::Queued, 0), "row {id}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_size_refusal_is_ours_not_the_recipients() {
+    let sink = SmtpSink::start(&[
+        "-f",
+        "RCPT",
+        "-B",
+        "552 5.3.4 Message size exceeds fixed limit",
+    ]);
+    let (s, ctx) = setup(
+        "size-refusal",
+        sink.port(),
+        5,
+        &[("delivery.bounce_threshold", "1")],
+    )
+    .await;
+    let mut w = worker(&ctx, &s.store);
+    let Outcome::RelayDown { error, .. } = w.try_once(s.t0).await.unwrap() else {
+        panic!("a size refusal stops sending");
+    };
+    assert!(error.contains("size") && error.contains("552"), "{error}");
+    nobody_charged(&s.store).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_smtp_credentials_are_a_relay_fault_and_nobody_is_charged() {
+    let stack = crate::support::mailstack::MailStack::start(&["dora"]);
+    let user = stack.address("dora");
+    let (s, ctx) = setup(
+        "auth-refused",
+        stack.smtp_port(),
+        3,
+        &[
+            ("smtp.username", &format!("\"{user}\"")),
+            ("smtp.password", "\"not-the-password\""),
+            ("delivery.bounce_threshold", "1"),
+        ],
+    )
+    .await;
+    let mut w = worker(&ctx, &s.store);
+    let Outcome::RelayDown { error, .. } = w.try_once(s.t0).await.unwrap() else {
+        panic!("refused credentials stop sending");
+    };
+    assert!(error.contains("AUTH"), "{error}");
+    nobody_charged(&s.store).await;
+}
+
+#[tokio::test]
+async fn a_run_of_clean_batches_restores_the_pace() {
+    use gazette::send::{MessageFactory, RetryPolicy, SendError, StubTransport};
+    let dir = TempDir::new("pace-restore");
+    let ctx = context(&file_config(&dir, &[]));
+    let store = Store::open(&ctx.settings.store.url).await.unwrap();
+    let people: Vec<String> = (0..40).map(|i| format!("r{i:02}@example.org")).collect();
+    let refs: Vec<(&str, Option<&str>)> = people.iter().map(|p| (p.as_str(), None)).collect();
+    add_subscribers(&store, &refs).await;
+    let now = Utc::now();
+    freeze(&ctx, &store, now).await;
+    let stub = StubTransport::new();
+    // The first batch (the first eight by address) is throttled once each.
+    for p in &people[..8] {
+        stub.fail(p, vec![SendError::Throttled("421 4.7.0 slow down".into())]);
+    }
+    let messages = MessageFactory::new(ctx.settings.newsletter.clone(), ctx.tokens.clone(), None);
+    let mut w = DeliveryWorker::new(
+        store.clone(),
+        stub,
+        messages,
+        RetryPolicy::from(&ctx.settings.delivery),
+        200,
+    )
+    .with_batch_size(8);
+    assert_eq!(w.rate_limit(), Some(200));
+    let Outcome::Worked(report) = w.try_once(now).await.unwrap() else {
+        panic!("a batch was due");
+    };
+    assert_eq!(report.throttled, 8);
+    let slowed = w.rate_limit().unwrap();
+    assert!(slowed <= 100, "{slowed}");
+    // Two clean batches later the configured pace is back.
+    for _ in 0..2 {
+        let Outcome::Worked(report) = w.try_once(now).await.unwrap() else {
+            panic!("rows are due");
+        };
+        assert_eq!(report.sent, 8);
+    }
+    assert_eq!(w.rate_limit(), Some(200));
+}
