@@ -34,24 +34,17 @@ fn run(config: &Path, args: &[&str]) -> Output {
 
 /// Waits for `child` to end, killing it (and failing) after `limit`: a liveness bound,
 /// far above what the case needs, so a hang fails instead of blocking the suite.
-fn wait_for_exit(child: &mut Child, limit: Duration, what: &str) -> Output {
+fn wait_for_exit(mut child: Child, limit: Duration, what: &str) -> Output {
     let deadline = Instant::now() + limit;
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
+    while child.try_wait().unwrap().is_none() {
         if Instant::now() >= deadline {
             let _ = child.kill();
-            let out = std::mem::replace(child, Command::new("true").spawn().unwrap())
-                .wait_with_output()
-                .unwrap();
+            let out = child.wait_with_output().unwrap();
             panic!("{what} did not end within {limit:?}\n{}", describe(&out));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    std::mem::replace(child, Command::new("true").spawn().unwrap())
-        .wait_with_output()
-        .unwrap()
+    child.wait_with_output().unwrap()
 }
 
 /// Imports `n` subscribers `reader{i}@example.org` through the binary.
@@ -88,12 +81,12 @@ async fn send_now_with_nothing_listening_returns_with_every_row_still_queued() {
     let dir = TempDir::new("relay-unreachable");
     let config = smtp_config(&dir, free_port(), &[]);
     import(&config, dir.path(), 3000);
-    let mut child = gazette_command(&config, &["send-now", "--date", "2021-09-01"])
+    let child = gazette_command(&config, &["send-now", "--date", "2021-09-01"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let out = wait_for_exit(&mut child, Duration::from_secs(120), "send-now");
+    let out = wait_for_exit(child, Duration::from_secs(120), "send-now");
     assert!(!out.status.success(), "{}", describe(&out));
     let text = describe(&out);
     assert!(
@@ -177,11 +170,7 @@ async fn sigterm_during_send_now_records_what_was_in_flight_and_the_resume_sends
         .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
-    let out = wait_for_exit(
-        &mut child,
-        Duration::from_secs(30),
-        "send-now after SIGTERM",
-    );
+    let out = wait_for_exit(child, Duration::from_secs(30), "send-now after SIGTERM");
     assert!(!out.status.success(), "{}", describe(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("stopped; "), "{}", describe(&out));
@@ -248,12 +237,12 @@ async fn a_full_outbox_disk_stops_sending_names_the_folder_and_loses_nothing() {
     let outbox = dir.path().join("outbox");
     let disk = TinyDisk::mount(&outbox, "96k");
     import(&config, dir.path(), 20);
-    let mut child = gazette_command(&config, &["send-now", "--date", "2021-09-01"])
+    let child = gazette_command(&config, &["send-now", "--date", "2021-09-01"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let out = wait_for_exit(&mut child, Duration::from_secs(60), "send-now");
+    let out = wait_for_exit(child, Duration::from_secs(60), "send-now");
     assert!(!out.status.success(), "{}", describe(&out));
     let text = describe(&out);
     assert!(text.contains(&outbox.display().to_string()), "{text}");
@@ -361,14 +350,12 @@ async fn a_worker_that_lost_its_claim_cannot_write_over_the_new_holder() {
         (a, outcome)
     });
     // A's claim has lapsed by B's clock (a long batch, a suspended VM): B takes over.
-    let store = s.store.clone();
     let deadline = Instant::now() + Duration::from_secs(20);
     // A's messages are in flight (each transaction has its dump file open in the sink).
     while sink.in_progress() < 4 {
         assert!(Instant::now() < deadline, "A never started sending");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let _ = store;
     let mut b = worker(&ctx, &s.store);
     let later = t0 + Span::minutes(30);
     let Outcome::Worked(b_report) = b.try_once(later).await.unwrap() else {
