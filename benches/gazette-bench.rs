@@ -20,7 +20,9 @@
 //!    hardware's price of one signature; a sample of signed messages is then judged by
 //!    dkimpy (not gazette's code);
 //! 6. `gazette inbox --once` over 1 000 waiting messages in a Maildir, when this build has
-//!    that command.
+//!    that command;
+//! 7. an outage: `send-now` with nothing listening (how soon it returns), then `serve`
+//!    with the relay coming back (how soon the first and the last message go out).
 //!
 //! Targets are printed beside the figures; nothing here asserts on time.
 
@@ -34,7 +36,7 @@ use gazette::app::Context;
 use gazette::domain::{HeaderText, IssueId, SubscriberEmail, TokenPurpose};
 use gazette::send::MessageFactory;
 use gazette::store::{DueDelivery, FrozenIssue, SubscriberStatus};
-use mailstack::{SmtpSink, run_smtp_source};
+use mailstack::{SmtpSink, free_port, run_smtp_source};
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -65,6 +67,10 @@ struct Args {
     /// the best counts.
     #[arg(long, default_value_t = 2)]
     ceiling_runs: usize,
+    /// Subscribers in the outage benchmark (send-now with the relay down, then serve
+    /// until it is back).
+    #[arg(long, default_value_t = 3_000)]
+    outage_rows: usize,
     /// Keep the temp folder (stores, configs, logs) afterwards.
     #[arg(long)]
     keep: bool,
@@ -188,6 +194,9 @@ fn main() {
     // 6. The inbox, if this build has it.
     report.inbox = inbox_poll(&send_config, &dir, n.min(1000));
     drop(sink);
+
+    // 7. An outage: send-now with nothing listening, then `serve` until the relay is back.
+    report.outage = Some(outage(&dir, args.outage_rows, c));
 
     report.load_after = load_average();
     println!("{}", report.render());
@@ -396,6 +405,101 @@ fn dkim_sample(dir: &Path, key: &dkim_judge::Key, c: usize) -> (usize, usize) {
         .filter(|m| dkim_judge::verify(m.as_bytes(), &records) == [true])
         .count();
     (verified, received.len())
+}
+
+/// What an outage cost: send-now's return with the relay down, and `serve`'s way back.
+#[derive(Debug, Clone, Copy)]
+struct Outage {
+    rows: usize,
+    /// `send-now` with nothing listening: start to exit (exit code 75 expected).
+    send_now_return: Duration,
+    /// How long the relay stayed down after `serve` started.
+    down_for: Duration,
+    /// From the relay's return to its first message, and to the last.
+    to_first: Option<Duration>,
+    to_last: Option<Duration>,
+}
+
+/// `send-now` for `rows` subscribers with nothing listening, then `serve` on the same
+/// store while the relay stays down for a while, then the relay comes back on its port.
+fn outage(dir: &Path, rows: usize, connections: usize) -> Outage {
+    let port = free_port();
+    let config = write_config_with(
+        dir,
+        "outage",
+        port,
+        connections,
+        &[
+            // No proof to the editors through the relay meanwhile: only the issue counts.
+            ("schedule.proof_lead", "\"0s\"".into()),
+            ("web.bind", "\"127.0.0.1:0\"".into()),
+        ],
+    );
+    let csv = dir.join("outage.csv");
+    write_subscribers_csv(&csv, rows);
+    run_gazette(
+        &config,
+        &["subscribers", "import", path_str(&csv)],
+        &dir.join("outage-import.log"),
+    );
+    let started = Instant::now();
+    let status = gazette_command(
+        &config,
+        &["send-now", "--date", ISSUE],
+        &dir.join("outage-send-now.log"),
+    )
+    .status()
+    .expect("run gazette send-now");
+    let send_now_return = started.elapsed();
+    assert_eq!(
+        status.code(),
+        Some(75),
+        "send-now with the relay down should exit 75 (see outage-send-now.log, --keep)"
+    );
+    eprintln!(
+        "outage: send-now returned in {:.2} s with {rows} rows queued",
+        send_now_return.as_secs_f64()
+    );
+
+    let mut serve = gazette_command(&config, &["serve"], &dir.join("outage-serve.log"))
+        .env("GAZETTE_LOG", "info")
+        .spawn()
+        .expect("start gazette serve");
+    // Down for 15 s: serve tries at once, after 10 s, and is in its 20 s back-off when
+    // the relay returns.
+    let down_for = Duration::from_secs(15);
+    std::thread::sleep(down_for);
+    let sink = SmtpSink::start_unrecorded_on(port, &[]);
+    let back = Instant::now();
+    let (mut to_first, mut to_last) = (None, None);
+    let deadline = back + Duration::from_secs(600);
+    while to_last.is_none() && Instant::now() < deadline {
+        let count = sink.received_count();
+        if count > 0 && to_first.is_none() {
+            to_first = Some(back.elapsed());
+        }
+        if count >= rows {
+            to_last = Some(back.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &serve.id().to_string()])
+        .status();
+    let _ = serve.wait();
+    eprintln!(
+        "outage: relay back after {:.0} s; first message {:?} later, all {rows} {:?} later",
+        down_for.as_secs_f64(),
+        to_first,
+        to_last
+    );
+    Outage {
+        rows,
+        send_now_return,
+        down_for,
+        to_first,
+        to_last,
+    }
 }
 
 /// `gazette inbox --once` over `messages` replies in a Maildir, if the command exists.
@@ -607,7 +711,10 @@ fn write_config_with(
         ),
         ("inbox.kind", "\"maildir\"".into()),
         ("inbox.maildir", format!("\"{d}/inbox\"")),
-        ("web.secret", "\"a-benchmark-secret-of-some-length\"".into()),
+        (
+            "web.secret",
+            "\"9f2c4e7a1b3d5f60718293a4b5c6d7e8f9012345\"".into(),
+        ),
     ];
     for (key, value) in overrides.into_iter().chain(extra.iter().cloned()) {
         let (table, field) = key.split_once('.').expect("section.key");
@@ -677,6 +784,7 @@ struct Report {
     openssl_sign: Option<Duration>,
     dkim_sample: Option<(usize, usize)>,
     inbox: Option<(usize, ChildCost)>,
+    outage: Option<Outage>,
 }
 
 impl Report {
@@ -699,6 +807,7 @@ impl Report {
             openssl_sign: None,
             dkim_sample: None,
             inbox: None,
+            outage: None,
         }
     }
 
@@ -845,6 +954,36 @@ impl Report {
                 r.fill_micros,
                 r.message_bytes,
                 verdict(r.micros_per_message < 100.0)
+            );
+        }
+        if let Some(o) = &self.outage {
+            let secs = |d: Option<Duration>| {
+                d.map_or("never".into(), |d| format!("{:.2} s", d.as_secs_f64()))
+            };
+            let _ = writeln!(
+                w,
+                "| send-now with nothing listening ({} rows) | returned in {:.2} s, exit 75 | < 20 s: {} |",
+                o.rows,
+                o.send_now_return.as_secs_f64(),
+                verdict(o.send_now_return < Duration::from_secs(20))
+            );
+            let rate_after = match (o.to_first, o.to_last) {
+                (Some(first), Some(last)) if last > first && o.rows > 1 => {
+                    format!(
+                        ", {:.0} messages/s from first to last",
+                        (o.rows - 1) as f64 / (last - first).as_secs_f64()
+                    )
+                }
+                _ => String::new(),
+            };
+            let _ = writeln!(
+                w,
+                "| serve, relay back after {:.0} s down: to the first message / to all {} | {} / {}{rate_after} | first within one back-off (≤ 20 s here): {} |",
+                o.down_for.as_secs_f64(),
+                o.rows,
+                secs(o.to_first),
+                secs(o.to_last),
+                verdict(o.to_first.is_some_and(|d| d <= Duration::from_secs(20)))
             );
         }
         match &self.inbox {

@@ -28,6 +28,10 @@ use tokio_util::sync::CancellationToken;
 /// written by another daemon is noticed.
 const MAX_SLEEP: Duration = Duration::from_secs(30);
 
+/// How much longer than `delivery.stop_grace` `serve` waits, once asked to stop, for
+/// its parts to end. `packaging/gazette.service`'s `TimeoutStopSec` leaves room for both.
+const SHUTDOWN_MARGIN: Duration = Duration::from_secs(5);
+
 /// How long a claim by another live daemon may stay unfinished before this one settles
 /// it. A claim whose process is gone from this host is settled at once.
 const CLAIM_GRACE: chrono::Duration = chrono::Duration::seconds(60);
@@ -815,8 +819,26 @@ pub async fn serve(ctx: &Context) -> anyhow::Result<ExitCode> {
         shutdown.cancel();
         result
     };
-    let ((), scheduled, delivered, served, read) =
-        tokio::join!(signals, scheduling, delivering, web, reading);
+    // Once asked to stop, everything gets the delivery grace plus a margin (a proof or
+    // notice stuck on a stalled relay must not hold the process until the service
+    // manager's SIGKILL); the delivery worker has recorded its batch by then.
+    let grace = ctx.settings.delivery.stop_grace + SHUTDOWN_MARGIN;
+    let deadline = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(grace).await;
+    };
+    let (scheduled, delivered, served, read) = tokio::select! {
+        ((), scheduled, delivered, served, read) =
+            async { tokio::join!(signals, scheduling, delivering, web, reading) } =>
+                (scheduled, delivered, served, read),
+        () = deadline => {
+            tracing::error!(
+                ?grace,
+                "still busy after the stop grace; exiting anyway (unfinished work is redone at the next start)"
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+    };
     inbox.transport().close().await;
     worker.transport().close().await;
     store.close().await;

@@ -6,12 +6,20 @@ use super::daemon::{archive_sources, source_pairs};
 use crate::compose::{self, Issue};
 use crate::domain::{Clock, IssueId, SystemClock};
 use crate::schedule::Timing;
-use crate::send::{BatchReport, ConfiguredTransport, DeliveryWorker, MessageFactory, RetryPolicy};
+use crate::send::{
+    BatchReport, ConfiguredTransport, DeliveryWorker, MessageFactory, RetryPolicy, RunEnd,
+};
+use crate::settings::TransportKind;
 use crate::store::{DeliveryCounts, FreezeOutcome, FrozenIssue, Store, SubscriberStatus};
 use anyhow::{Context as _, bail};
 use chrono::{DateTime, Utc};
 use std::io::IsTerminal;
 use std::process::ExitCode;
+use tokio_util::sync::CancellationToken;
+
+/// `send-now`'s exit code when the relay (or the outbox folder) failed and rows are
+/// still queued: EX_TEMPFAIL, "try again later".
+const EXIT_RELAY_DOWN: u8 = 75;
 
 /// Renders `issue`, freezes it (rendered parts and source files) and snapshots every
 /// active subscriber into the ledger, in one transaction. An issue frozen before is
@@ -59,13 +67,12 @@ pub fn delivery_worker(
         crate::settings::TransportKind::Smtp => settings.smtp.rate_per_second,
         crate::settings::TransportKind::File => 0,
     };
-    Ok(DeliveryWorker::new(
-        store,
-        transport,
-        messages,
-        RetryPolicy::from(&settings.delivery),
-        rate,
-    ))
+    let d = &settings.delivery;
+    Ok(
+        DeliveryWorker::new(store, transport, messages, RetryPolicy::from(d), rate)
+            .with_relay_backoff(d.relay_retry_initial, d.relay_retry_max)
+            .with_stop_grace(d.stop_grace),
+    )
 }
 
 /// Delivers every row due now, with a progress bar on a terminal and log lines
@@ -75,6 +82,18 @@ pub async fn deliver_due_now(
     pending: u64,
     clock: &dyn Clock,
 ) -> anyhow::Result<BatchReport> {
+    let (totals, _) =
+        deliver_due_now_until(worker, pending, clock, &CancellationToken::new()).await?;
+    Ok(totals)
+}
+
+/// [`deliver_due_now`] until `stop` is cancelled or the relay fails; says which ended it.
+pub async fn deliver_due_now_until(
+    worker: &mut DeliveryWorker<ConfiguredTransport>,
+    pending: u64,
+    clock: &dyn Clock,
+    stop: &CancellationToken,
+) -> anyhow::Result<(BatchReport, RunEnd)> {
     let bar = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new(pending);
         bar.set_style(
@@ -88,11 +107,8 @@ pub async fn deliver_due_now(
     let mut so_far = BatchReport::default();
     let started = std::time::Instant::now();
     let result = worker
-        .deliver_due(clock, |batch| {
-            so_far.sent += batch.sent;
-            so_far.retrying += batch.retrying;
-            so_far.failed += batch.failed;
-            so_far.skipped += batch.skipped;
+        .deliver_due_until(clock, stop, |batch| {
+            so_far.add(batch);
             let done = so_far.total();
             let message = format!(
                 "sent {} retrying {} failed {} skipped {} remaining {}",
@@ -130,8 +146,12 @@ pub async fn deliver_due_now(
 }
 
 fn print_counts(issue: IssueId, counts: &DeliveryCounts) {
+    let unknown = match counts.unknown {
+        0 => String::new(),
+        n => format!(", {n} unknown"),
+    };
     println!(
-        "Issue {issue}: {} queued, {} sent, {} retrying, {} failed, {} skipped ({} in all)",
+        "Issue {issue}: {} queued, {} sent, {} retrying, {} failed, {} skipped{unknown} ({} in all)",
         counts.queued,
         counts.sent,
         counts.retrying,
@@ -139,6 +159,34 @@ fn print_counts(issue: IssueId, counts: &DeliveryCounts) {
         counts.skipped,
         counts.total()
     );
+    if counts.unknown > 0 {
+        println!(
+            "{} message(s) went out without an answer from the relay (outcome unknown); they are sent again later, so those recipients may get two copies.",
+            counts.unknown
+        );
+    }
+}
+
+/// What `status` says about the relay: up, or down since when, why, and the next try.
+async fn print_relay(store: &Store) -> anyhow::Result<()> {
+    match store.relay_status().await? {
+        None => {}
+        Some(relay) if relay.up => println!("Relay: up since {}", relay.since),
+        Some(relay) => {
+            let next = relay
+                .retry_at
+                .map(|at| format!("; backing off until {at}"))
+                .unwrap_or_default();
+            println!(
+                "Relay: down since {} ({} failed tr{}){next}: {}",
+                relay.since,
+                relay.failures,
+                if relay.failures == 1 { "y" } else { "ies" },
+                relay.error.as_deref().unwrap_or("no reason recorded")
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Today's date in the schedule's time zone: the id `send-now` uses by default.
@@ -234,20 +282,59 @@ pub async fn send_now(
     let pending = store.delivery_counts(frozen.id).await?.pending();
     println!("Sending through {transport}.");
     let mut worker = delivery_worker(ctx, store.clone())?;
-    let totals = deliver_due_now(&mut worker, pending, &clock).await?;
+    // SIGTERM or Ctrl-C: stop taking rows, let what is in flight be answered, record.
+    let stop = CancellationToken::new();
+    let signals = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            super::daemon::termination().await;
+            stop.cancel();
+        })
+    };
+    let delivered = deliver_due_now_until(&mut worker, pending, &clock, &stop).await;
+    signals.abort();
+    let (totals, end) = delivered?;
     let counts = store.delivery_counts(id).await?;
     println!(
-        "This run: {} sent, {} retrying, {} failed, {} skipped.",
-        totals.sent, totals.retrying, totals.failed, totals.skipped
+        "This run: {} sent, {} retrying, {} failed, {} skipped{}.",
+        totals.sent,
+        totals.retrying,
+        totals.failed,
+        totals.skipped,
+        match totals.unknown {
+            0 => String::new(),
+            n => format!(", {n} unknown"),
+        }
     );
     print_counts(id, &counts);
-    if counts.retrying > 0
-        && let Some(next) = store.next_due_at().await?
-    {
-        println!("Next retry due at {next}; `gazette serve` (or send-now again) resumes.");
-    }
+    let code = match end {
+        RunEnd::Stopped => {
+            println!("stopped; {} left, run again to resume.", counts.pending());
+            ExitCode::FAILURE
+        }
+        RunEnd::RelayDown { error, retry_at } => {
+            let what = match ctx.settings.transport.kind {
+                TransportKind::Smtp => "relay unreachable",
+                TransportKind::File => "outbox unwritable",
+            };
+            eprintln!("error: sending stopped: {error}");
+            println!(
+                "{what}: {} queued, retrying after {retry_at} (`gazette serve` retries on its own; or run send-now again then). No subscriber was charged with it.",
+                counts.pending()
+            );
+            ExitCode::from(EXIT_RELAY_DOWN)
+        }
+        RunEnd::Done | RunEnd::Standby { .. } => {
+            if counts.retrying + counts.unknown > 0
+                && let Some(next) = store.next_due_at().await?
+            {
+                println!("Next retry due at {next}; `gazette serve` (or send-now again) resumes.");
+            }
+            ExitCode::SUCCESS
+        }
+    };
     store.close().await;
-    Ok(ExitCode::SUCCESS)
+    Ok(code)
 }
 
 async fn dry_run_report(ctx: &Context, id: IssueId, transport: &str) -> anyhow::Result<ExitCode> {
@@ -307,7 +394,7 @@ async fn dry_run_report(ctx: &Context, id: IssueId, transport: &str) -> anyhow::
     Ok(ExitCode::SUCCESS)
 }
 
-/// `gazette status`: the last issue's ledger.
+/// `gazette status`: the last issue's ledger and the relay's state.
 pub async fn status(ctx: &Context) -> anyhow::Result<ExitCode> {
     if !Store::exists(&ctx.settings.store.url)? {
         println!(
@@ -322,6 +409,7 @@ pub async fn status(ctx: &Context) -> anyhow::Result<ExitCode> {
         Some(id) => {
             let counts = store.delivery_counts(id).await?;
             print_counts(id, &counts);
+            print_relay(&store).await?;
             if counts.pending() > 0
                 && let Some(next) = store.next_due_at().await?
             {

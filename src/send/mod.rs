@@ -1,12 +1,14 @@
 //! Send: the delivery engine, from the ledger to the recipients' servers.
 //!
 //! - [`Transport`] is the boundary: one required method, errors that say whether a
-//!   failure is transient, permanent, throttling or a dropped connection. Beside it:
+//!   failure is the recipient's (transient, permanent), a request to slow down, an
+//!   unknown outcome, or a fault of the relay or of this machine. Beside it:
 //!   [`FileTransport`] (`.eml` files, the default), [`SmtpTransport`] (lettre over our own
 //!   TCP_NODELAY sockets, a pool, TLS, AUTH, timeouts) and [`StubTransport`] (tests).
 //! - [`MessageFactory`] makes each recipient's message from a frozen issue.
 //! - [`RetryPolicy`] decides what a result means for a ledger row.
-//! - [`DeliveryWorker`] drives it: `try_once(now) -> Outcome` and `run_until_stopped`.
+//! - [`DeliveryWorker`] drives it: `try_once(now) -> Outcome` and `run_until_stopped`,
+//!   backing the relay off as a whole when it fails and stopping within a grace.
 
 mod configured;
 mod file;
@@ -24,4 +26,4 @@ pub use policy::RetryPolicy;
 pub use smtp::SmtpTransport;
 pub use stub::StubTransport;
 pub use transport::{OutgoingMessage, SendError, Transport};
-pub use worker::{BatchReport, DeliveryWorker, Outcome, WorkerError};
+pub use worker::{BatchReport, DeliveryWorker, Outcome, RunEnd, WorkerError};

@@ -1,12 +1,15 @@
 //! The failure policy, as plain functions of an attempt's result and the time.
 //!
 //! - Accepted: sent.
-//! - 5xx: failed, and one more bounce toward suppression.
+//! - 5xx to the recipient's RCPT TO: failed, and one more bounce toward suppression.
 //! - Throttling replies: tried again shortly, without counting as an attempt; the worker
 //!   slows down (see [`super::worker`]).
-//! - 4xx, timeouts, dropped connections, local trouble: retrying, after `retry_initial`
-//!   doubling per attempt up to `retry_max_interval`, until `retry_for` has passed since
-//!   the first attempt; then failed.
+//! - 4xx to RCPT TO: retrying, after `retry_initial` doubling per attempt up to
+//!   `retry_max_interval`, until `retry_for` has passed since the first attempt; then
+//!   failed (not a bounce).
+//! - No answer after the message was sent: unknown, tried again on the same schedule.
+//! - Relay and local faults: nothing is recorded on the row (see [`RetryPolicy::decide`]);
+//!   the worker backs off the relay as a whole.
 
 use super::SendError;
 use crate::settings::Delivery;
@@ -53,17 +56,28 @@ impl RetryPolicy {
         self.retry_initial.min(Duration::from_secs(60))
     }
 
-    /// What to record for `row` after an attempt at `now` ended with `result`.
+    /// What to record for `row` after an attempt at `now` ended with `result`; `None`
+    /// for a relay or local fault, which is not this recipient's: the row stays as it was.
     pub fn decide(
         &self,
         row: &DueDelivery,
         result: &Result<(), SendError>,
         now: DateTime<Utc>,
-    ) -> DeliveryUpdate {
+    ) -> Option<DeliveryUpdate> {
         let error = match result {
-            Ok(()) => return DeliveryUpdate::Sent { at: now },
+            Ok(()) => return Some(DeliveryUpdate::Sent { at: now }),
+            Err(e) if e.is_system() => return None,
             Err(e) => e,
         };
+        Some(self.decide_failure(row, error, now))
+    }
+
+    fn decide_failure(
+        &self,
+        row: &DueDelivery,
+        error: &SendError,
+        now: DateTime<Utc>,
+    ) -> DeliveryUpdate {
         if error.is_permanent() {
             return DeliveryUpdate::Failed {
                 at: now,
@@ -81,6 +95,13 @@ impl RetryPolicy {
                     humanize(self.retry_for)
                 ),
                 bounce_threshold: None,
+            };
+        }
+        if let SendError::Unknown(_) = error {
+            return DeliveryUpdate::Unknown {
+                at: now,
+                next: now + chrono(self.backoff(row.attempts + 1)),
+                error: error.to_string(),
             };
         }
         let (wait, counts) = if error.is_throttle() {
@@ -147,7 +168,7 @@ mod tests {
         let p = policy();
         let t0 = Utc::now();
         let e = Err(SendError::Transient("450 busy".into()));
-        match p.decide(&row(0, None), &e, t0) {
+        match p.decide(&row(0, None), &e, t0).unwrap() {
             DeliveryUpdate::Retrying { next, counts, .. } => {
                 assert_eq!(next - t0, chrono::Duration::minutes(5));
                 assert!(counts);
@@ -156,7 +177,7 @@ mod tests {
         }
         let later = t0 + chrono::Duration::days(3);
         assert!(matches!(
-            p.decide(&row(40, Some(t0)), &e, later),
+            p.decide(&row(40, Some(t0)), &e, later).unwrap(),
             DeliveryUpdate::Failed {
                 bounce_threshold: None,
                 ..
@@ -169,7 +190,8 @@ mod tests {
         let p = policy();
         let t0 = Utc::now();
         assert!(matches!(
-            p.decide(&row(0, None), &Err(SendError::Permanent("550".into())), t0),
+            p.decide(&row(0, None), &Err(SendError::Permanent("550".into())), t0)
+                .unwrap(),
             DeliveryUpdate::Failed {
                 bounce_threshold: Some(3),
                 ..
@@ -180,12 +202,28 @@ mod tests {
                 &row(0, None),
                 &Err(SendError::Throttled("421 rate".into())),
                 t0
-            ),
+            )
+            .unwrap(),
             DeliveryUpdate::Retrying { counts: false, .. }
         ));
         assert_eq!(
             p.decide(&row(0, None), &Ok(()), t0),
-            DeliveryUpdate::Sent { at: t0 }
+            Some(DeliveryUpdate::Sent { at: t0 })
         );
+    }
+
+    #[test]
+    fn relay_faults_leave_the_row_alone_and_no_answer_is_unknown() {
+        let p = policy();
+        let t0 = Utc::now();
+        let relay = Err(SendError::Relay("the relay refuses MAIL FROM: 550".into()));
+        assert_eq!(p.decide(&row(0, None), &relay, t0), None);
+        let local = Err(SendError::Local("cannot write to the outbox folder".into()));
+        assert_eq!(p.decide(&row(0, None), &local, t0), None);
+        let unknown = Err(SendError::Unknown("no answer to the final dot".into()));
+        assert!(matches!(
+            p.decide(&row(0, None), &unknown, t0),
+            Some(DeliveryUpdate::Unknown { next, .. }) if next - t0 == chrono::Duration::minutes(5)
+        ));
     }
 }

@@ -4,13 +4,21 @@
 //! for the previous segment's delayed ACK: about 22 messages a second per connection on
 //! loopback (NOTES.md). So we open the `TcpStream`, set TCP_NODELAY, and hand it to
 //! `AsyncSmtpConnection::connect_with_transport`. Up to `pool_size` connections are used
-//! at once; an idle one is reused while it is fresh. Every step has `[smtp] timeout`.
+//! at once; an idle one is reused while it is fresh.
+//!
+//! Each SMTP command (connect, greeting and EHLO, STARTTLS, AUTH, MAIL FROM, each RCPT
+//! TO, DATA, the message and its final dot) has `[smtp] timeout` to be answered. The
+//! transaction is driven one command at a time rather than through lettre's `send`, so a
+//! failure says where it happened: only the reply to a recipient's RCPT TO is about that
+//! recipient; anything else would happen to every message and is the relay's fault.
 
 use super::{OutgoingMessage, SendError, Transport};
 use crate::settings::{Smtp, Tls};
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream, TlsParameters};
-use lettre::transport::smtp::extension::ClientId;
+use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
+use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Mutex;
 use std::task::{Context, Poll};
@@ -52,21 +60,42 @@ fn reply_code(e: &lettre::transport::smtp::Error) -> Option<u16> {
     e.status().and_then(|c| c.to_string().parse().ok())
 }
 
-/// Sorts a lettre error into the kinds the delivery policy knows.
-fn classify(e: &lettre::transport::smtp::Error) -> SendError {
+/// Where in the session a command failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Before the message: connect, greeting, EHLO, STARTTLS, AUTH, MAIL FROM, DATA.
+    Session(&'static str),
+    /// A recipient's RCPT TO.
+    Rcpt,
+    /// The message and its final dot: after this was written it may have arrived.
+    Dot,
+}
+
+impl Stage {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Session(name) => name,
+            Self::Rcpt => "RCPT TO",
+            Self::Dot => "the final dot",
+        }
+    }
+}
+
+/// Sorts a lettre error at `stage` into the kinds the delivery policy knows.
+fn classify(stage: Stage, e: &lettre::transport::smtp::Error) -> SendError {
     let text = e.to_string();
     if let Some(code) = reply_code(e) {
         // lettre's text is "transient error (421): <reply text>".
         let reply = text.split_once("): ").map_or(text.as_str(), |(_, r)| r);
-        return SendError::from_reply(code, reply);
+        return match stage {
+            Stage::Rcpt => SendError::from_reply(code, reply),
+            _ => SendError::from_session_reply(stage.name(), code, reply),
+        };
     }
-    if e.is_timeout() {
-        SendError::Timeout(text)
-    } else if e.is_client() {
-        SendError::Local(text)
-    } else {
-        // Network errors and "incomplete response" (the server hung up).
-        SendError::ConnectionDropped(text)
+    // No reply: the connection broke, the server hung up, TLS failed.
+    match stage {
+        Stage::Dot => SendError::Unknown(format!("connection lost at {}: {text}", stage.name())),
+        _ => SendError::Relay(format!("connection lost at {}: {text}", stage.name())),
     }
 }
 
@@ -96,56 +125,110 @@ impl SmtpTransport {
         }
     }
 
+    /// Runs one command (`step`) with the per-command timeout, sorting its failure.
+    async fn step<T>(
+        &self,
+        stage: Stage,
+        step: impl Future<Output = Result<T, lettre::transport::smtp::Error>>,
+    ) -> Result<T, SendError> {
+        match tokio::time::timeout(self.timeout, step).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(classify(stage, &e)),
+            Err(_) => {
+                let text = format!(
+                    "no answer from {}:{} to {} within {:?}",
+                    self.host,
+                    self.port,
+                    stage.name(),
+                    self.timeout
+                );
+                Err(match stage {
+                    Stage::Dot => SendError::Unknown(text),
+                    _ => SendError::Relay(text),
+                })
+            }
+        }
+    }
+
     async fn connect(&self) -> Result<AsyncSmtpConnection, SendError> {
-        let tcp = TcpStream::connect((self.host.as_str(), self.port))
-            .await
-            .map_err(|e| SendError::Connect(format!("{}:{}: {e}", self.host, self.port)))?;
+        let address = format!("{}:{}", self.host, self.port);
+        let tcp = match tokio::time::timeout(
+            self.timeout,
+            TcpStream::connect((self.host.as_str(), self.port)),
+        )
+        .await
+        {
+            Ok(Ok(tcp)) => tcp,
+            Ok(Err(e)) => {
+                return Err(SendError::Relay(format!(
+                    "cannot connect to {address}: {e}"
+                )));
+            }
+            Err(_) => {
+                return Err(SendError::Relay(format!(
+                    "cannot connect to {address}: no answer within {:?}",
+                    self.timeout
+                )));
+            }
+        };
         tcp.set_nodelay(true)
-            .map_err(|e| SendError::Connect(format!("setting TCP_NODELAY: {e}")))?;
+            .map_err(|e| SendError::Local(format!("setting TCP_NODELAY: {e}")))?;
         let tls = || {
             let mut builder = TlsParameters::builder(self.host.clone());
             if let Some(pem) = &self.ca_pem {
                 let cert = lettre::transport::smtp::client::Certificate::from_pem(pem)
-                    .map_err(|e| SendError::Connect(format!("smtp.ca_file: {e}")))?;
+                    .map_err(|e| SendError::Local(format!("smtp.ca_file: {e}")))?;
                 builder = builder.add_root_certificate(cert);
             }
             builder
                 .build_rustls()
-                .map_err(|e| SendError::Connect(format!("TLS setup: {e}")))
+                .map_err(|e| SendError::Local(format!("TLS setup: {e}")))
         };
-        let connect_err = |e: lettre::transport::smtp::Error| match classify(&e) {
-            SendError::Permanent(m) | SendError::Transient(m) | SendError::Local(m) => {
-                SendError::Connect(m)
-            }
-            other => other,
-        };
+        let greeting = Stage::Session("the greeting or EHLO");
         let mut conn = match self.tls {
-            Tls::None => AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &self.hello)
-                .await
-                .map_err(connect_err)?,
+            Tls::None => {
+                self.step(
+                    greeting,
+                    AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &self.hello),
+                )
+                .await?
+            }
             Tls::StartTls => {
-                let mut conn =
-                    AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &self.hello)
-                        .await
-                        .map_err(connect_err)?;
-                conn.starttls(tls()?, &self.hello)
-                    .await
-                    .map_err(connect_err)?;
+                let mut conn = self
+                    .step(
+                        greeting,
+                        AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &self.hello),
+                    )
+                    .await?;
+                let params = tls()?;
+                self.step(
+                    Stage::Session("STARTTLS"),
+                    conn.starttls(params, &self.hello),
+                )
+                .await?;
                 conn
             }
             Tls::Implicit => {
-                let stream = ImplicitTls::handshake(tcp, tls()?)
-                    .await
-                    .map_err(connect_err)?;
-                AsyncSmtpConnection::connect_with_transport(Box::new(stream), &self.hello)
-                    .await
-                    .map_err(connect_err)?
+                let params = tls()?;
+                let stream = self
+                    .step(
+                        Stage::Session("the TLS handshake"),
+                        ImplicitTls::handshake(tcp, params),
+                    )
+                    .await?;
+                self.step(
+                    greeting,
+                    AsyncSmtpConnection::connect_with_transport(Box::new(stream), &self.hello),
+                )
+                .await?
             }
         };
         if let Some(credentials) = &self.credentials {
-            conn.auth(&[Mechanism::Plain, Mechanism::Login], credentials)
-                .await
-                .map_err(|e| SendError::Connect(format!("AUTH: {e}")))?;
+            self.step(
+                Stage::Session("AUTH"),
+                conn.auth(&[Mechanism::Plain, Mechanism::Login], credentials),
+            )
+            .await?;
         }
         Ok(conn)
     }
@@ -161,22 +244,53 @@ impl SmtpTransport {
         None
     }
 
+    /// One message, command by command. On any failure the connection is dropped (its
+    /// session state is unknown); on success it goes back to the pool.
     async fn transaction(&self, message: &OutgoingMessage) -> Result<(), SendError> {
         let mut conn = match self.take_idle() {
             Some(conn) => conn,
             None => self.connect().await?,
         };
-        match conn.send(&message.envelope, &message.bytes).await {
-            Ok(_) => {
-                self.idle
-                    .lock()
-                    .expect("pool lock")
-                    .push((conn, Instant::now()));
-                Ok(())
+        let envelope = &message.envelope;
+        let mut options = Vec::new();
+        let non_ascii = envelope
+            .from()
+            .into_iter()
+            .chain(envelope.to())
+            .any(|a| !AsRef::<str>::as_ref(a).is_ascii());
+        if non_ascii {
+            if !conn.server_info().supports_feature(Extension::SmtpUtfEight) {
+                return Err(SendError::Relay(
+                    "the relay does not offer SMTPUTF8, needed for a non-ASCII address".into(),
+                ));
             }
-            // lettre has aborted the session on any error; the connection is dropped.
-            Err(e) => Err(classify(&e)),
+            options.push(MailParameter::SmtpUtfEight);
         }
+        if !message.bytes.is_ascii() {
+            if !conn.server_info().supports_feature(Extension::EightBitMime) {
+                return Err(SendError::Relay(
+                    "the relay does not offer 8BITMIME, needed for this message".into(),
+                ));
+            }
+            options.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+        }
+        self.step(
+            Stage::Session("MAIL FROM"),
+            conn.command(Mail::new(envelope.from().cloned(), options)),
+        )
+        .await?;
+        for to in envelope.to() {
+            self.step(Stage::Rcpt, conn.command(Rcpt::new(to.clone(), vec![])))
+                .await?;
+        }
+        self.step(Stage::Session("DATA"), conn.command(Data))
+            .await?;
+        self.step(Stage::Dot, conn.message(&message.bytes)).await?;
+        self.idle
+            .lock()
+            .expect("pool lock")
+            .push((conn, Instant::now()));
+        Ok(())
     }
 
     /// Closes idle connections politely (QUIT).
@@ -195,13 +309,7 @@ impl Transport for SmtpTransport {
             .acquire()
             .await
             .map_err(|_| SendError::Local("the SMTP pool was closed".into()))?;
-        match tokio::time::timeout(self.timeout, self.transaction(message)).await {
-            Ok(result) => result,
-            Err(_) => Err(SendError::Timeout(format!(
-                "no answer from {}:{} within {:?}",
-                self.host, self.port, self.timeout
-            ))),
-        }
+        self.transaction(message).await
     }
 
     fn concurrency(&self) -> usize {

@@ -8,10 +8,23 @@
 //! Results of a batch are written in one transaction after the batch: a crash loses at
 //! most one batch of results, and those rows are simply sent again. That bounds the
 //! duplicates after a crash by the batch size, and keeps the fsyncs per message low.
+//!
+//! A batch can end early, and then every row not yet handed to the transport stays
+//! exactly as it was:
+//! - asked to stop (SIGTERM, Ctrl-C): messages in flight get `stop_grace` to be answered
+//!   and are recorded; those still unanswered then are recorded as unknown.
+//! - a relay or local fault (nothing listening, TLS or AUTH refused, MAIL FROM or DATA
+//!   refused, the outbox folder cannot be written): no recipient is charged; the relay as
+//!   a whole is backed off (`relay_retry_initial`, doubling up to `relay_retry_max`),
+//!   and the next step after that tries again at full speed.
+//! - the lease was lost: the results are not written (another worker owns the rows now).
+//!
+//! Only explicit throttling replies lower the pace; each clean batch doubles it back.
 
 use super::policy::RetryPolicy;
 use super::{MessageFactory, SendError, Transport};
 use crate::domain::{Clock, IssueId};
+use crate::store::LeaseClaim;
 use crate::store::{DeliveryUpdate, DueDelivery, FrozenIssue, Store, StoreError, SubscriberStatus};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
@@ -20,7 +33,9 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
 
 /// Why the worker stopped.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +59,31 @@ pub enum Outcome {
     /// delivery lease; this one waits and asks again at `retry_at`.
     Standby {
         holder: String,
+        retry_at: DateTime<Utc>,
+    },
+    /// The relay (or the outbox folder) failed: nothing more is tried before `retry_at`.
+    /// `report` is what the batch did before that (nothing when still backing off).
+    RelayDown {
+        report: BatchReport,
+        error: String,
+        retry_at: DateTime<Utc>,
+    },
+    /// Asked to stop during the batch; what was answered is recorded in `report`.
+    Stopped(BatchReport),
+}
+
+/// How a run of steps ([`DeliveryWorker::deliver_due_until`]) ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunEnd {
+    /// Nothing is due any more.
+    Done,
+    /// Another process holds the ledger.
+    Standby { holder: String },
+    /// Asked to stop.
+    Stopped,
+    /// The relay (or the outbox folder) failed; tried again at `retry_at`.
+    RelayDown {
+        error: String,
         retry_at: DateTime<Utc>,
     },
 }
@@ -91,31 +131,31 @@ pub struct BatchReport {
     pub skipped: u64,
     /// Of `retrying`: rows the server throttled.
     pub throttled: u64,
+    /// Rows sent without an answer (recorded as unknown, tried again later).
+    pub unknown: u64,
 }
 
 impl BatchReport {
     /// Rows handled.
     pub fn total(&self) -> u64 {
-        self.sent + self.retrying + self.failed + self.skipped
+        self.sent + self.retrying + self.failed + self.skipped + self.unknown
     }
 
-    fn add(&mut self, other: &BatchReport) {
+    /// Adds `other`'s counts to these.
+    pub fn add(&mut self, other: &BatchReport) {
         self.sent += other.sent;
         self.retrying += other.retrying;
         self.failed += other.failed;
         self.skipped += other.skipped;
         self.throttled += other.throttled;
+        self.unknown += other.unknown;
     }
 }
-
-/// This many temporary failures in a row are read as the server pushing back, like an
-/// explicit throttling reply.
-const CONSECUTIVE_TRANSIENT_AS_THROTTLE: usize = 10;
 /// Rows per connection per batch: enough to keep every connection busy.
 const ROWS_PER_CONNECTION: usize = 16;
 
 /// The send rate: `[smtp] rate_per_second` at most, halved when the server throttles,
-/// and creeping back up after batches without trouble.
+/// and doubled back after each batch without trouble.
 struct Pace {
     configured: Option<NonZeroU32>,
     current: Option<NonZeroU32>,
@@ -158,7 +198,8 @@ impl Pace {
         self.set(NonZeroU32::new(halved));
     }
 
-    /// Raises the rate a quarter after a clean batch, up to the configured limit.
+    /// Doubles the rate after a clean batch, up to the configured limit: a few clean
+    /// batches undo any slowdown.
     fn recover(&mut self) {
         let Some(current) = self.current else {
             return;
@@ -166,7 +207,7 @@ impl Pace {
         if self.configured == Some(current) {
             return;
         }
-        let raised = current.get().saturating_add(current.get() / 4 + 1);
+        let raised = current.get().saturating_mul(2);
         match self.configured {
             Some(max) => self.set(NonZeroU32::new(raised.min(max.get()))),
             // No configured limit: after recovering past a generous rate, drop the limiter.
@@ -180,8 +221,30 @@ impl Pace {
     }
 }
 
-/// One row's attempt: the transport's answer, or why its message could not be built.
-type Attempt = Result<Result<(), SendError>, String>;
+/// One row's attempt.
+enum Attempt {
+    /// The transport answered.
+    Answered(Result<(), SendError>),
+    /// The message could not be built.
+    Unbuildable(String),
+    /// Not handed to the transport: the batch ended first. The row stays as it was.
+    NotTried,
+}
+
+/// What the worker knows about the relay: failures in a row, and until when it waits.
+#[derive(Debug, Default)]
+struct RelayHealth {
+    failures: u32,
+    retry_at: Option<DateTime<Utc>>,
+    error: Option<String>,
+    /// Whether "up" has been written to the store since the last failure.
+    recorded_up: bool,
+}
+
+/// Defaults for the relay back-off and the stop grace (the settings' defaults).
+const RELAY_RETRY_INITIAL: Duration = Duration::from_secs(10);
+const RELAY_RETRY_MAX: Duration = Duration::from_secs(300);
+const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// Drains the delivery ledger through a transport.
 pub struct DeliveryWorker<T: Transport> {
@@ -195,6 +258,12 @@ pub struct DeliveryWorker<T: Transport> {
     holder: String,
     /// When this worker last took or renewed the lease (None: it does not hold it).
     lease_renewed_at: Option<DateTime<Utc>>,
+    lease_ttl: chrono::Duration,
+    lease_renewal: chrono::Duration,
+    relay: RelayHealth,
+    relay_retry_initial: Duration,
+    relay_retry_max: Duration,
+    stop_grace: Duration,
 }
 
 impl<T: Transport> DeliveryWorker<T> {
@@ -218,7 +287,48 @@ impl<T: Transport> DeliveryWorker<T> {
             issues: HashMap::new(),
             holder: holder_name(),
             lease_renewed_at: None,
+            lease_ttl: LEASE_TTL,
+            lease_renewal: LEASE_RENEWAL,
+            relay: RelayHealth::default(),
+            relay_retry_initial: RELAY_RETRY_INITIAL,
+            relay_retry_max: RELAY_RETRY_MAX,
+            stop_grace: STOP_GRACE,
         }
+    }
+
+    /// Sets the relay back-off: `initial` after the first failed try, doubling up to
+    /// `max`.
+    pub fn with_relay_backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.relay_retry_initial = initial.max(Duration::from_millis(1));
+        self.relay_retry_max = max.max(self.relay_retry_initial);
+        self
+    }
+
+    /// Sets how long messages in flight may take to be answered once asked to stop.
+    pub fn with_stop_grace(mut self, grace: Duration) -> Self {
+        self.stop_grace = grace;
+        self
+    }
+
+    /// Sets how long the delivery lease lasts without renewal and how often it is
+    /// renewed, also while a batch runs (the defaults are 10 and 1 minutes).
+    pub fn with_lease(mut self, ttl: Duration, renew_every: Duration) -> Self {
+        let chrono = |d: Duration| chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
+        self.lease_ttl = chrono(ttl);
+        self.lease_renewal = chrono(renew_every.min(ttl / 2));
+        self
+    }
+
+    /// The relay's back-off: when the next try is due, if the relay is down.
+    pub fn relay_retry_at(&self) -> Option<DateTime<Utc>> {
+        self.relay.retry_at
+    }
+
+    fn relay_backoff(&self, failures: u32) -> Duration {
+        let doublings = failures.saturating_sub(1).min(30);
+        self.relay_retry_initial
+            .saturating_mul(1u32 << doublings)
+            .min(self.relay_retry_max)
     }
 
     /// Sets how many rows one step takes (the most a crash can duplicate).
@@ -259,6 +369,26 @@ impl<T: Transport> DeliveryWorker<T> {
     /// One step at `now`: takes a batch of due rows, skips those whose subscriber is no
     /// longer active, sends the rest concurrently, and records every result.
     pub async fn try_once(&mut self, now: DateTime<Utc>) -> Result<Outcome, WorkerError> {
+        self.try_once_until(now, &CancellationToken::new()).await
+    }
+
+    /// [`DeliveryWorker::try_once`], ending the batch early when `stop` is cancelled:
+    /// rows not yet handed over stay as they were, rows in flight get the stop grace to
+    /// be answered and are then recorded (as unknown if no answer came).
+    pub async fn try_once_until(
+        &mut self,
+        now: DateTime<Utc>,
+        stop: &CancellationToken,
+    ) -> Result<Outcome, WorkerError> {
+        if let Some(retry_at) = self.relay.retry_at
+            && now < retry_at
+        {
+            return Ok(Outcome::RelayDown {
+                report: BatchReport::default(),
+                error: self.relay.error.clone().unwrap_or_default(),
+                retry_at,
+            });
+        }
         if let Some(holder) = self.hold_lease(now).await? {
             return Ok(Outcome::Standby {
                 holder,
@@ -288,31 +418,16 @@ impl<T: Transport> DeliveryWorker<T> {
             outgoing.push((row, issue));
         }
 
-        // Each message is built inside its own send future, so building the next one
-        // overlaps with waiting for the server on the others.
         let started = Instant::now();
-        let pace = &self.pace;
-        let transport = &self.transport;
-        let messages = &self.messages;
-        let attempts: Vec<(DueDelivery, Attempt)> =
-            futures::stream::iter(outgoing.into_iter().map(|(row, issue)| async move {
-                match messages.build(&issue, &row) {
-                    Ok(message) => {
-                        pace.wait().await;
-                        let result = transport.send(&message).await;
-                        (row, Ok(result))
-                    }
-                    Err(e) => (row, Err(e.to_string())),
-                }
-            }))
-            .buffer_unordered(self.transport.concurrency().max(1))
-            .collect()
-            .await;
-        let mut results = Vec::with_capacity(attempts.len());
+        let (attempts, in_flight, lease_lost) = self.send_batch(outgoing, now, stop).await?;
+
+        let mut throttled = false;
+        let mut relay_fault: Option<String> = None;
+        let mut answered = 0usize;
         for (row, attempt) in attempts {
-            match attempt {
-                Ok(result) => results.push((row, result)),
-                Err(error) => {
+            let result = match attempt {
+                Attempt::NotTried => continue,
+                Attempt::Unbuildable(error) => {
                     tracing::error!(subscriber = row.subscriber_id, %error, "cannot build message");
                     report.failed += 1;
                     updates.push((
@@ -324,33 +439,30 @@ impl<T: Transport> DeliveryWorker<T> {
                             bounce_threshold: None,
                         },
                     ));
+                    continue;
                 }
-            }
-        }
-        let attempted = results.len();
-
-        let mut throttled = false;
-        let mut transient_run = 0usize;
-        for (row, result) in &results {
-            match result {
-                Err(e) if e.is_throttle() => throttled = true,
-                Err(e) if !e.is_permanent() => {
-                    transient_run += 1;
-                    if transient_run >= CONSECUTIVE_TRANSIENT_AS_THROTTLE {
-                        throttled = true;
-                    }
+                Attempt::Answered(result) => result,
+            };
+            match &result {
+                Err(e) if e.is_system() => {
+                    relay_fault.get_or_insert_with(|| e.to_string());
+                    continue;
                 }
-                _ => transient_run = 0,
+                Err(e) => {
+                    throttled |= e.is_throttle();
+                    tracing::info!(
+                        issue = %row.issue,
+                        subscriber = row.subscriber_id,
+                        error = %e,
+                        "delivery attempt failed"
+                    );
+                }
+                Ok(()) => {}
             }
-            if let Err(e) = result {
-                tracing::info!(
-                    issue = %row.issue,
-                    subscriber = row.subscriber_id,
-                    error = %e,
-                    "delivery attempt failed"
-                );
-            }
-            let update = self.policy.decide(row, result, now);
+            answered += 1;
+            let Some(update) = self.policy.decide(&row, &result, now) else {
+                continue;
+            };
             match &update {
                 DeliveryUpdate::Sent { .. } => report.sent += 1,
                 DeliveryUpdate::Retrying { counts, .. } => {
@@ -361,17 +473,221 @@ impl<T: Transport> DeliveryWorker<T> {
                 }
                 DeliveryUpdate::Failed { .. } => report.failed += 1,
                 DeliveryUpdate::Skipped { .. } => report.skipped += 1,
+                DeliveryUpdate::Unknown { .. } => report.unknown += 1,
             }
             updates.push((row.issue, row.subscriber_id, update));
         }
+        // Handed over but unanswered when the stop grace ran out: they may have arrived.
+        for row in in_flight {
+            report.unknown += 1;
+            let next = now
+                + chrono::Duration::from_std(self.policy.backoff(row.attempts + 1))
+                    .unwrap_or(chrono::Duration::MAX);
+            updates.push((
+                row.issue,
+                row.subscriber_id,
+                DeliveryUpdate::Unknown {
+                    at: now,
+                    next,
+                    error: "gazette stopped before the relay answered".into(),
+                },
+            ));
+        }
+
         if throttled {
             let secs = started.elapsed().as_secs_f64().max(0.001);
-            self.pace.slow_down(attempted as f64 / secs);
-        } else if attempted > 0 {
+            self.pace.slow_down(answered as f64 / secs);
+        } else if answered > 0 && relay_fault.is_none() {
             self.pace.recover();
         }
-        self.store.record_deliveries(&updates).await?;
+
+        if !lease_lost {
+            let wall = now + chrono::Duration::from_std(started.elapsed()).unwrap_or_default();
+            let claim = LeaseClaim {
+                name: LEASE,
+                holder: &self.holder,
+                expires_at: wall + self.lease_ttl,
+            };
+            match self
+                .store
+                .record_deliveries_holding(Some(&claim), &updates)
+                .await
+            {
+                Ok(()) => self.lease_renewed_at = Some(now),
+                Err(StoreError::LeaseLost { holder, .. }) => {
+                    return Ok(self.lost_lease(holder, &updates, now));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        } else {
+            let holder = self.store.lease_holder(LEASE).await?.unwrap_or_default();
+            return Ok(self.lost_lease(holder, &updates, now));
+        }
+
+        if let Some(error) = relay_fault {
+            self.relay.failures += 1;
+            let retry_at = now
+                + chrono::Duration::from_std(self.relay_backoff(self.relay.failures))
+                    .unwrap_or(chrono::Duration::MAX);
+            self.relay.retry_at = Some(retry_at);
+            self.relay.error = Some(error.clone());
+            self.relay.recorded_up = false;
+            self.store
+                .relay_down(now, retry_at, self.relay.failures, &error)
+                .await?;
+            tracing::error!(
+                %error,
+                failures = self.relay.failures,
+                retry_at = %retry_at,
+                "sending stopped: the relay (or the outbox) failed; no recipient is charged with it"
+            );
+            if !stop.is_cancelled() {
+                return Ok(Outcome::RelayDown {
+                    report,
+                    error,
+                    retry_at,
+                });
+            }
+        } else if answered > 0 {
+            if self.relay.failures > 0 {
+                tracing::info!("the relay is back; sending at full speed");
+            }
+            self.relay.failures = 0;
+            self.relay.retry_at = None;
+            self.relay.error = None;
+            if !self.relay.recorded_up {
+                self.store.relay_up(now).await?;
+                self.relay.recorded_up = true;
+            }
+        }
+        if stop.is_cancelled() {
+            return Ok(Outcome::Stopped(report));
+        }
         Ok(Outcome::Worked(report))
+    }
+
+    fn lost_lease(
+        &mut self,
+        holder: String,
+        updates: &[(IssueId, i64, DeliveryUpdate)],
+        now: DateTime<Utc>,
+    ) -> Outcome {
+        tracing::error!(
+            %holder,
+            unrecorded = updates.len(),
+            "the delivery lease was taken over during a batch; its results are not recorded \
+             (the new holder owns those rows now)"
+        );
+        self.lease_renewed_at = None;
+        Outcome::Standby {
+            holder,
+            retry_at: now + STANDBY_RETRY,
+        }
+    }
+
+    /// Sends `outgoing` across the transport's pool. Returns each row's attempt, the rows
+    /// still unanswered when the stop grace ran out, and whether the lease was lost.
+    ///
+    /// Each message is built inside its own send future, so building the next one
+    /// overlaps with waiting for the server on the others. A relay fault, a stop or a
+    /// lost lease ends the batch: rows not yet handed over come back as `NotTried`.
+    async fn send_batch(
+        &self,
+        outgoing: Vec<(DueDelivery, Arc<FrozenIssue>)>,
+        now: DateTime<Utc>,
+        stop: &CancellationToken,
+    ) -> Result<(Vec<(DueDelivery, Attempt)>, Vec<DueDelivery>, bool), WorkerError> {
+        let end = stop.child_token();
+        let rows: Vec<DueDelivery> = outgoing.iter().map(|(row, _)| row.clone()).collect();
+        let handed_over: Vec<AtomicBool> = rows.iter().map(|_| AtomicBool::new(false)).collect();
+        let mut answered = vec![false; rows.len()];
+        let pace = &self.pace;
+        let transport = &self.transport;
+        let messages = &self.messages;
+        let (end_ref, handed_ref) = (&end, &handed_over);
+        let mut stream = futures::stream::iter(outgoing.into_iter().enumerate().map(
+            |(i, (row, issue))| async move {
+                if end_ref.is_cancelled() {
+                    return (i, row, Attempt::NotTried);
+                }
+                let message = match messages.build(&issue, &row) {
+                    Ok(message) => message,
+                    Err(e) => return (i, row, Attempt::Unbuildable(e.to_string())),
+                };
+                tokio::select! {
+                    biased;
+                    () = end_ref.cancelled() => return (i, row, Attempt::NotTried),
+                    () = pace.wait() => {}
+                }
+                handed_ref[i].store(true, Ordering::SeqCst);
+                let result = transport.send(&message).await;
+                if matches!(&result, Err(e) if e.is_system()) {
+                    // The next message would meet the same fault: stop handing them over.
+                    end_ref.cancel();
+                }
+                (i, row, Attempt::Answered(result))
+            },
+        ))
+        .buffer_unordered(self.transport.concurrency().max(1));
+
+        let started = Instant::now();
+        let grace = self.stop_grace;
+        let deadline = async {
+            stop.cancelled().await;
+            tokio::time::sleep(grace).await;
+        };
+        tokio::pin!(deadline);
+        let renewal = self
+            .lease_renewal
+            .to_std()
+            .unwrap_or(Duration::from_secs(60));
+        let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + renewal, renewal);
+        let mut attempts = Vec::with_capacity(rows.len());
+        let mut lease_lost = false;
+        let mut grace_over = false;
+        loop {
+            tokio::select! {
+                biased;
+                item = stream.next() => match item {
+                    Some((i, row, attempt)) => {
+                        answered[i] = true;
+                        attempts.push((row, attempt));
+                    }
+                    None => break,
+                },
+                () = &mut deadline => {
+                    grace_over = true;
+                    break;
+                }
+                _ = renew.tick() => {
+                    // A long batch keeps its claim: renewed while it runs.
+                    let wall = now + chrono::Duration::from_std(started.elapsed()).unwrap_or_default();
+                    if !self
+                        .store
+                        .acquire_lease(LEASE, &self.holder, wall, wall + self.lease_ttl)
+                        .await?
+                    {
+                        lease_lost = true;
+                        end.cancel();
+                    }
+                }
+            }
+        }
+        drop(stream);
+        let mut in_flight = Vec::new();
+        if grace_over {
+            for (i, row) in rows.into_iter().enumerate() {
+                if !answered[i] && handed_over[i].load(Ordering::SeqCst) {
+                    in_flight.push(row);
+                }
+            }
+            tracing::warn!(
+                unanswered = in_flight.len(),
+                grace = ?grace,
+                "stopping: messages still unanswered after the grace are recorded as unknown"
+            );
+        }
+        Ok((attempts, in_flight, lease_lost))
     }
 
     /// Takes or renews the delivery lease. `Some(holder)` when another live worker has it.
@@ -380,14 +696,14 @@ impl<T: Transport> DeliveryWorker<T> {
         // live holder.
         if let Some(at) = self.lease_renewed_at
             && now >= at
-            && now - at < LEASE_RENEWAL
+            && now - at < self.lease_renewal
         {
             return Ok(None);
         }
         self.lease_renewed_at = None;
         if self
             .store
-            .acquire_lease(LEASE, &self.holder, now, now + LEASE_TTL)
+            .acquire_lease(LEASE, &self.holder, now, now + self.lease_ttl)
             .await?
         {
             self.lease_renewed_at = Some(now);
@@ -399,7 +715,7 @@ impl<T: Transport> DeliveryWorker<T> {
         if holder_is_gone(&holder)
             && self
                 .store
-                .take_over_lease(LEASE, &holder, &self.holder, now + LEASE_TTL)
+                .take_over_lease(LEASE, &holder, &self.holder, now + self.lease_ttl)
                 .await?
         {
             tracing::warn!(previous = %holder, "took over the delivery lease from a process that is gone");
@@ -420,63 +736,127 @@ impl<T: Transport> DeliveryWorker<T> {
     pub async fn deliver_due(
         &mut self,
         clock: &dyn Clock,
-        mut progress: impl FnMut(&BatchReport),
+        progress: impl FnMut(&BatchReport),
     ) -> Result<BatchReport, WorkerError> {
+        let (totals, _) = self
+            .deliver_due_until(clock, &CancellationToken::new(), progress)
+            .await?;
+        Ok(totals)
+    }
+
+    /// Steps until nothing is due, `stop` is cancelled, another process holds the
+    /// ledger, or the relay fails; returns the totals and which of these it was. The
+    /// lease is given up at the end, so a daemon can take over.
+    pub async fn deliver_due_until(
+        &mut self,
+        clock: &dyn Clock,
+        stop: &CancellationToken,
+        mut progress: impl FnMut(&BatchReport),
+    ) -> Result<(BatchReport, RunEnd), WorkerError> {
         let mut totals = BatchReport::default();
         loop {
-            match self.try_once(clock.now()).await? {
+            if stop.is_cancelled() {
+                self.release_lease().await?;
+                return Ok((totals, RunEnd::Stopped));
+            }
+            match self.try_once_until(clock.now(), stop).await? {
                 Outcome::Worked(report) => {
                     totals.add(&report);
                     progress(&report);
                 }
                 Outcome::NothingDue { .. } => {
                     self.release_lease().await?;
-                    return Ok(totals);
+                    return Ok((totals, RunEnd::Done));
                 }
                 Outcome::Standby { holder, .. } => {
                     tracing::warn!(%holder, "another gazette process is delivering from this store; it will finish the job");
-                    return Ok(totals);
+                    return Ok((totals, RunEnd::Standby { holder }));
+                }
+                Outcome::RelayDown {
+                    report,
+                    error,
+                    retry_at,
+                } => {
+                    totals.add(&report);
+                    progress(&report);
+                    self.release_lease().await?;
+                    return Ok((totals, RunEnd::RelayDown { error, retry_at }));
+                }
+                Outcome::Stopped(report) => {
+                    totals.add(&report);
+                    progress(&report);
+                    self.release_lease().await?;
+                    return Ok((totals, RunEnd::Stopped));
                 }
             }
         }
     }
 
     /// Steps until `shutdown` completes: works while rows are due, otherwise sleeps until
-    /// the next one is due (at most `idle_poll`, so rows queued meanwhile are seen).
-    /// Shutdown is honoured between steps, never inside one, so a batch's results are
-    /// always recorded. Returns an error, and stops, if the ledger cannot be written.
+    /// the next one is due (at most `idle_poll`, so rows queued meanwhile are seen), or
+    /// until the relay's back-off ends. On shutdown a batch in progress stops taking
+    /// rows and its messages in flight get the stop grace (see
+    /// [`DeliveryWorker::with_stop_grace`]); their results are recorded. Returns an
+    /// error, and stops, if the ledger cannot be written.
     pub async fn run_until_stopped(
         &mut self,
         clock: &dyn Clock,
         idle_poll: Duration,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), WorkerError> {
-        use futures::FutureExt as _;
-        tokio::pin!(shutdown);
+        let stop = CancellationToken::new();
+        let watch = async {
+            shutdown.await;
+            stop.cancel();
+            std::future::pending::<()>().await;
+        };
+        tokio::select! {
+            result = self.run_until_cancelled(clock, idle_poll, &stop) => result,
+            () = watch => unreachable!("the watch never ends"),
+        }
+    }
+
+    /// [`DeliveryWorker::run_until_stopped`] with a cancellation token.
+    pub async fn run_until_cancelled(
+        &mut self,
+        clock: &dyn Clock,
+        idle_poll: Duration,
+        stop: &CancellationToken,
+    ) -> Result<(), WorkerError> {
         loop {
-            if (&mut shutdown).now_or_never().is_some() {
+            if stop.is_cancelled() {
                 self.release_lease().await?;
                 return Ok(());
             }
-            let next_due = match self.try_once(clock.now()).await? {
+            let wait_until = match self.try_once_until(clock.now(), stop).await? {
                 Outcome::Worked(_) => continue,
-                Outcome::NothingDue { next_due } => next_due,
-                Outcome::Standby { retry_at, .. } => Some(retry_at),
-            };
-            {
-                let wait = next_due
-                    .and_then(|at| (at - clock.now()).to_std().ok())
-                    .unwrap_or(idle_poll)
-                    .min(idle_poll)
-                    .max(Duration::from_millis(50));
-                tokio::select! {
-                    biased;
-                    () = &mut shutdown => {
+                Outcome::Stopped(_) => continue,
+                Outcome::NothingDue { next_due } => next_due.map(|at| (at, true)),
+                Outcome::Standby { retry_at, .. } => Some((retry_at, true)),
+                Outcome::RelayDown { retry_at, .. } => {
+                    // Let another process try meanwhile; the back-off is not capped by
+                    // the idle poll, or a relay that is down would be asked every poll.
+                    if self.lease_renewed_at.is_some() {
                         self.release_lease().await?;
-                        return Ok(());
                     }
-                    () = tokio::time::sleep(wait) => {}
+                    Some((retry_at, false))
                 }
+            };
+            let wait = match wait_until {
+                Some((at, capped)) => {
+                    let wait = (at - clock.now()).to_std().unwrap_or(Duration::ZERO);
+                    if capped { wait.min(idle_poll) } else { wait }
+                }
+                None => idle_poll,
+            }
+            .max(Duration::from_millis(50));
+            tokio::select! {
+                biased;
+                () = stop.cancelled() => {
+                    self.release_lease().await?;
+                    return Ok(());
+                }
+                () = tokio::time::sleep(wait) => {}
             }
         }
     }

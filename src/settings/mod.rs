@@ -152,6 +152,13 @@ pub struct Delivery {
     pub retry_for: Duration,
     /// Permanent failures (5xx) after which a subscriber is marked bounced.
     pub bounce_threshold: u32,
+    /// The first wait after the relay is found down (or the outbox unwritable); doubles
+    /// with each failed try up to `relay_retry_max`.
+    pub relay_retry_initial: Duration,
+    pub relay_retry_max: Duration,
+    /// On SIGTERM/SIGINT, how long messages already handed to the relay may take to be
+    /// answered; those still unanswered then are recorded as unknown.
+    pub stop_grace: Duration,
 }
 
 /// `[dkim]`: optional DKIM signing.

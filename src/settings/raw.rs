@@ -167,6 +167,9 @@ struct RawDelivery {
     retry_max_interval: String,
     retry_for: String,
     bounce_threshold: u32,
+    relay_retry_initial: String,
+    relay_retry_max: String,
+    stop_grace: String,
 }
 
 impl Default for RawDelivery {
@@ -176,6 +179,9 @@ impl Default for RawDelivery {
             retry_max_interval: "6h".into(),
             retry_for: "3d".into(),
             bounce_threshold: 3,
+            relay_retry_initial: "10s".into(),
+            relay_retry_max: "5m".into(),
+            stop_grace: "10s".into(),
         }
     }
 }
@@ -499,7 +505,29 @@ impl RawSettings {
             retry_max_interval: duration("delivery.retry_max_interval", &d.retry_max_interval)?,
             retry_for: duration("delivery.retry_for", &d.retry_for)?,
             bounce_threshold: d.bounce_threshold.max(1),
+            relay_retry_initial: duration("delivery.relay_retry_initial", &d.relay_retry_initial)?,
+            relay_retry_max: duration("delivery.relay_retry_max", &d.relay_retry_max)?,
+            stop_grace: duration("delivery.stop_grace", &d.stop_grace)?,
         };
+        if delivery.relay_retry_initial.is_zero() {
+            return Err(SettingsError::invalid(
+                "delivery.relay_retry_initial",
+                "must be more than 0s (a relay that is down would be hammered)",
+            ));
+        }
+        if delivery.relay_retry_max < delivery.relay_retry_initial {
+            return Err(SettingsError::invalid(
+                "delivery.relay_retry_max",
+                "must be at least delivery.relay_retry_initial",
+            ));
+        }
+        if delivery.stop_grace > Duration::from_secs(60) {
+            return Err(SettingsError::invalid(
+                "delivery.stop_grace",
+                "at most 60s: a service manager kills a process that takes longer to stop \
+                 (raise TimeoutStopSec in packaging/gazette.service along with it)",
+            ));
+        }
 
         let dkim = match self.dkim {
             None => None,

@@ -20,6 +20,10 @@ pub enum DeliveryStatus {
     Failed,
     /// Not sent: the subscriber left after the audience was snapshotted.
     Skipped,
+    /// The message went out but no answer came (the connection broke after the final
+    /// dot, or gazette stopped before the relay answered): it may have arrived. Tried
+    /// again at `next_attempt_at`, so a duplicate is possible, a loss is not.
+    Unknown,
 }
 
 impl DeliveryStatus {
@@ -31,7 +35,21 @@ impl DeliveryStatus {
             Self::Retrying => "retrying",
             Self::Failed => "failed",
             Self::Skipped => "skipped",
+            Self::Unknown => "unknown",
         }
+    }
+
+    /// The status a database value names.
+    pub fn parse(value: &str) -> Option<Self> {
+        Some(match value {
+            "queued" => Self::Queued,
+            "sent" => Self::Sent,
+            "retrying" => Self::Retrying,
+            "failed" => Self::Failed,
+            "skipped" => Self::Skipped,
+            "unknown" => Self::Unknown,
+            _ => return None,
+        })
     }
 }
 
@@ -77,6 +95,22 @@ pub enum DeliveryUpdate {
     },
     /// Not sent: the subscriber is no longer active.
     Skipped { at: DateTime<Utc> },
+    /// Sent without an answer at `at` (see [`DeliveryStatus::Unknown`]); due again at
+    /// `next`.
+    Unknown {
+        at: DateTime<Utc>,
+        next: DateTime<Utc>,
+        error: String,
+    },
+}
+
+/// The lease a worker must still hold for its results to be written: checked (and
+/// extended to `expires_at`) in the transaction that records them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseClaim<'a> {
+    pub name: &'a str,
+    pub holder: &'a str,
+    pub expires_at: DateTime<Utc>,
 }
 
 /// An issue's ledger rows by status.
@@ -87,17 +121,19 @@ pub struct DeliveryCounts {
     pub retrying: u64,
     pub failed: u64,
     pub skipped: u64,
+    /// Sent without an answer; tried again later.
+    pub unknown: u64,
 }
 
 impl DeliveryCounts {
     /// Every row.
     pub fn total(&self) -> u64 {
-        self.queued + self.sent + self.retrying + self.failed + self.skipped
+        self.queued + self.sent + self.retrying + self.failed + self.skipped + self.unknown
     }
 
     /// Rows that still need an attempt.
     pub fn pending(&self) -> u64 {
-        self.queued + self.retrying
+        self.queued + self.retrying + self.unknown
     }
 }
 
@@ -130,7 +166,7 @@ impl Store {
             "SELECT d.issue_id, d.subscriber_id, d.attempts, d.first_attempt_at, \
                     s.email, s.name, s.status \
              FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id \
-             WHERE d.status IN ('queued', 'retrying') AND d.next_attempt_at <= ?1 \
+             WHERE d.status IN ('queued', 'retrying', 'unknown') AND d.next_attempt_at <= ?1 \
              ORDER BY d.next_attempt_at, d.issue_id, d.subscriber_id LIMIT ?2",
         )
         .bind(ts(now))
@@ -161,7 +197,8 @@ impl Store {
     /// When the next row falls due (queued or retrying), if any row still needs sending.
     pub async fn next_due_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         let at: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(next_attempt_at) FROM deliveries WHERE status IN ('queued', 'retrying')",
+            "SELECT MIN(next_attempt_at) FROM deliveries \
+             WHERE status IN ('queued', 'retrying', 'unknown')",
         )
         .fetch_one(&self.pool)
         .await?;
@@ -174,10 +211,45 @@ impl Store {
         &self,
         results: &[(IssueId, i64, DeliveryUpdate)],
     ) -> Result<(), StoreError> {
-        if results.is_empty() {
+        self.record_deliveries_holding(None, results).await
+    }
+
+    /// [`Store::record_deliveries`] for a worker holding the lease `claim`: in the same
+    /// transaction, the lease must still be `claim.holder`'s (it is extended), else
+    /// nothing is written and [`StoreError::LeaseLost`] says who has it. A worker whose
+    /// claim lapsed and was taken over can never write over the new holder's results.
+    pub async fn record_deliveries_holding(
+        &self,
+        claim: Option<&LeaseClaim<'_>>,
+        results: &[(IssueId, i64, DeliveryUpdate)],
+    ) -> Result<(), StoreError> {
+        if results.is_empty() && claim.is_none() {
             return Ok(());
         }
         let mut tx = self.pool.begin().await?;
+        if let Some(claim) = claim {
+            let held =
+                sqlx::query("UPDATE leases SET expires_at = ?3 WHERE name = ?1 AND holder = ?2")
+                    .bind(claim.name)
+                    .bind(claim.holder)
+                    .bind(ts(claim.expires_at))
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                    == 1;
+            if !held {
+                let holder: Option<String> =
+                    sqlx::query_scalar("SELECT holder FROM leases WHERE name = ?1")
+                        .bind(claim.name)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                tx.rollback().await?;
+                return Err(StoreError::LeaseLost {
+                    name: claim.name.to_owned(),
+                    holder: holder.unwrap_or_else(|| "nobody".into()),
+                });
+            }
+        }
         // Sent rows, the bulk of every batch, take a few set-based statements per batch
         // instead of two per row: each statement is a round trip to SQLite's thread.
         let mut sent: Vec<(&IssueId, DateTime<Utc>, i64)> = results
@@ -262,6 +334,21 @@ impl Store {
                         bounce(&mut tx, *subscriber, *threshold, *at).await?;
                     }
                 }
+                DeliveryUpdate::Unknown { at, next, error } => {
+                    sqlx::query(
+                        "UPDATE deliveries SET status = 'unknown', attempts = attempts + 1, \
+                         first_attempt_at = COALESCE(first_attempt_at, ?3), \
+                         next_attempt_at = ?4, last_error = ?5, updated_at = ?3 \
+                         WHERE issue_id = ?1 AND subscriber_id = ?2",
+                    )
+                    .bind(&issue)
+                    .bind(subscriber)
+                    .bind(ts(*at))
+                    .bind(ts(*next))
+                    .bind(error)
+                    .execute(&mut *tx)
+                    .await?;
+                }
                 DeliveryUpdate::Skipped { at } => {
                     sqlx::query(
                         "UPDATE deliveries SET status = 'skipped', updated_at = ?3 \
@@ -291,16 +378,17 @@ impl Store {
         for row in rows {
             let status: String = row.try_get("status")?;
             let n = row.try_get::<i64, _>("n")?.max(0) as u64;
-            match status.as_str() {
-                "queued" => counts.queued = n,
-                "sent" => counts.sent = n,
-                "retrying" => counts.retrying = n,
-                "failed" => counts.failed = n,
-                "skipped" => counts.skipped = n,
-                other => {
+            match DeliveryStatus::parse(&status) {
+                Some(DeliveryStatus::Queued) => counts.queued = n,
+                Some(DeliveryStatus::Sent) => counts.sent = n,
+                Some(DeliveryStatus::Retrying) => counts.retrying = n,
+                Some(DeliveryStatus::Failed) => counts.failed = n,
+                Some(DeliveryStatus::Skipped) => counts.skipped = n,
+                Some(DeliveryStatus::Unknown) => counts.unknown = n,
+                None => {
                     return Err(StoreError::Corrupt {
                         what: "delivery status",
-                        value: other.to_owned(),
+                        value: status,
                     });
                 }
             }
@@ -326,18 +414,11 @@ impl Store {
             return Ok(None);
         };
         let status: String = row.try_get("status")?;
-        let status = match status.as_str() {
-            "queued" => DeliveryStatus::Queued,
-            "sent" => DeliveryStatus::Sent,
-            "retrying" => DeliveryStatus::Retrying,
-            "failed" => DeliveryStatus::Failed,
-            "skipped" => DeliveryStatus::Skipped,
-            _ => {
-                return Err(StoreError::Corrupt {
-                    what: "delivery status",
-                    value: status,
-                });
-            }
+        let Some(status) = DeliveryStatus::parse(&status) else {
+            return Err(StoreError::Corrupt {
+                what: "delivery status",
+                value: status,
+            });
         };
         Ok(Some((
             status,

@@ -14,6 +14,7 @@ mod inbox;
 mod issues;
 mod leases;
 mod ledger;
+mod relay;
 mod slots;
 mod subscribers;
 mod web;
@@ -24,7 +25,8 @@ pub use inbox::{
     OwedNotice, UNVERIFIED_REPORT,
 };
 pub use issues::{FreezeOutcome, FrozenIssue};
-pub use ledger::{DeliveryCounts, DeliveryStatus, DeliveryUpdate, DueDelivery};
+pub use ledger::{DeliveryCounts, DeliveryStatus, DeliveryUpdate, DueDelivery, LeaseClaim};
+pub use relay::RelayStatus;
 pub use slots::{SlotRow, UnfinishedClaim};
 pub use subscribers::{
     Consent, ImportAction, ImportRow, NewSubscriber, Subscriber, SubscriberStatus,
@@ -75,6 +77,8 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("the lease '{name}' is held by {holder} now, so these results are not recorded")]
+    LeaseLost { name: String, holder: String },
 }
 
 /// How long a statement waits for another connection's write lock before failing.

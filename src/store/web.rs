@@ -82,7 +82,7 @@ pub struct WebFigures {
     pub subscribers: Vec<(&'static str, u64)>,
 }
 
-const DELIVERY_STATUSES: [&str; 5] = ["queued", "sent", "retrying", "failed", "skipped"];
+const DELIVERY_STATUSES: [&str; 6] = ["queued", "sent", "retrying", "failed", "skipped", "unknown"];
 const SUBSCRIBER_STATUSES: [SubscriberStatus; 4] = [
     SubscriberStatus::Pending,
     SubscriberStatus::Active,

@@ -38,6 +38,8 @@ pub struct StoreFigures {
     pub inbox_unverified_reports: Option<u64>,
     /// When the inbox was last polled (Unix seconds), when known.
     pub inbox_last_poll: Option<f64>,
+    /// The relay's state as the delivery worker last saw it, once it has tried.
+    pub relay: Option<crate::store::RelayStatus>,
 }
 
 /// A Prometheus label value: backslash, quote and newline escaped.
@@ -76,6 +78,33 @@ pub fn render(store: &StoreFigures, web: &WebCounters) -> String {
             out,
             "gazette_subscribers{{status=\"{}\"}} {n}",
             label(status)
+        );
+    }
+    if let Some(relay) = &store.relay {
+        family(
+            &mut out,
+            "gazette_relay_up",
+            "gauge",
+            "1 while the relay (or the outbox folder) takes messages, 0 while sending is stopped by a relay or local fault.",
+        );
+        let _ = writeln!(out, "gazette_relay_up {}", u8::from(relay.up));
+        family(
+            &mut out,
+            "gazette_relay_failures",
+            "gauge",
+            "Failed tries of the relay in a row (0 while it is up).",
+        );
+        let _ = writeln!(out, "gazette_relay_failures {}", relay.failures);
+        family(
+            &mut out,
+            "gazette_relay_retry_timestamp_seconds",
+            "gauge",
+            "While the relay is down: when the next try is due, in Unix seconds (0 while it is up).",
+        );
+        let _ = writeln!(
+            out,
+            "gazette_relay_retry_timestamp_seconds {}",
+            relay.retry_at.map_or(0, |at| at.timestamp())
         );
     }
     if let Some(n) = store.inbox_processed {
@@ -157,6 +186,7 @@ mod tests {
             inbox_processed: None,
             inbox_unverified_reports: None,
             inbox_last_poll: None,
+            relay: None,
         };
         let text = render(&figures, &WebCounters::default());
         assert!(
@@ -164,6 +194,26 @@ mod tests {
         );
         assert!(text.contains("gazette_subscribers{status=\"we\\\"ird\"} 1\n"));
         assert!(!text.contains("inbox"));
+        assert!(!text.contains("relay"));
         assert!(text.ends_with("gazette_web_rejected_tokens_total 0\n"));
+    }
+
+    #[test]
+    fn shows_a_relay_that_is_down_and_when_it_is_tried_again() {
+        let at = chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let figures = StoreFigures {
+            relay: Some(crate::store::RelayStatus {
+                up: false,
+                since: at,
+                retry_at: Some(at),
+                failures: 3,
+                error: Some("cannot connect".into()),
+            }),
+            ..StoreFigures::default()
+        };
+        let text = render(&figures, &WebCounters::default());
+        assert!(text.contains("\ngazette_relay_up 0\n"), "{text}");
+        assert!(text.contains("\ngazette_relay_failures 3\n"), "{text}");
+        assert!(text.contains("\ngazette_relay_retry_timestamp_seconds 1700000000\n"));
     }
 }

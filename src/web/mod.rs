@@ -303,6 +303,13 @@ async fn metrics_text(State(state): State<WebState>) -> Response {
         inbox_last_poll: inbox
             .and_then(|f| f.last_poll)
             .map(|at| at.timestamp() as f64),
+        relay: match state.store().relay_status().await {
+            Ok(relay) => relay,
+            Err(e) => {
+                tracing::error!(error = %e, "web: cannot read the relay state for /metrics");
+                None
+            }
+        },
     };
     (
         [(

@@ -105,8 +105,8 @@ async fn soft_rcpt_rejections_retry_with_backoff_and_go_out_when_the_fault_is_go
         .unwrap();
     assert_eq!(attempts, 1);
     assert!(error.as_deref().unwrap_or("").contains("450"), "{error:?}");
-    // Twelve temporary failures in a row read as the server pushing back.
-    assert!(w.rate_limit().is_some());
+    // A plain 450 is the recipient's server being unhappy, not a request to slow down.
+    assert!(w.rate_limit().is_none());
     assert_eq!(sink.received_count(), 0);
 
     // Still failing at the first retry: the next wait doubles.
@@ -199,25 +199,56 @@ async fn hard_rcpt_rejections_fail_and_count_toward_bounced() {
     assert_eq!(status, SubscriberStatus::Bounced);
 }
 
+/// The relay failed: every row is as it was queued, and the relay is backed off.
+fn relay_down(outcome: Outcome) -> (String, DateTime<Utc>) {
+    match outcome {
+        Outcome::RelayDown {
+            report,
+            error,
+            retry_at,
+        } => {
+            assert_eq!(report.total(), 0, "{report:?}");
+            (error, retry_at)
+        }
+        other => panic!("expected the relay to be down, got {other:?}"),
+    }
+}
+
+async fn all_queued_untouched(setup: &Setup) {
+    for id in &setup.ids {
+        let (status, attempts, _) = setup
+            .store
+            .delivery(issue_id(), *id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((status, attempts), (DeliveryStatus::Queued, 0));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn a_421_on_data_is_retried() {
+async fn a_421_on_data_stops_sending_without_charging_the_recipients() {
     let sink = SmtpSink::start(&["-Q", "DATA"]);
     let (s, ctx) = setup("fault-421", sink.port(), 3, &[]).await;
     let mut w = worker(&ctx, &s.store);
-    let report = worked(w.try_once(s.t0).await.unwrap());
-    assert_eq!((report.retrying, report.sent, report.failed), (3, 0, 0));
-    let error = first_error(&s).await;
-    assert!(error.as_deref().unwrap_or("").contains("421"), "{error:?}");
+    let (error, retry_at) = relay_down(w.try_once(s.t0).await.unwrap());
+    assert!(error.contains("421") && error.contains("DATA"), "{error}");
+    assert!(retry_at > s.t0);
+    all_queued_untouched(&s).await;
+    let relay = s.store.relay_status().await.unwrap().unwrap();
+    assert!(!relay.up);
+    assert_eq!(relay.retry_at, Some(retry_at));
     assert_eq!(sink.received_count(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_connection_dropped_after_the_final_dot_is_retried_and_no_row_is_lost() {
+async fn a_connection_dropped_after_the_final_dot_is_unknown_retried_and_no_row_is_lost() {
     let sink = SmtpSink::start(&["-q", "."]);
     let (s, ctx) = setup("fault-drop", sink.port(), 5, &[]).await;
     let mut w = worker(&ctx, &s.store);
     let report = worked(w.try_once(s.t0).await.unwrap());
-    assert_eq!((report.retrying, report.sent, report.failed), (5, 0, 0));
+    assert_eq!((report.unknown, report.sent, report.failed), (5, 0, 0));
+    assert_eq!(statuses(&s).await[&DeliveryStatus::Unknown], 5);
     let error = first_error(&s).await;
     assert!(
         error.as_deref().unwrap_or("").contains("connection lost"),
@@ -241,17 +272,17 @@ async fn a_connection_dropped_after_the_final_dot_is_retried_and_no_row_is_lost(
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_slow_server_times_out_and_a_patient_client_gets_through() {
+async fn a_stalled_server_is_a_relay_fault_and_a_patient_client_gets_through() {
+    // DATA is answered after 2 s; with 1 s per command the relay counts as stalled.
     let sink = SmtpSink::start(&["-w", "2"]);
     let (s, ctx) = setup("fault-delay", sink.port(), 2, &[("smtp.timeout", "\"1s\"")]).await;
     let mut w = worker(&ctx, &s.store);
-    let report = worked(w.try_once(s.t0).await.unwrap());
-    assert_eq!((report.retrying, report.sent), (2, 0));
-    let error = first_error(&s).await;
+    let (error, _) = relay_down(w.try_once(s.t0).await.unwrap());
     assert!(
-        error.as_deref().unwrap_or("").contains("timed out"),
-        "{error:?}"
+        error.contains("no answer") && error.contains("DATA"),
+        "{error}"
     );
+    all_queued_untouched(&s).await;
 
     // The first worker hands the ledger over, as a stopping daemon does.
     w.release_lease().await.unwrap();
@@ -259,4 +290,5 @@ async fn a_slow_server_times_out_and_a_patient_client_gets_through() {
     let mut w = worker(&ctx, &s.store);
     let report = worked(w.try_once(s.t0 + Span::minutes(5)).await.unwrap());
     assert_eq!((report.sent, report.retrying), (2, 0));
+    assert!(s.store.relay_status().await.unwrap().unwrap().up);
 }

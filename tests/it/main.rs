@@ -14,6 +14,7 @@ mod inbox;
 mod inbox_trust;
 mod judges;
 mod mailstack_delivery;
+mod outages;
 mod send_now;
 mod slots;
 mod subscribers;

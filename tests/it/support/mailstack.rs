@@ -739,21 +739,32 @@ impl SmtpSink {
     /// Starts `smtp-sink` with the extra `args`, recording every message, and returns
     /// once it answers SMTP.
     pub fn start(args: &[&str]) -> SmtpSink {
-        SmtpSink::start_mode(args, true)
+        SmtpSink::start_mode(args, true, None)
     }
 
     /// Like [`start`](Self::start), but the sink keeps no copies and only counts
     /// completed messages (see [`received_count`](Self::received_count)): as fast as
     /// `smtp-sink` goes, for benchmarks. [`received`](Self::received) is not available.
     pub fn start_unrecorded(args: &[&str]) -> SmtpSink {
-        SmtpSink::start_mode(args, false)
+        SmtpSink::start_mode(args, false, None)
     }
 
-    fn start_mode(args: &[&str], recorded: bool) -> SmtpSink {
+    /// Like [`start`](Self::start), on a given `port` (checked free by [`free_port`]):
+    /// for a relay that comes back where a client was told to find it.
+    pub fn start_on(port: u16, args: &[&str]) -> SmtpSink {
+        SmtpSink::start_mode(args, true, Some(port))
+    }
+
+    /// [`start_unrecorded`](Self::start_unrecorded) on a given `port`.
+    pub fn start_unrecorded_on(port: u16, args: &[&str]) -> SmtpSink {
+        SmtpSink::start_mode(args, false, Some(port))
+    }
+
+    fn start_mode(args: &[&str], recorded: bool, port: Option<u16>) -> SmtpSink {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let mut sink = SmtpSink::start_once(args, recorded);
+            let mut sink = SmtpSink::start_once(args, recorded, port);
             if listener_count(sink.port) <= 1 {
                 return sink;
             }
@@ -766,7 +777,7 @@ impl SmtpSink {
         }
     }
 
-    fn start_once(args: &[&str], recorded: bool) -> SmtpSink {
+    fn start_once(args: &[&str], recorded: bool, port: Option<u16>) -> SmtpSink {
         let root = unique_dir("gazette-smtpsink");
         let dump_dir = root.join("dump");
         std::fs::create_dir(&dump_dir).expect("create smtp-sink dump dir");
@@ -774,7 +785,7 @@ impl SmtpSink {
         // then creates the dump files.
         std::fs::set_permissions(&dump_dir, std::fs::Permissions::from_mode(0o777))
             .expect("chmod smtp-sink dump dir");
-        let port = free_port();
+        let port = port.unwrap_or_else(free_port);
         let log = std::fs::File::create(root.join("smtp-sink.log")).expect("create smtp-sink log");
 
         let mut command = Command::new(program("smtp-sink"));
@@ -919,6 +930,16 @@ impl SmtpSink {
             }
             thread::sleep(POLL_INTERVAL);
         }
+    }
+
+    /// How many transactions are under way right now (past MAIL FROM, before the final
+    /// dot): messages a client has in flight.
+    pub fn in_progress(&self) -> usize {
+        assert!(
+            self.recorded,
+            "SmtpSink::in_progress: needs a recording sink"
+        );
+        self.open_files().len()
     }
 
     /// What `smtp-sink` printed (warnings such as lost connections, fatal errors).
