@@ -24,7 +24,8 @@ pub use issues::{FreezeOutcome, FrozenIssue};
 pub use ledger::{DeliveryCounts, DeliveryStatus, DeliveryUpdate, DueDelivery};
 pub use slots::SlotRow;
 pub use subscribers::{
-    Consent, ImportAction, ImportRow, NewSubscriber, Subscriber, SubscriberStatus,
+    Consent, ImportAction, ImportRow, ImportSession, NewSubscriber, ReactivateOutcome, Reactivated,
+    Subscriber, SubscriberMerge, SubscriberStatus,
 };
 pub use web::{ArchivedIssue, ConfirmOutcome, SignupOutcome, WebFigures, WebSubscriber};
 
@@ -91,7 +92,9 @@ impl Store {
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Self { pool })
+        let store = Self { pool };
+        store.report_merges().await?;
+        Ok(store)
     }
 
     /// Whether the database file `url` names exists (without creating it): lets a dry run

@@ -1,7 +1,7 @@
 //! What the web side reads and writes: sign-up requests and their confirmation,
 //! unsubscribe and resubscribe by token, the archive, and the figures for `/metrics`.
 
-use super::subscribers::{email_from_db, name_from_db, status_from_db};
+use super::subscribers::{current_id, email_from_db, name_from_db, resolve_id, status_from_db};
 use super::{FrozenIssue, Store, StoreError, SubscriberStatus, from_ts, ts};
 use crate::domain::{HeaderText, IssueId, SubscriberEmail};
 use chrono::{DateTime, Utc};
@@ -95,14 +95,15 @@ impl Store {
         let mut tx = self.pool.begin_with(IMMEDIATE).await?;
         sqlx::query(
             "INSERT INTO subscribers (email, name, status, bounce_count, created_at, updated_at) \
-             VALUES (?1, NULL, 'pending', 0, ?2, ?2) ON CONFLICT (email) DO NOTHING",
+             VALUES (?1, NULL, 'pending', 0, ?2, ?2) ON CONFLICT DO NOTHING",
         )
         .bind(email.as_str())
         .bind(ts(now))
         .execute(&mut *tx)
         .await?;
-        let row = sqlx::query("SELECT id, status FROM subscribers WHERE email = ?1")
-            .bind(email.as_str())
+        // One mailbox, one subscriber: any spelling finds the row first written.
+        let row = sqlx::query("SELECT id, email, status FROM subscribers WHERE lower(email) = ?1")
+            .bind(email.key())
             .fetch_one(&mut *tx)
             .await?;
         let id: i64 = row.try_get("id")?;
@@ -123,7 +124,7 @@ impl Store {
         tx.commit().await?;
         Ok(SignupOutcome::Confirm {
             subscriber_id: id,
-            email: email.clone(),
+            email: email_from_db(row.try_get("email")?)?,
             name: name.cloned(),
         })
     }
@@ -135,11 +136,12 @@ impl Store {
         id: i64,
         since: DateTime<Utc>,
     ) -> Result<Option<WebSubscriber>, StoreError> {
-        let Some(row) = sqlx::query(
-            "SELECT email, status, EXISTS (SELECT 1 FROM web_signups w \
+        let Some(row) = sqlx::query(concat!(
+            "SELECT id, email, status, EXISTS (SELECT 1 FROM web_signups w \
              WHERE w.subscriber_id = s.id AND w.confirmed_at IS NULL \
-             AND w.requested_at >= ?2) AS open FROM subscribers s WHERE s.id = ?1",
-        )
+             AND w.requested_at >= ?2) AS open FROM subscribers s WHERE s.id = ",
+            current_id!("1")
+        ))
         .bind(id)
         .bind(ts(since))
         .fetch_optional(&self.pool)
@@ -148,7 +150,7 @@ impl Store {
             return Ok(None);
         };
         Ok(Some(WebSubscriber {
-            id,
+            id: row.try_get("id")?,
             email: email_from_db(row.try_get("email")?)?,
             status: status_from_db(row.try_get("status")?)?,
             signup_open: row.try_get::<i64, _>("open")? != 0,
@@ -167,6 +169,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<ConfirmOutcome, StoreError> {
         let mut tx = self.pool.begin_with(IMMEDIATE).await?;
+        let id = resolve_id(&mut tx, id).await?;
         let Some(status) =
             sqlx::query_scalar::<_, String>("SELECT status FROM subscribers WHERE id = ?1")
                 .bind(id)
@@ -252,6 +255,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Option<SubscriberStatus>, StoreError> {
         let mut tx = self.pool.begin_with(IMMEDIATE).await?;
+        let id = resolve_id(&mut tx, id).await?;
         let Some(before) =
             sqlx::query_scalar::<_, String>("SELECT status FROM subscribers WHERE id = ?1")
                 .bind(id)
