@@ -166,7 +166,8 @@ impl fmt::Display for LineReport {
             } => match old_name {
                 Some(old) => write!(
                     f,
-                    "line {line}: {email}: name updated from {old:?} to {:?}",
+                    "line {line}: {email}: name updated from {:?} to {:?}",
+                    old.as_str(),
                     new_name.as_str()
                 ),
                 None => write!(
@@ -544,6 +545,9 @@ struct Line {
     text: Result<String, String>,
 }
 
+/// A line's number and its bytes (`None` if longer than [`MAX_LINE`]).
+type RawLine<'a> = (u64, Option<&'a [u8]>);
+
 /// Reads lines (ending in `\n` or `\r\n`) holding at most [`MAX_LINE`] bytes of one, so
 /// a file without line breaks cannot fill the memory.
 struct Lines<R> {
@@ -563,7 +567,7 @@ impl<R: BufRead> Lines<R> {
 
     /// The next line's number and bytes (`None` if longer than [`MAX_LINE`]), or `None`
     /// at the end of the file.
-    fn next_raw(&mut self) -> std::io::Result<Option<(u64, Option<&[u8]>)>> {
+    fn next_raw(&mut self) -> std::io::Result<Option<RawLine<'_>>> {
         self.buf.clear();
         let mut too_long = false;
         let mut any = false;

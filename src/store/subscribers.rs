@@ -442,14 +442,16 @@ impl Store {
     ) -> Result<ImportSession, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         // Temporary tables belong to the connection, which the transaction holds: the
-        // mailboxes seen so far in the file, and the batch being applied.
+        // mailboxes seen so far in the file, and the batch being applied. `email_key` has
+        // no type on purpose: a TEXT column's affinity would keep SQLite from using the
+        // `lower(email)` index when comparing with it.
         for sql in [
-            "CREATE TEMP TABLE IF NOT EXISTS import_seen \
-             (email_key TEXT PRIMARY KEY, line INTEGER NOT NULL) WITHOUT ROWID",
-            "CREATE TEMP TABLE IF NOT EXISTS import_rows \
-             (email_key TEXT PRIMARY KEY, email TEXT NOT NULL, line INTEGER NOT NULL, name TEXT)",
-            "DELETE FROM temp.import_seen",
-            "DELETE FROM temp.import_rows",
+            "DROP TABLE IF EXISTS temp.import_seen",
+            "DROP TABLE IF EXISTS temp.import_rows",
+            "CREATE TEMP TABLE import_seen \
+             (email_key PRIMARY KEY, line INTEGER NOT NULL) WITHOUT ROWID",
+            "CREATE TEMP TABLE import_rows \
+             (email_key PRIMARY KEY, email TEXT NOT NULL, line INTEGER NOT NULL, name TEXT)",
         ] {
             sqlx::query(sql).execute(&mut *tx).await?;
         }
@@ -663,12 +665,14 @@ impl ImportSession {
             actions.insert(line, action);
         }
 
+        // Driven by the batch, each row finding its subscriber through the mailbox index
+        // (`+status` keeps the planner off the status index, which would scan everyone).
         sqlx::query(
-            "UPDATE subscribers SET updated_at = ?1, \
-             name = (SELECT i.name FROM temp.import_rows i WHERE i.email_key = lower(subscribers.email)) \
-             WHERE status IN ('active', 'pending') AND lower(email) IN \
-               (SELECT i.email_key FROM temp.import_rows i \
-                WHERE i.name IS NOT NULL AND i.name IS NOT subscribers.name)",
+            "UPDATE subscribers SET updated_at = ?1, name = \
+               (SELECT i.name FROM temp.import_rows i WHERE i.email_key = lower(subscribers.email)) \
+             WHERE lower(email) IN (SELECT email_key FROM temp.import_rows WHERE name IS NOT NULL) \
+             AND +status IN ('active', 'pending') AND name IS NOT \
+               (SELECT i.name FROM temp.import_rows i WHERE i.email_key = lower(subscribers.email))",
         )
         .bind(self.now)
         .execute(&mut **tx)

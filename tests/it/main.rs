@@ -7,6 +7,8 @@ mod crash;
 mod daemon;
 mod delivery_support;
 mod faults;
+mod identity;
+mod imports;
 mod inbox;
 mod mailstack_delivery;
 mod send_now;
