@@ -178,7 +178,7 @@ async fn reactivate(
 }
 
 /// The CSV columns of `list` and `export`.
-pub const CSV_HEADER: [&str; 9] = [
+pub const CSV_HEADER: [&str; 11] = [
     "email",
     "name",
     "status",
@@ -188,6 +188,8 @@ pub const CSV_HEADER: [&str; 9] = [
     "bounce_count",
     "created_at",
     "updated_at",
+    "reactivated_at",
+    "reactivated_by",
 ];
 
 fn time(t: DateTime<Utc>) -> String {
@@ -209,6 +211,11 @@ pub fn write_csv(subscribers: &[Subscriber], out: impl Write) -> anyhow::Result<
             &s.bounce_count.to_string(),
             &time(s.created_at),
             &time(s.updated_at),
+            &s.reactivated
+                .as_ref()
+                .map(|r| time(r.at))
+                .unwrap_or_default(),
+            s.reactivated.as_ref().map_or("", |r| r.by.as_str()),
         ])?;
     }
     writer.flush()?;
