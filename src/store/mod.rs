@@ -13,6 +13,7 @@ mod inbox;
 mod issues;
 mod leases;
 mod ledger;
+mod mailbox_merge;
 mod slots;
 mod subscribers;
 mod web;
@@ -93,6 +94,7 @@ impl Store {
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
         let store = Self { pool };
+        store.merge_mailbox_twins().await?;
         store.report_merges().await?;
         Ok(store)
     }

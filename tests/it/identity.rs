@@ -286,6 +286,18 @@ async fn old_store(dir: &TempDir) -> String {
     .execute(&pool)
     .await
     .unwrap();
+    // A table the merge code does not know (as a later feature might add) follows too.
+    sqlx::query(
+        "CREATE TABLE sent_messages (message_id TEXT PRIMARY KEY, \
+         subscriber_id INTEGER NOT NULL REFERENCES subscribers (id))",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query("INSERT INTO sent_messages VALUES ('<a@x>', 5), ('<b@x>', 8), ('<c@x>', 6)")
+        .execute(&pool)
+        .await
+        .unwrap();
     pool.close().await;
     url
 }
@@ -360,6 +372,28 @@ async fn twins_in_an_old_store_are_merged_when_it_is_opened() {
         .unwrap()
         .expect("merged id resolves on the web");
     assert_eq!(web.id, 4);
+
+    // Every other reference follows the row kept.
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let refs: Vec<(String, i64)> =
+        sqlx::query_as("SELECT message_id, subscriber_id FROM sent_messages ORDER BY message_id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        refs,
+        [
+            ("<a@x>".into(), 4),
+            ("<b@x>".into(), 7),
+            ("<c@x>".into(), 6)
+        ]
+    );
+    let signup_of: i64 = sqlx::query_scalar("SELECT subscriber_id FROM web_signups")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(signup_of, 1);
+    pool.close().await;
 
     // From now on a third spelling is refused by the database itself.
     let (s, added) = store
@@ -448,4 +482,32 @@ fn reactivate_brings_back_a_bounced_address_and_refuses_an_unsubscribed_one() {
         assert_eq!(left.reactivated, None);
         store.close().await;
     });
+}
+
+#[test]
+fn the_first_start_after_the_upgrade_says_what_it_merged() {
+    let dir = TempDir::new("identity-merge-log");
+    let config = file_config(&dir, &[]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let url = rt.block_on(old_store(&dir));
+    assert_eq!(url, context(&config).settings.store.url);
+
+    let out = run(&config, &["subscribers", "list"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let log = String::from_utf8_lossy(&out.stderr);
+    for line in [
+        "merged Ada@example.org into ada@example.org (now unsubscribed)",
+        "merged ADA@example.org into ada@example.org (now unsubscribed)",
+        "merged Bob@example.org into bob@example.org (now bounced)",
+        "merged dan@example.org into Dan@example.org (now active)",
+    ] {
+        assert!(log.contains(line), "{line}\n{}", describe(&out));
+    }
+    // Said once: the next start is quiet.
+    let out = run(&config, &["subscribers", "list"]);
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("merged"),
+        "{}",
+        describe(&out)
+    );
 }
