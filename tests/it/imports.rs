@@ -319,3 +319,56 @@ fn the_printed_report_names_each_line_that_needs_a_look_and_totals_every_line() 
     // added, updated, unchanged, suppressed, invalid, duplicate, blank, header, sum, lines
     assert_eq!(numbers, [1, 1, 0, 0, 1, 0, 1, 1, 5, 5], "{totals}");
 }
+
+/// Runs `gazette subscribers import FILE` to its end; returns its peak RSS in KiB.
+fn import_peak_rss_kib(config: &Path, file: &Path) -> u64 {
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_gazette"))
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "subscribers",
+            "import",
+        ])
+        .arg(file)
+        .current_dir(crate::support::repo_root())
+        .env("GAZETTE_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: rusage is plain old data that wait4 fills in for the child it reaps;
+    // `status` and `usage` are valid for writes, and nothing else waits for this child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(reaped, pid, "wait4: {}", std::io::Error::last_os_error());
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "import failed: {status:#x}"
+    );
+    // Linux reports ru_maxrss in KiB.
+    usage.ru_maxrss as u64
+}
+
+#[test]
+fn a_long_import_needs_no_more_memory_than_a_short_one() {
+    let rss = |rows: usize| {
+        let dir = TempDir::new("import-memory");
+        let config = file_config(&dir, &[]);
+        let file = dir.path().join("many.csv");
+        let mut text = String::from("email,name\n");
+        for i in 0..rows {
+            text.push_str(&format!("reader{i}@example.org,Reader number {i}\n"));
+        }
+        std::fs::write(&file, text).unwrap();
+        import_peak_rss_kib(&config, &file)
+    };
+    let short = rss(20_000);
+    let long = rss(300_000);
+    eprintln!("peak RSS: 20 000 rows {short} KiB, 300 000 rows {long} KiB");
+    // Holding the rows would cost well over 30 MiB more; a stream costs the same.
+    assert!(
+        long < short + 16 * 1024,
+        "20 000 rows: {short} KiB, 300 000 rows: {long} KiB"
+    );
+}
