@@ -321,6 +321,8 @@ fn the_printed_report_names_each_line_that_needs_a_look_and_totals_every_line() 
 }
 
 /// Runs `gazette subscribers import FILE` to its end; returns its peak RSS in KiB.
+// The child is reaped with wait4, which also tells its peak RSS; Child::wait cannot.
+#[allow(clippy::zombie_processes)]
 fn import_peak_rss_kib(config: &Path, file: &Path) -> u64 {
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_gazette"))
         .args([
