@@ -98,13 +98,23 @@ pub enum SubscribersCommand {
     },
     /// Unsubscribe an address (it stays on the suppression list).
     Remove { email: String },
+    /// Make a bounced address active again (after its mailbox was fixed, or when the
+    /// bounces were not its fault); records who did it. Refuses unsubscribed addresses:
+    /// those come back only through the subscriber's own confirmed sign-up.
+    Reactivate {
+        email: String,
+        /// Who is doing it, for the record (default: `cli:$USER`).
+        #[arg(long, value_name = "WHO")]
+        by: Option<String>,
+    },
     /// Write subscribers as CSV (email,name,status,…) to stdout.
     List {
         /// Only subscribers with this status (pending, active, unsubscribed, bounced).
         #[arg(long, value_name = "STATUS")]
         status: Option<SubscriberStatus>,
     },
-    /// Import a CSV file with an `email` column and an optional `name` column.
+    /// Import a CSV file (comma-, semicolon- or tab-separated, UTF-8) with an `email`
+    /// column and an optional `name` column; every line is accounted for.
     Import {
         #[arg(value_name = "FILE.csv")]
         file: PathBuf,

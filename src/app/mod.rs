@@ -8,6 +8,7 @@ mod cli;
 mod content;
 pub mod daemon;
 pub mod delivery;
+pub mod import;
 mod inbox;
 pub mod subscribers;
 mod web;

@@ -1,12 +1,13 @@
-//! `gazette subscribers add|remove|list|import|export`.
+//! `gazette subscribers add|remove|reactivate|list|import|export`.
 //!
 //! Raw input (an address, a name, a CSV row) becomes a [`SubscriberEmail`] and a
 //! [`HeaderText`] here, at the edge; what cannot is reported with the reason.
 
+use super::import::import_file;
 use super::{Context, SubscribersCommand};
 use crate::domain::{HeaderText, SubscriberEmail};
 use crate::store::{
-    Consent, ImportAction, ImportRow, NewSubscriber, Store, Subscriber, SubscriberStatus,
+    Consent, NewSubscriber, ReactivateOutcome, Store, Subscriber, SubscriberStatus,
 };
 use anyhow::{Context as _, bail};
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -31,14 +32,9 @@ pub async fn run(ctx: &Context, command: SubscribersCommand) -> anyhow::Result<E
             write_csv(&store.subscribers(None).await?, std::io::stdout().lock())?;
             ExitCode::SUCCESS
         }
-        SubscribersCommand::Import { file } => {
-            let report = import_file(&store, &file, now).await?;
-            print!("{}", report.render());
-            if report.invalid.is_empty() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(2)
-            }
+        SubscribersCommand::Import { file } => import(&store, &file, now).await?,
+        SubscribersCommand::Reactivate { email, by } => {
+            reactivate(&store, &email, by.as_deref(), now).await?
         }
     };
     store.close().await;
@@ -110,8 +106,79 @@ async fn remove(store: &Store, email: &str, now: DateTime<Utc>) -> anyhow::Resul
     Ok(ExitCode::SUCCESS)
 }
 
+/// `subscribers import`: prints the lines that need a look as they are decided (the
+/// routine ones are counted), then the totals; exits 2 if any line was invalid.
+async fn import(store: &Store, file: &Path, now: DateTime<Utc>) -> anyhow::Result<ExitCode> {
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut failed = None;
+    let report = import_file(store, file, now, |line| {
+        if line.is_notable() && failed.is_none() {
+            failed = writeln!(out, "{line}").err();
+        }
+    })
+    .await?;
+    if let Some(e) = failed {
+        return Err(e).context("writing the import report");
+    }
+    if report.delimiter != super::import::Delimiter::Comma {
+        writeln!(out, "{}: read as {}", file.display(), report.delimiter)?;
+    }
+    writeln!(out, "{}", report.summary())?;
+    out.flush()?;
+    Ok(if report.totals.invalid == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
+}
+
+/// `subscribers reactivate`: brings a bounced address back, recording who did it.
+async fn reactivate(
+    store: &Store,
+    email: &str,
+    by: Option<&str>,
+    now: DateTime<Utc>,
+) -> anyhow::Result<ExitCode> {
+    let email = parse_email(email)?;
+    let by = match by.map(str::trim).filter(|b| !b.is_empty()) {
+        Some(by) => HeaderText::parse(by)
+            .map_err(|e| anyhow::anyhow!("--by {e}"))?
+            .as_str()
+            .to_owned(),
+        None => std::env::var("USER")
+            .ok()
+            .filter(|u| !u.is_empty())
+            .map_or_else(|| "cli".to_owned(), |u| format!("cli:{u}")),
+    };
+    match store.reactivate(&email, &by, now).await? {
+        ReactivateOutcome::Reactivated(s) => {
+            println!("reactivated {} (was bounced; by {by})", s.email);
+            Ok(ExitCode::SUCCESS)
+        }
+        ReactivateOutcome::NotBounced(SubscriberStatus::Unsubscribed) => {
+            eprintln!(
+                "{email} unsubscribed and is not reactivated: only the subscriber can come \
+                 back, by signing up again and confirming the mail that sends (double opt-in)"
+            );
+            Ok(ExitCode::FAILURE)
+        }
+        ReactivateOutcome::NotBounced(SubscriberStatus::Pending) => {
+            eprintln!(
+                "{email} is pending and is not reactivated: it becomes active when the \
+                 subscriber confirms their sign-up"
+            );
+            Ok(ExitCode::FAILURE)
+        }
+        ReactivateOutcome::NotBounced(status) => {
+            println!("{email} is {status}; nothing to do");
+            Ok(ExitCode::SUCCESS)
+        }
+        ReactivateOutcome::Unknown => bail!("{email} is not a subscriber"),
+    }
+}
+
 /// The CSV columns of `list` and `export`.
-pub const CSV_HEADER: [&str; 9] = [
+pub const CSV_HEADER: [&str; 11] = [
     "email",
     "name",
     "status",
@@ -121,6 +188,8 @@ pub const CSV_HEADER: [&str; 9] = [
     "bounce_count",
     "created_at",
     "updated_at",
+    "reactivated_at",
+    "reactivated_by",
 ];
 
 fn time(t: DateTime<Utc>) -> String {
@@ -142,144 +211,13 @@ pub fn write_csv(subscribers: &[Subscriber], out: impl Write) -> anyhow::Result<
             &s.bounce_count.to_string(),
             &time(s.created_at),
             &time(s.updated_at),
+            &s.reactivated
+                .as_ref()
+                .map(|r| time(r.at))
+                .unwrap_or_default(),
+            s.reactivated.as_ref().map_or("", |r| r.by.as_str()),
         ])?;
     }
     writer.flush()?;
     Ok(())
-}
-
-/// What an import did, row by row.
-#[derive(Debug, Default)]
-pub struct ImportReport {
-    pub added: u64,
-    pub updated: Vec<(u64, String)>,
-    pub unchanged: u64,
-    /// Line, address, and the earlier line with the same address.
-    pub duplicates: Vec<(u64, String, u64)>,
-    /// Line, address, and the status that suppresses it.
-    pub suppressed: Vec<(u64, String, SubscriberStatus)>,
-    /// Line and why the row was refused.
-    pub invalid: Vec<(u64, String)>,
-}
-
-impl ImportReport {
-    /// The report as printed: one line per row that needs a look, then the totals.
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        for (line, reason) in &self.invalid {
-            out.push_str(&format!("line {line}: invalid: {reason}\n"));
-        }
-        for (line, email, status) in &self.suppressed {
-            out.push_str(&format!(
-                "line {line}: {email}: skipped, {status} (suppressed; not re-subscribed)\n"
-            ));
-        }
-        for (line, email, first) in &self.duplicates {
-            out.push_str(&format!(
-                "line {line}: {email}: duplicate of line {first}, ignored\n"
-            ));
-        }
-        for (line, email) in &self.updated {
-            out.push_str(&format!("line {line}: {email}: name updated\n"));
-        }
-        out.push_str(&format!(
-            "{} added, {} updated, {} unchanged, {} skipped (suppressed), {} invalid, \
-             {} duplicate\n",
-            self.added,
-            self.updated.len(),
-            self.unchanged,
-            self.suppressed.len(),
-            self.invalid.len(),
-            self.duplicates.len()
-        ));
-        out
-    }
-}
-
-/// Reads a CSV file with an `email` column (and optionally `name`) and imports it in one
-/// transaction. Rows that cannot be parsed are reported, never imported.
-pub async fn import_file(
-    store: &Store,
-    path: &Path,
-    now: DateTime<Utc>,
-) -> anyhow::Result<ImportReport> {
-    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut reader = csv::ReaderBuilder::new()
-        .flexible(true)
-        .trim(csv::Trim::All)
-        .from_reader(std::io::BufReader::new(file));
-    let headers = reader
-        .headers()
-        .with_context(|| format!("reading the header row of {}", path.display()))?
-        .clone();
-    let column = |want: &str| {
-        headers.iter().position(|h| {
-            h.trim_start_matches('\u{feff}')
-                .trim()
-                .eq_ignore_ascii_case(want)
-        })
-    };
-    let Some(email_col) = column("email") else {
-        bail!(
-            "{}: the header row has no `email` column (found: {})",
-            path.display(),
-            headers.iter().collect::<Vec<_>>().join(", ")
-        );
-    };
-    let name_col = column("name");
-
-    let mut report = ImportReport::default();
-    let mut rows = Vec::new();
-    let mut emails = std::collections::HashMap::new();
-    for record in reader.records() {
-        let record = match record {
-            Ok(r) => r,
-            Err(e) => {
-                let line = e.position().map_or(0, |p| p.line());
-                report.invalid.push((line, format!("unreadable CSV: {e}")));
-                continue;
-            }
-        };
-        let line = record.position().map_or(0, |p| p.line());
-        let raw_email = record.get(email_col).unwrap_or("");
-        let email = match SubscriberEmail::parse(raw_email) {
-            Ok(e) => e,
-            Err(e) => {
-                report.invalid.push((line, format!("'{raw_email}': {e}")));
-                continue;
-            }
-        };
-        let name = match parse_name(name_col.and_then(|c| record.get(c))) {
-            Ok(n) => n,
-            Err(e) => {
-                report.invalid.push((line, format!("{email}: {e}")));
-                continue;
-            }
-        };
-        emails.insert(line, email.to_string());
-        rows.push(ImportRow { line, email, name });
-    }
-
-    let consent = Consent {
-        at: Some(now),
-        source: Some(format!(
-            "import:{}",
-            path.file_name().unwrap_or_default().to_string_lossy()
-        )),
-        ip: None,
-    };
-    for (line, action) in store.import_subscribers(&rows, &consent, now).await? {
-        let email = emails.remove(&line).unwrap_or_default();
-        match action {
-            ImportAction::Added => report.added += 1,
-            ImportAction::Updated => report.updated.push((line, email)),
-            ImportAction::Unchanged => report.unchanged += 1,
-            ImportAction::SkippedSuppressed(status) => {
-                report.suppressed.push((line, email, status))
-            }
-            ImportAction::Duplicate(first) => report.duplicates.push((line, email, first)),
-        }
-    }
-    report.invalid.sort();
-    Ok(report)
 }

@@ -21,9 +21,16 @@ pub enum EmailError {
 
 /// An address a newsletter can be sent to.
 ///
-/// The local part keeps its case (RFC 5321 lets servers treat it as case-sensitive);
-/// the domain is lower-cased, so two spellings of one mailbox compare equal.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// One mailbox, one subscriber: two addresses are the same when they are equal with
+/// letters A–Z compared without case, over the whole address ([`SubscriberEmail::key`]).
+/// RFC 5321 would let a server tell `Ada@` from `ada@`, but no large mailbox provider
+/// does, and Mailman and listmonk compare the same way. The spelling first given is kept
+/// for sending: the local part keeps its case, the domain is lower-cased.
+///
+/// Equality, hashing and ordering go by the key, so no caller can compare spellings by
+/// mistake. The store's unique index is `lower(email)`, which is this key (SQLite's
+/// `lower` folds A–Z only, as [`str::to_ascii_lowercase`] does).
+#[derive(Debug, Clone)]
 pub struct SubscriberEmail(String);
 
 impl SubscriberEmail {
@@ -72,9 +79,44 @@ impl SubscriberEmail {
         &self.0
     }
 
+    /// What two spellings of one mailbox have in common: the whole address with A–Z
+    /// lower-cased. The store looks subscribers up by it.
+    pub fn key(&self) -> String {
+        self.0.to_ascii_lowercase()
+    }
+
     /// The part after the '@', lower-cased.
     pub fn domain(&self) -> &str {
         self.0.rsplit_once('@').map(|(_, d)| d).unwrap_or_default()
+    }
+}
+
+impl PartialEq for SubscriberEmail {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.eq_ignore_ascii_case(&other.0)
+    }
+}
+
+impl Eq for SubscriberEmail {}
+
+impl std::hash::Hash for SubscriberEmail {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        for b in self.0.bytes() {
+            state.write_u8(b.to_ascii_lowercase());
+        }
+    }
+}
+
+impl PartialOrd for SubscriberEmail {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for SubscriberEmail {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        let a = self.0.bytes().map(|b| b.to_ascii_lowercase());
+        a.cmp(other.0.bytes().map(|b| b.to_ascii_lowercase()))
     }
 }
 
@@ -99,6 +141,22 @@ mod tests {
         let e = SubscriberEmail::parse("  Ada.Lovelace@Example.ORG ").unwrap();
         assert_eq!(e.as_str(), "Ada.Lovelace@example.org");
         assert_eq!(e.domain(), "example.org");
+    }
+
+    #[test]
+    fn one_mailbox_whatever_the_case_first_spelling_kept() {
+        let first = SubscriberEmail::parse("Ada.Lovelace@Example.ORG").unwrap();
+        let second = SubscriberEmail::parse("ADA.LOVELACE@example.org").unwrap();
+        assert_eq!(first, second);
+        assert_eq!(first.key(), "ada.lovelace@example.org");
+        assert_eq!(first.key(), second.key());
+        assert_eq!(first.as_str(), "Ada.Lovelace@example.org");
+        let set: std::collections::HashSet<_> = [first, second].into_iter().collect();
+        assert_eq!(set.len(), 1);
+        assert_ne!(
+            SubscriberEmail::parse("ada@example.org").unwrap(),
+            SubscriberEmail::parse("ada2@example.org").unwrap()
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! per message): each message's row, and its effect on subscribers and the ledger, are
 //! on disk together or not at all.
 
-use super::subscribers::{bounce, email_from_db, name_from_db, status_from_db};
+use super::subscribers::{bounce, email_from_db, name_from_db, resolve_id, status_from_db};
 use super::{Store, StoreError, SubscriberStatus, from_ts, ts};
 use crate::domain::{HeaderText, IssueId, SubscriberEmail};
 use chrono::{DateTime, Duration, Utc};
@@ -184,6 +184,11 @@ impl Store {
                 InboxEffect::Unsubscribe { subscriber_id }
                 | InboxEffect::Bounce { subscriber_id, .. } => *subscriber_id,
             });
+            // A token may name a twin merged into another row since it was mailed.
+            let subscriber_id = match subscriber_id {
+                Some(id) => Some(resolve_id(&mut tx, id).await?),
+                None => None,
+            };
             let inserted = sqlx::query(
                 "INSERT INTO inbox_messages (key, command, disposition, subscriber_id, detail, \
                  processed_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (key) DO NOTHING",
@@ -212,7 +217,7 @@ impl Store {
             for effect in &entry.effects {
                 match effect {
                     InboxEffect::Unsubscribe { subscriber_id } => {
-                        let id = *subscriber_id;
+                        let id = resolve_id(&mut tx, *subscriber_id).await?;
                         let Some((before, email)) = status_and_email(&mut tx, id).await? else {
                             continue;
                         };
@@ -264,7 +269,7 @@ impl Store {
                         issue,
                         permanent,
                     } => {
-                        let id = *subscriber_id;
+                        let id = resolve_id(&mut tx, *subscriber_id).await?;
                         let Some((before, _)) = status_and_email(&mut tx, id).await? else {
                             continue;
                         };
@@ -363,9 +368,9 @@ impl Store {
     /// Notices sent to `email` (for tests and reports).
     pub async fn notices_sent_to(&self, email: &SubscriberEmail) -> Result<u64, StoreError> {
         let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM inbox_notices WHERE email = ?1 AND sent_at IS NOT NULL",
+            "SELECT COUNT(*) FROM inbox_notices WHERE lower(email) = ?1 AND sent_at IS NOT NULL",
         )
-        .bind(email.as_str())
+        .bind(email.key())
         .fetch_one(&self.pool)
         .await?;
         Ok(n.max(0) as u64)

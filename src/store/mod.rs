@@ -14,6 +14,7 @@ mod inbox;
 mod issues;
 mod leases;
 mod ledger;
+mod mailbox_merge;
 mod relay;
 mod slots;
 mod subscribers;
@@ -29,7 +30,8 @@ pub use ledger::{DeliveryCounts, DeliveryStatus, DeliveryUpdate, DueDelivery, Le
 pub use relay::RelayStatus;
 pub use slots::{SlotRow, UnfinishedClaim};
 pub use subscribers::{
-    Consent, ImportAction, ImportRow, NewSubscriber, Subscriber, SubscriberStatus,
+    Consent, ImportAction, ImportRow, ImportSession, NewSubscriber, ReactivateOutcome, Reactivated,
+    Subscriber, SubscriberMerge, SubscriberStatus,
 };
 pub use web::{
     ArchivedIssue, ConfirmOutcome, SignupOutcome, WebFigures, WebSignupRequest, WebSubscriber,
@@ -190,6 +192,8 @@ impl Store {
             pool,
             _lock: std::sync::Arc::new(lock),
         };
+        store.merge_mailbox_twins().await?;
+        store.report_merges().await?;
         store.fill_sources_hashes().await?;
         Ok(store)
     }

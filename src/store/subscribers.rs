@@ -83,6 +83,8 @@ pub struct Subscriber {
     pub bounce_count: u32,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Set when an operator brought a bounced address back.
+    pub reactivated: Option<Reactivated>,
 }
 
 /// A subscriber to add.
@@ -104,18 +106,89 @@ pub struct ImportRow {
 }
 
 /// What an import did with one row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ImportAction {
     /// A new, active subscriber.
     Added,
-    /// Known already; the name changed.
-    Updated,
+    /// Known already; the name changed from `old_name` to `new_name`.
+    Updated {
+        old_name: Option<HeaderText>,
+        new_name: HeaderText,
+    },
     /// Known already, nothing to change.
     Unchanged,
     /// On the suppression list: left as it was.
     SkippedSuppressed(SubscriberStatus),
-    /// The same address appeared earlier in the file, on this line; ignored.
+    /// The same mailbox (in any spelling) appeared earlier in the file, on this line;
+    /// ignored.
     Duplicate(u64),
+}
+
+/// Who brought a bounced subscriber back by hand, and when (`subscribers reactivate`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reactivated {
+    pub at: DateTime<Utc>,
+    pub by: String,
+}
+
+/// What `reactivate` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReactivateOutcome {
+    /// The bounced subscriber is active again.
+    Reactivated(Subscriber),
+    /// Not bounced: left as it was. An unsubscribed address comes back only through the
+    /// subscriber's own double opt-in; a pending one only through its confirmation.
+    NotBounced(SubscriberStatus),
+    /// No subscriber has this address.
+    Unknown,
+}
+
+/// Two rows for one mailbox, merged into one when the store was brought up to date.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriberMerge {
+    /// The row folded in; its id still resolves to `kept_id`.
+    pub merged_id: i64,
+    pub merged_email: String,
+    pub merged_status: SubscriberStatus,
+    /// The row kept: the oldest, whose spelling is used for sending.
+    pub kept_id: i64,
+    pub kept_email: String,
+    /// The kept row's status after the merge (the strongest of the two).
+    pub kept_status: SubscriberStatus,
+    pub merged_at: DateTime<Utc>,
+}
+
+/// The columns [`subscriber_from_row`] reads.
+macro_rules! subscriber_columns {
+    () => {
+        "id, email, name, status, consent_at, consent_source, consent_ip, bounce_count, \
+         created_at, updated_at, reactivated_at, reactivated_by"
+    };
+}
+
+/// The id a token names, after merges: a merged row's id resolves to the row kept.
+macro_rules! current_id {
+    ($n:literal) => {
+        concat!(
+            "COALESCE((SELECT kept_id FROM subscriber_merges WHERE merged_id = ?",
+            $n,
+            "), ?",
+            $n,
+            ")"
+        )
+    };
+}
+pub(super) use current_id;
+
+/// The subscriber id `id` stands for now (itself, or the row it was merged into).
+pub(super) async fn resolve_id(
+    conn: &mut sqlx::SqliteConnection,
+    id: i64,
+) -> Result<i64, StoreError> {
+    Ok(sqlx::query_scalar(concat!("SELECT ", current_id!("1")))
+        .bind(id)
+        .fetch_one(&mut *conn)
+        .await?)
 }
 
 fn corrupt(what: &'static str, value: impl Into<String>) -> StoreError {
@@ -152,12 +225,23 @@ fn subscriber_from_row(row: &SqliteRow) -> Result<Subscriber, StoreError> {
         bounce_count: row.try_get::<i64, _>("bounce_count")?.max(0) as u32,
         created_at: from_ts(row.try_get("created_at")?),
         updated_at: from_ts(row.try_get("updated_at")?),
+        reactivated: match (
+            row.try_get::<Option<i64>, _>("reactivated_at")?,
+            row.try_get::<Option<String>, _>("reactivated_by")?,
+        ) {
+            (Some(at), Some(by)) => Some(Reactivated {
+                at: from_ts(at),
+                by,
+            }),
+            _ => None,
+        },
     })
 }
 
 impl Store {
-    /// Adds a subscriber, or returns the one already known under that address (whatever
-    /// its status: a suppressed address is not brought back by adding it again).
+    /// Adds a subscriber, or returns the one already known under that address in any
+    /// spelling (whatever its status: a suppressed address is not brought back by adding
+    /// it again).
     pub async fn add_subscriber(
         &self,
         new: &NewSubscriber,
@@ -166,7 +250,7 @@ impl Store {
         let inserted = sqlx::query(
             "INSERT INTO subscribers (email, name, status, consent_at, consent_source, \
              consent_ip, bounce_count, created_at, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?7) ON CONFLICT (email) DO NOTHING",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?7) ON CONFLICT DO NOTHING",
         )
         .bind(new.email.as_str().to_owned())
         .bind(new.name.as_ref().map(|n| n.as_str().to_owned()))
@@ -186,10 +270,14 @@ impl Store {
         Ok((subscriber, inserted))
     }
 
-    /// The subscriber with this id.
+    /// The subscriber with this id (a merged twin's id gives the row it was merged into).
     pub async fn subscriber(&self, id: i64) -> Result<Option<Subscriber>, StoreError> {
-        let sql = "SELECT id, email, name, status, consent_at, consent_source, consent_ip, \
-                   bounce_count, created_at, updated_at FROM subscribers WHERE id = ?1";
+        let sql = concat!(
+            "SELECT ",
+            subscriber_columns!(),
+            " FROM subscribers WHERE id = ",
+            current_id!("1")
+        );
         sqlx::query(sql)
             .bind(id)
             .fetch_optional(&self.pool)
@@ -199,17 +287,17 @@ impl Store {
             .transpose()
     }
 
-    /// The subscriber with this address (the domain compares case-insensitively, because
-    /// [`SubscriberEmail`] lower-cases it).
+    /// The subscriber with this address in any spelling ([`SubscriberEmail::key`]).
     pub async fn subscriber_by_email(
         &self,
         email: &SubscriberEmail,
     ) -> Result<Option<Subscriber>, StoreError> {
-        sqlx::query(
-            "SELECT id, email, name, status, consent_at, consent_source, consent_ip, \
-             bounce_count, created_at, updated_at FROM subscribers WHERE email = ?1",
-        )
-        .bind(email.as_str().to_owned())
+        sqlx::query(concat!(
+            "SELECT ",
+            subscriber_columns!(),
+            " FROM subscribers WHERE lower(email) = ?1"
+        ))
+        .bind(email.key())
         .fetch_optional(&self.pool)
         .await?
         .as_ref()
@@ -222,11 +310,11 @@ impl Store {
         &self,
         status: Option<SubscriberStatus>,
     ) -> Result<Vec<Subscriber>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, email, name, status, consent_at, consent_source, consent_ip, \
-             bounce_count, created_at, updated_at FROM subscribers \
-             WHERE ?1 IS NULL OR status = ?1 ORDER BY id",
-        )
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            subscriber_columns!(),
+            " FROM subscribers WHERE ?1 IS NULL OR status = ?1 ORDER BY id"
+        ))
         .bind(status.map(SubscriberStatus::as_str))
         .fetch_all(&self.pool)
         .await?;
@@ -250,6 +338,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<SubscriberStatus, StoreError> {
         let mut tx = self.pool.begin().await?;
+        let id = resolve_id(&mut tx, id).await?;
         let before: Option<String> =
             sqlx::query_scalar("SELECT status FROM subscribers WHERE id = ?1")
                 .bind(id)
@@ -287,11 +376,11 @@ impl Store {
         consent: &Consent,
         now: DateTime<Utc>,
     ) -> Result<SubscriberStatus, StoreError> {
-        let before = self
+        let subscriber = self
             .subscriber(id)
             .await?
-            .ok_or(StoreError::NoSuchSubscriber(id))?
-            .status;
+            .ok_or(StoreError::NoSuchSubscriber(id))?;
+        let (id, before) = (subscriber.id, subscriber.status);
         if before == SubscriberStatus::Pending {
             sqlx::query(
                 "UPDATE subscribers SET status = 'active', consent_at = ?2, \
@@ -319,6 +408,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<SubscriberStatus, StoreError> {
         let mut tx = self.pool.begin().await?;
+        let id = resolve_id(&mut tx, id).await?;
         bounce(&mut tx, id, threshold, now).await?;
         let status: Option<String> =
             sqlx::query_scalar("SELECT status FROM subscribers WHERE id = ?1")
@@ -329,123 +419,297 @@ impl Store {
         status_from_db(&status.ok_or(StoreError::NoSuchSubscriber(id))?)
     }
 
-    /// Imports rows in one transaction: new addresses are added as active with
-    /// `consent`; known ones get the row's name if it has one; suppressed addresses
-    /// (unsubscribed, bounced) are left alone; an address seen earlier in the same file
-    /// is reported as a duplicate. Returns what happened to each row, in row order.
-    ///
-    /// The rows go into a temporary table in chunks, and the decisions are a few
-    /// set-based statements over it: 100 000 rows take seconds, not minutes.
+    /// Imports rows in one transaction (see [`ImportSession`]). Returns what happened to
+    /// each row, in row order.
     pub async fn import_subscribers(
         &self,
         rows: &[ImportRow],
         consent: &Consent,
         now: DateTime<Utc>,
     ) -> Result<Vec<(u64, ImportAction)>, StoreError> {
-        let now = ts(now);
-        // Duplicates inside the file: the first row counts, later ones are reported.
-        let mut first_line: HashMap<&str, u64> = HashMap::with_capacity(rows.len());
-        let mut actions: HashMap<u64, ImportAction> = HashMap::with_capacity(rows.len());
-        let mut unique: Vec<&ImportRow> = Vec::with_capacity(rows.len());
+        let mut session = self.begin_import(consent, now).await?;
+        let actions = session.apply(rows).await?;
+        session.commit().await?;
+        Ok(actions)
+    }
+
+    /// Starts an import: one transaction that rows are applied to batch by batch, so a
+    /// file of any length is imported in bounded memory and all at once or not at all.
+    pub async fn begin_import(
+        &self,
+        consent: &Consent,
+        now: DateTime<Utc>,
+    ) -> Result<ImportSession, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        // Temporary tables belong to the connection, which the transaction holds: the
+        // mailboxes seen so far in the file, and the batch being applied. `email_key` has
+        // no type on purpose: a TEXT column's affinity would keep SQLite from using the
+        // `lower(email)` index when comparing with it.
+        for sql in [
+            "DROP TABLE IF EXISTS temp.import_seen",
+            "DROP TABLE IF EXISTS temp.import_rows",
+            "CREATE TEMP TABLE import_seen \
+             (email_key PRIMARY KEY, line INTEGER NOT NULL) WITHOUT ROWID",
+            "CREATE TEMP TABLE import_rows \
+             (email_key PRIMARY KEY, email TEXT NOT NULL, line INTEGER NOT NULL, name TEXT)",
+        ] {
+            sqlx::query(sql).execute(&mut *tx).await?;
+        }
+        Ok(ImportSession {
+            tx,
+            consent_at: consent.at.map(ts).unwrap_or(ts(now)),
+            consent_source: consent.source.clone(),
+            now: ts(now),
+        })
+    }
+
+    /// Merges found when the store was brought up to date, oldest first.
+    pub async fn subscriber_merges(&self) -> Result<Vec<SubscriberMerge>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT merged_id, merged_email, merged_status, kept_id, kept_email, kept_status, \
+             merged_at FROM subscriber_merges ORDER BY merged_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(SubscriberMerge {
+                    merged_id: row.try_get("merged_id")?,
+                    merged_email: row.try_get("merged_email")?,
+                    merged_status: status_from_db(row.try_get("merged_status")?)?,
+                    kept_id: row.try_get("kept_id")?,
+                    kept_email: row.try_get("kept_email")?,
+                    kept_status: status_from_db(row.try_get("kept_status")?)?,
+                    merged_at: from_ts(row.try_get("merged_at")?),
+                })
+            })
+            .collect()
+    }
+
+    /// Logs each merge not reported yet, once: the operator learns at the first start
+    /// after the upgrade which addresses were folded together.
+    pub(super) async fn report_merges(&self) -> Result<(), StoreError> {
+        let unreported: Vec<i64> =
+            sqlx::query_scalar("SELECT merged_id FROM subscriber_merges WHERE reported_at IS NULL")
+                .fetch_all(&self.pool)
+                .await?;
+        if unreported.is_empty() {
+            return Ok(());
+        }
+        for merge in self.subscriber_merges().await? {
+            if unreported.contains(&merge.merged_id) {
+                tracing::warn!(
+                    merged = %merge.merged_email,
+                    merged_id = merge.merged_id,
+                    merged_status = %merge.merged_status,
+                    kept = %merge.kept_email,
+                    kept_id = merge.kept_id,
+                    status = %merge.kept_status,
+                    "one mailbox, one subscriber: merged {} into {} (now {})",
+                    merge.merged_email,
+                    merge.kept_email,
+                    merge.kept_status
+                );
+            }
+        }
+        sqlx::query("UPDATE subscriber_merges SET reported_at = ?1 WHERE reported_at IS NULL")
+            .bind(ts(Utc::now()))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Brings a bounced address back to active (`subscribers reactivate`), recording `by`
+    /// and `now`; its bounce count starts again from zero. Any other status is left
+    /// alone: an unsubscribed address needs the subscriber's own double opt-in.
+    pub async fn reactivate(
+        &self,
+        email: &SubscriberEmail,
+        by: &str,
+        now: DateTime<Utc>,
+    ) -> Result<ReactivateOutcome, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let row = sqlx::query("SELECT id, status FROM subscribers WHERE lower(email) = ?1")
+            .bind(email.key())
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(row) = row else {
+            return Ok(ReactivateOutcome::Unknown);
+        };
+        let id: i64 = row.try_get("id")?;
+        let status = status_from_db(row.try_get("status")?)?;
+        if status != SubscriberStatus::Bounced {
+            return Ok(ReactivateOutcome::NotBounced(status));
+        }
+        sqlx::query(
+            "UPDATE subscribers SET status = 'active', bounce_count = 0, reactivated_at = ?2, \
+             reactivated_by = ?3, updated_at = ?2 WHERE id = ?1 AND status = 'bounced'",
+        )
+        .bind(id)
+        .bind(ts(now))
+        .bind(by)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let subscriber = self
+            .subscriber(id)
+            .await?
+            .ok_or(StoreError::NoSuchSubscriber(id))?;
+        Ok(ReactivateOutcome::Reactivated(subscriber))
+    }
+}
+
+/// An import in progress: one transaction, applied batch by batch.
+///
+/// New addresses are added as active with the import's consent; known ones get the
+/// row's name if it has one and it differs (reported with the old name); suppressed
+/// addresses (unsubscribed, bounced) are left alone; a mailbox seen earlier in the file
+/// (in any spelling) is a duplicate. Each batch's decisions are a few set-based
+/// statements over a temporary table, so 100 000 rows take about a second. Dropped
+/// without [`ImportSession::commit`], nothing is imported.
+pub struct ImportSession {
+    tx: sqlx::Transaction<'static, sqlx::Sqlite>,
+    consent_at: i64,
+    consent_source: Option<String>,
+    now: i64,
+}
+
+impl ImportSession {
+    /// Applies one batch of rows; returns what happened to each, in row order.
+    pub async fn apply(
+        &mut self,
+        rows: &[ImportRow],
+    ) -> Result<Vec<(u64, ImportAction)>, StoreError> {
+        let tx = &mut self.tx;
+        let mut actions: HashMap<u64, ImportAction> = HashMap::new();
+        // Duplicates inside the batch: the first row counts, later ones are reported.
+        let mut first_line: HashMap<String, u64> = HashMap::with_capacity(rows.len());
+        let mut unique: Vec<(String, &ImportRow)> = Vec::with_capacity(rows.len());
         for row in rows {
-            match first_line.get(row.email.as_str()) {
+            let key = row.email.key();
+            match first_line.get(&key) {
                 Some(first) => {
                     actions.insert(row.line, ImportAction::Duplicate(*first));
                 }
                 None => {
-                    first_line.insert(row.email.as_str(), row.line);
-                    unique.push(row);
+                    first_line.insert(key.clone(), row.line);
+                    unique.push((key, row));
                 }
             }
         }
+        drop(first_line);
 
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "CREATE TEMP TABLE IF NOT EXISTS import_rows \
-             (email TEXT PRIMARY KEY, line INTEGER NOT NULL, name TEXT)",
-        )
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("DELETE FROM temp.import_rows")
-            .execute(&mut *tx)
-            .await?;
         const CHUNK: usize = 500;
         for chunk in unique.chunks(CHUNK) {
             // Only placeholders are spliced in; every value is bound.
-            let mut sql = String::from("INSERT INTO temp.import_rows (email, line, name) VALUES ");
+            let mut sql =
+                String::from("INSERT INTO temp.import_rows (email_key, email, line, name) VALUES ");
             for i in 0..chunk.len() {
-                sql.push_str(if i == 0 { "(?, ?, ?)" } else { ", (?, ?, ?)" });
+                sql.push_str(if i == 0 {
+                    "(?, ?, ?, ?)"
+                } else {
+                    ", (?, ?, ?, ?)"
+                });
             }
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for row in chunk {
+            for (key, row) in chunk {
                 query = query
+                    .bind(key.as_str())
                     .bind(row.email.as_str())
                     .bind(row.line as i64)
                     .bind(row.name.as_ref().map(HeaderText::as_str));
             }
-            query.execute(&mut *tx).await?;
+            query.execute(&mut **tx).await?;
         }
 
-        // Known addresses: decide from what is stored before anything changes.
+        // Mailboxes seen in an earlier batch.
+        let earlier = sqlx::query(
+            "SELECT i.line, s.line AS first FROM temp.import_rows i \
+             JOIN temp.import_seen s ON s.email_key = i.email_key",
+        )
+        .fetch_all(&mut **tx)
+        .await?;
+        for row in &earlier {
+            let line = row.try_get::<i64, _>("line")? as u64;
+            let first = row.try_get::<i64, _>("first")? as u64;
+            actions.insert(line, ImportAction::Duplicate(first));
+        }
+        for sql in [
+            "DELETE FROM temp.import_rows WHERE email_key IN (SELECT email_key FROM temp.import_seen)",
+            "INSERT INTO temp.import_seen (email_key, line) SELECT email_key, line FROM temp.import_rows",
+        ] {
+            sqlx::query(sql).execute(&mut **tx).await?;
+        }
+
+        // Known mailboxes: decide from what is stored before anything changes.
         let known = sqlx::query(
             "SELECT i.line, i.name AS new_name, s.name, s.status \
-             FROM temp.import_rows i JOIN subscribers s ON s.email = i.email",
+             FROM temp.import_rows i JOIN subscribers s ON lower(s.email) = i.email_key",
         )
-        .fetch_all(&mut *tx)
+        .fetch_all(&mut **tx)
         .await?;
         for row in &known {
             let line = row.try_get::<i64, _>("line")? as u64;
             let status = status_from_db(row.try_get("status")?)?;
-            let new_name: Option<&str> = row.try_get("new_name")?;
-            let name: Option<&str> = row.try_get("name")?;
-            let action = if status.is_suppressed() {
-                ImportAction::SkippedSuppressed(status)
-            } else if new_name.is_some() && new_name != name {
-                ImportAction::Updated
-            } else {
-                ImportAction::Unchanged
+            let new_name: Option<String> = row.try_get("new_name")?;
+            let name: Option<String> = row.try_get("name")?;
+            let action = match new_name {
+                _ if status.is_suppressed() => ImportAction::SkippedSuppressed(status),
+                Some(new) if Some(&new) != name.as_ref() => ImportAction::Updated {
+                    old_name: name_from_db(name)?,
+                    new_name: HeaderText::parse(&new)
+                        .map_err(|_| corrupt("imported name", new.clone()))?,
+                },
+                _ => ImportAction::Unchanged,
             };
             actions.insert(line, action);
         }
 
+        // Driven by the batch, each row finding its subscriber through the mailbox index
+        // (`+status` keeps the planner off the status index, which would scan everyone).
         sqlx::query(
-            "UPDATE subscribers SET updated_at = ?1, \
-             name = (SELECT i.name FROM temp.import_rows i WHERE i.email = subscribers.email) \
-             WHERE status IN ('active', 'pending') AND email IN \
-               (SELECT i.email FROM temp.import_rows i \
-                WHERE i.name IS NOT NULL AND i.name IS NOT subscribers.name)",
+            "UPDATE subscribers SET updated_at = ?1, name = \
+               (SELECT i.name FROM temp.import_rows i WHERE i.email_key = lower(subscribers.email)) \
+             WHERE lower(email) IN (SELECT email_key FROM temp.import_rows WHERE name IS NOT NULL) \
+             AND +status IN ('active', 'pending') AND name IS NOT \
+               (SELECT i.name FROM temp.import_rows i WHERE i.email_key = lower(subscribers.email))",
         )
-        .bind(now)
-        .execute(&mut *tx)
+        .bind(self.now)
+        .execute(&mut **tx)
         .await?;
         sqlx::query(
             "INSERT INTO subscribers (email, name, status, consent_at, consent_source, \
              consent_ip, bounce_count, created_at, updated_at) \
              SELECT i.email, i.name, 'active', ?1, ?2, NULL, 0, ?3, ?3 \
              FROM temp.import_rows i \
-             WHERE NOT EXISTS (SELECT 1 FROM subscribers s WHERE s.email = i.email) \
+             WHERE NOT EXISTS (SELECT 1 FROM subscribers s WHERE lower(s.email) = i.email_key) \
              ORDER BY i.line",
         )
-        .bind(consent.at.map(ts).unwrap_or(now))
-        .bind(consent.source.as_deref())
-        .bind(now)
-        .execute(&mut *tx)
+        .bind(self.consent_at)
+        .bind(self.consent_source.as_deref())
+        .bind(self.now)
+        .execute(&mut **tx)
         .await?;
-        sqlx::query("DROP TABLE temp.import_rows")
-            .execute(&mut *tx)
+        sqlx::query("DELETE FROM temp.import_rows")
+            .execute(&mut **tx)
             .await?;
-        tx.commit().await?;
 
         Ok(rows
             .iter()
             .map(|row| {
-                let action = actions
-                    .get(&row.line)
-                    .copied()
-                    .unwrap_or(ImportAction::Added);
+                let action = actions.remove(&row.line).unwrap_or(ImportAction::Added);
                 (row.line, action)
             })
             .collect())
+    }
+
+    /// Makes the whole import visible at once.
+    pub async fn commit(mut self) -> Result<(), StoreError> {
+        for sql in ["DROP TABLE temp.import_rows", "DROP TABLE temp.import_seen"] {
+            sqlx::query(sql).execute(&mut *self.tx).await?;
+        }
+        self.tx.commit().await?;
+        Ok(())
     }
 }
 

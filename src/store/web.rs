@@ -6,7 +6,7 @@
 //! while the request is open (migration 0040 closes open requests when the subscriber
 //! leaves).
 
-use super::subscribers::{email_from_db, name_from_db, status_from_db};
+use super::subscribers::{current_id, email_from_db, name_from_db, resolve_id, status_from_db};
 use super::{FrozenIssue, Store, StoreError, SubscriberStatus, from_ts, ts};
 use crate::domain::{HeaderText, IssueId, SubscriberEmail};
 use chrono::{DateTime, Utc};
@@ -115,16 +115,18 @@ impl Store {
         let mut tx = self.pool.begin_with(IMMEDIATE).await?;
         sqlx::query(
             "INSERT INTO subscribers (email, name, status, bounce_count, created_at, updated_at) \
-             VALUES (?1, NULL, 'pending', 0, ?2, ?2) ON CONFLICT (email) DO NOTHING",
+             VALUES (?1, NULL, 'pending', 0, ?2, ?2) ON CONFLICT DO NOTHING",
         )
         .bind(email.as_str())
         .bind(ts(now))
         .execute(&mut *tx)
         .await?;
-        let row = sqlx::query("SELECT id, status FROM subscribers WHERE email = ?1")
-            .bind(email.as_str())
+        // One mailbox, one subscriber: any spelling finds the row first written.
+        let row = sqlx::query("SELECT id, email, status FROM subscribers WHERE lower(email) = ?1")
+            .bind(email.key())
             .fetch_one(&mut *tx)
             .await?;
+        let stored = email_from_db(row.try_get("email")?)?;
         let id: i64 = row.try_get("id")?;
         if status_from_db(row.try_get("status")?)? == SubscriberStatus::Active {
             tx.commit().await?;
@@ -144,22 +146,25 @@ impl Store {
         Ok(SignupOutcome::Confirm {
             request_id,
             subscriber_id: id,
-            email: email.clone(),
+            email: stored,
             name: name.cloned(),
         })
     }
 
-    /// The subscriber a token names.
+    /// The subscriber a token names (the one kept, if that id was merged into another).
     pub async fn web_subscriber(&self, id: i64) -> Result<Option<WebSubscriber>, StoreError> {
-        let Some(row) = sqlx::query("SELECT email, status FROM subscribers WHERE id = ?1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
+        let Some(row) = sqlx::query(concat!(
+            "SELECT id, email, status FROM subscribers WHERE id = ",
+            current_id!("1")
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
         else {
             return Ok(None);
         };
         Ok(Some(WebSubscriber {
-            id,
+            id: row.try_get("id")?,
             email: email_from_db(row.try_get("email")?)?,
             status: status_from_db(row.try_get("status")?)?,
         }))
@@ -269,6 +274,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Option<SubscriberStatus>, StoreError> {
         let mut tx = self.pool.begin_with(IMMEDIATE).await?;
+        let id = resolve_id(&mut tx, id).await?;
         let Some(before) =
             sqlx::query_scalar::<_, String>("SELECT status FROM subscribers WHERE id = ?1")
                 .bind(id)

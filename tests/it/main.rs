@@ -10,6 +10,8 @@ mod delivery_support;
 mod dkim;
 mod faults;
 mod fixtures;
+mod identity;
+mod imports;
 mod inbox;
 mod inbox_trust;
 mod judges;

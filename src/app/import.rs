@@ -1,0 +1,711 @@
+//! `gazette subscribers import FILE.csv`: every line of the file accounted for.
+//!
+//! The file is read line by line, never record by record: a CSV reader that lets a quoted
+//! field run across lines swallows the rest of the file after one stray quote. Here a
+//! field may not run past its line or past [`MAX_FIELD`] characters; such a line is
+//! invalid (naming the line), and reading goes on at the next one. Each line ends up in
+//! exactly one bucket of [`ImportTotals`], so the totals add up to the file's line count.
+//!
+//! The file is checked first (a cheap pass): a UTF-16 or other non-UTF-8 file is refused
+//! with its encoding named and the `iconv` command that converts it. The header row picks
+//! the delimiter (comma, semicolon or tab: whichever gives an `email` column). Rows are
+//! then applied in batches inside one store transaction and reported as they are
+//! decided, so memory stays bounded however long the file is.
+
+use crate::domain::{HeaderText, SubscriberEmail};
+use crate::store::{Consent, ImportAction, ImportRow, Store, StoreError, SubscriberStatus};
+use chrono::{DateTime, Utc};
+use std::fmt;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+
+/// The longest line read whole, in bytes; a longer one is invalid (and skipped to its end).
+pub const MAX_LINE: usize = 8 * 1024;
+/// The longest field, in characters (an address is at most 254, a name far less).
+pub const MAX_FIELD: usize = 1024;
+/// Rows applied to the store at a time.
+const BATCH: usize = 10_000;
+
+/// Why a file could not be imported at all. Nothing was changed.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "{path} is {encoding} (it starts with a byte-order mark), not UTF-8; convert it \
+         with: iconv -f {iconv} -t utf-8 {path} > {path}.utf8.csv"
+    )]
+    Utf16 {
+        path: PathBuf,
+        encoding: &'static str,
+        iconv: &'static str,
+    },
+    #[error(
+        "{path} is not UTF-8: line {line} has a byte that UTF-8 does not allow (0x{byte:02X}); \
+         it looks like {encoding}. Convert it with: iconv -f {iconv} -t utf-8 {path} > \
+         {path}.utf8.csv"
+    )]
+    NotUtf8 {
+        path: PathBuf,
+        line: u64,
+        byte: u8,
+        encoding: &'static str,
+        iconv: &'static str,
+    },
+    #[error("{path} has no header row (it is empty or blank)")]
+    NoHeader { path: PathBuf },
+    #[error(
+        "{path} line {line}: the header row has no `email` column (read as comma-separated: \
+         {found}; no semicolon- or tab-separated `email` column either)"
+    )]
+    NoEmailColumn {
+        path: PathBuf,
+        line: u64,
+        found: String,
+    },
+    #[error("{path} line {line}: the header row cannot be read: {reason}")]
+    BadHeader {
+        path: PathBuf,
+        line: u64,
+        reason: String,
+    },
+    #[error("importing {path}: {source}")]
+    Store { path: PathBuf, source: StoreError },
+}
+
+/// The character between fields, as seen in the header row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delimiter {
+    Comma,
+    Semicolon,
+    Tab,
+}
+
+impl Delimiter {
+    fn byte(self) -> u8 {
+        match self {
+            Self::Comma => b',',
+            Self::Semicolon => b';',
+            Self::Tab => b'\t',
+        }
+    }
+}
+
+impl fmt::Display for Delimiter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Comma => "comma-separated",
+            Self::Semicolon => "semicolon-separated",
+            Self::Tab => "tab-separated",
+        })
+    }
+}
+
+/// What became of one line of the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LineOutcome {
+    /// The header row.
+    Header,
+    /// Nothing but spaces and delimiters.
+    Blank,
+    Added(SubscriberEmail),
+    /// Known already; the name changed.
+    Updated {
+        email: SubscriberEmail,
+        old_name: Option<HeaderText>,
+        new_name: HeaderText,
+    },
+    /// Known already, nothing to change.
+    Unchanged(SubscriberEmail),
+    /// On the suppression list; left as it was.
+    Suppressed(SubscriberEmail, SubscriberStatus),
+    /// The same mailbox (in any spelling) came first on `first_line`.
+    Duplicate {
+        email: SubscriberEmail,
+        first_line: u64,
+    },
+    /// Not imported, and why.
+    Invalid(String),
+}
+
+/// One line of the report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineReport {
+    /// 1-based, as an editor shows it.
+    pub line: u64,
+    pub outcome: LineOutcome,
+}
+
+impl LineReport {
+    /// Whether an operator should read this line (the routine ones are only counted).
+    pub fn is_notable(&self) -> bool {
+        !matches!(
+            self.outcome,
+            LineOutcome::Header
+                | LineOutcome::Blank
+                | LineOutcome::Added(_)
+                | LineOutcome::Unchanged(_)
+        )
+    }
+}
+
+impl fmt::Display for LineReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let line = self.line;
+        match &self.outcome {
+            LineOutcome::Header => write!(f, "line {line}: header"),
+            LineOutcome::Blank => write!(f, "line {line}: blank"),
+            LineOutcome::Added(e) => write!(f, "line {line}: {e}: added"),
+            LineOutcome::Updated {
+                email,
+                old_name,
+                new_name,
+            } => match old_name {
+                Some(old) => write!(
+                    f,
+                    "line {line}: {email}: name updated from {:?} to {:?}",
+                    old.as_str(),
+                    new_name.as_str()
+                ),
+                None => write!(
+                    f,
+                    "line {line}: {email}: name updated from none to {:?}",
+                    new_name.as_str()
+                ),
+            },
+            LineOutcome::Unchanged(e) => write!(f, "line {line}: {e}: unchanged"),
+            LineOutcome::Suppressed(e, status) => write!(
+                f,
+                "line {line}: {e}: skipped, {status} (suppressed; not re-subscribed)"
+            ),
+            LineOutcome::Duplicate { email, first_line } => write!(
+                f,
+                "line {line}: {email}: duplicate of line {first_line}, ignored"
+            ),
+            LineOutcome::Invalid(reason) => write!(f, "line {line}: invalid: {reason}"),
+        }
+    }
+}
+
+/// How many lines went where. Every line of the file is in exactly one count.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImportTotals {
+    pub header: u64,
+    pub blank: u64,
+    pub added: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    pub suppressed: u64,
+    pub duplicate: u64,
+    pub invalid: u64,
+}
+
+impl ImportTotals {
+    /// The lines accounted for: equals [`ImportReport::lines`].
+    pub fn sum(&self) -> u64 {
+        self.header
+            + self.blank
+            + self.added
+            + self.updated
+            + self.unchanged
+            + self.suppressed
+            + self.duplicate
+            + self.invalid
+    }
+
+    fn count(&mut self, outcome: &LineOutcome) {
+        let bucket = match outcome {
+            LineOutcome::Header => &mut self.header,
+            LineOutcome::Blank => &mut self.blank,
+            LineOutcome::Added(_) => &mut self.added,
+            LineOutcome::Updated { .. } => &mut self.updated,
+            LineOutcome::Unchanged(_) => &mut self.unchanged,
+            LineOutcome::Suppressed(..) => &mut self.suppressed,
+            LineOutcome::Duplicate { .. } => &mut self.duplicate,
+            LineOutcome::Invalid(_) => &mut self.invalid,
+        };
+        *bucket += 1;
+    }
+}
+
+/// What an import did, in total.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportReport {
+    /// Lines in the file (a last line without a newline counts).
+    pub lines: u64,
+    pub delimiter: Delimiter,
+    pub totals: ImportTotals,
+}
+
+impl ImportReport {
+    /// The closing line of the printed report.
+    pub fn summary(&self) -> String {
+        let t = &self.totals;
+        format!(
+            "{} added, {} updated, {} unchanged, {} skipped (suppressed), {} invalid, \
+             {} duplicate, {} blank, {} header: {} of {} lines",
+            t.added,
+            t.updated,
+            t.unchanged,
+            t.suppressed,
+            t.invalid,
+            t.duplicate,
+            t.blank,
+            t.header,
+            t.sum(),
+            self.lines
+        )
+    }
+}
+
+/// Imports `path`, calling `on_line` for every line in file order as it is decided.
+/// Nothing is written to the store unless the whole file was read.
+pub async fn import_file(
+    store: &Store,
+    path: &Path,
+    now: DateTime<Utc>,
+    mut on_line: impl FnMut(&LineReport),
+) -> Result<ImportReport, ImportError> {
+    let read_err = |source| ImportError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let lines = check_encoding(path)?;
+    let file = std::fs::File::open(path).map_err(read_err)?;
+    let mut reader = Lines::new(BufReader::with_capacity(64 * 1024, file));
+    let mut totals = ImportTotals::default();
+    let mut emit = |report: LineReport, totals: &mut ImportTotals| {
+        totals.count(&report.outcome);
+        on_line(&report);
+    };
+
+    // Blank lines before the header, then the header, which picks the delimiter.
+    let (header_line, columns) = loop {
+        let Some(line) = reader.next_line().map_err(read_err)? else {
+            return Err(ImportError::NoHeader {
+                path: path.to_owned(),
+            });
+        };
+        let text = match &line.text {
+            Ok(text) if !text.trim().trim_start_matches('\u{feff}').is_empty() => {
+                text.trim_start_matches('\u{feff}')
+            }
+            Ok(_) => {
+                emit(
+                    LineReport {
+                        line: line.number,
+                        outcome: LineOutcome::Blank,
+                    },
+                    &mut totals,
+                );
+                continue;
+            }
+            Err(reason) => {
+                return Err(ImportError::BadHeader {
+                    path: path.to_owned(),
+                    line: line.number,
+                    reason: reason.clone(),
+                });
+            }
+        };
+        break (line.number, Columns::from_header(path, line.number, text)?);
+    };
+    emit(
+        LineReport {
+            line: header_line,
+            outcome: LineOutcome::Header,
+        },
+        &mut totals,
+    );
+
+    let consent = Consent {
+        at: Some(now),
+        source: Some(format!(
+            "import:{}",
+            path.file_name().unwrap_or_default().to_string_lossy()
+        )),
+        ip: None,
+    };
+    let store_err = |source| ImportError::Store {
+        path: path.to_owned(),
+        source,
+    };
+    let mut session = store.begin_import(&consent, now).await.map_err(store_err)?;
+    // A batch keeps every line's outcome in order: rows wait for the store's decision,
+    // the rest is decided already.
+    let mut pending: Vec<Result<ImportRow, LineReport>> = Vec::with_capacity(BATCH);
+    let mut rows = 0;
+    while let Some(line) = reader.next_line().map_err(read_err)? {
+        pending.push(columns.read(line));
+        if pending.last().is_some_and(Result::is_ok) {
+            rows += 1;
+        }
+        if rows == BATCH {
+            flush(&mut session, &mut pending, &mut |r| emit(r, &mut totals))
+                .await
+                .map_err(store_err)?;
+            rows = 0;
+        }
+    }
+    flush(&mut session, &mut pending, &mut |r| emit(r, &mut totals))
+        .await
+        .map_err(store_err)?;
+    session.commit().await.map_err(store_err)?;
+    Ok(ImportReport {
+        lines,
+        delimiter: columns.delimiter,
+        totals,
+    })
+}
+
+/// Applies the batch's rows and reports every line of it in order.
+async fn flush(
+    session: &mut crate::store::ImportSession,
+    pending: &mut Vec<Result<ImportRow, LineReport>>,
+    emit: &mut impl FnMut(LineReport),
+) -> Result<(), StoreError> {
+    let rows: Vec<ImportRow> = pending
+        .iter()
+        .filter_map(|p| p.as_ref().ok().cloned())
+        .collect();
+    let mut actions = session.apply(&rows).await?.into_iter();
+    for item in pending.drain(..) {
+        match item {
+            Err(report) => emit(report),
+            Ok(row) => {
+                let action = actions
+                    .next()
+                    .map(|(_, a)| a)
+                    .unwrap_or(ImportAction::Added);
+                let email = row.email;
+                let outcome = match action {
+                    ImportAction::Added => LineOutcome::Added(email),
+                    ImportAction::Updated { old_name, new_name } => LineOutcome::Updated {
+                        email,
+                        old_name,
+                        new_name,
+                    },
+                    ImportAction::Unchanged => LineOutcome::Unchanged(email),
+                    ImportAction::SkippedSuppressed(status) => {
+                        LineOutcome::Suppressed(email, status)
+                    }
+                    ImportAction::Duplicate(first_line) => {
+                        LineOutcome::Duplicate { email, first_line }
+                    }
+                };
+                emit(LineReport {
+                    line: row.line,
+                    outcome,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Where the columns are, from the header row.
+struct Columns {
+    delimiter: Delimiter,
+    email: usize,
+    name: Option<usize>,
+}
+
+impl Columns {
+    fn from_header(path: &Path, line: u64, text: &str) -> Result<Self, ImportError> {
+        let mut comma_columns = None;
+        for delimiter in [Delimiter::Comma, Delimiter::Semicolon, Delimiter::Tab] {
+            let fields =
+                split_fields(text, delimiter.byte()).map_err(|reason| ImportError::BadHeader {
+                    path: path.to_owned(),
+                    line,
+                    reason,
+                })?;
+            let position = |want: &str| fields.iter().position(|h| h.eq_ignore_ascii_case(want));
+            if let Some(email) = position("email") {
+                return Ok(Self {
+                    delimiter,
+                    email,
+                    name: position("name"),
+                });
+            }
+            comma_columns.get_or_insert(fields);
+        }
+        Err(ImportError::NoEmailColumn {
+            path: path.to_owned(),
+            line,
+            found: comma_columns
+                .unwrap_or_default()
+                .iter()
+                .map(|c| format!("{c:?}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+    }
+
+    /// One data line: a row to import, or its outcome already (blank or invalid).
+    fn read(&self, line: Line) -> Result<ImportRow, LineReport> {
+        let number = line.number;
+        let invalid = |reason: String| LineReport {
+            line: number,
+            outcome: LineOutcome::Invalid(reason),
+        };
+        let text = line.text.map_err(invalid)?;
+        let fields = split_fields(&text, self.delimiter.byte()).map_err(invalid)?;
+        if fields.iter().all(String::is_empty) {
+            return Err(LineReport {
+                line: number,
+                outcome: LineOutcome::Blank,
+            });
+        }
+        let raw_email = fields.get(self.email).map_or("", String::as_str);
+        let email = SubscriberEmail::parse(raw_email)
+            .map_err(|e| invalid(format!("'{raw_email}': {e}")))?;
+        let name = match self
+            .name
+            .and_then(|c| fields.get(c))
+            .filter(|n| !n.is_empty())
+        {
+            None => None,
+            Some(n) => {
+                Some(HeaderText::parse(n).map_err(|e| invalid(format!("{email}: the name {e}")))?)
+            }
+        };
+        Ok(ImportRow {
+            line: number,
+            email,
+            name,
+        })
+    }
+}
+
+/// Splits one line into trimmed fields. A field may be quoted (`"…"`, with `""` for a
+/// quote); a quote inside an unquoted field is kept as it is. A quoted field that is not
+/// closed on this line, or any field longer than [`MAX_FIELD`], is an error.
+fn split_fields(line: &str, delimiter: u8) -> Result<Vec<String>, String> {
+    let delimiter = char::from(delimiter);
+    let mut fields = Vec::new();
+    let mut chars = line.chars().peekable();
+    let mut column = 1;
+    loop {
+        let mut field = String::new();
+        while chars
+            .peek()
+            .is_some_and(|c| *c == ' ' || (*c == '\t' && delimiter != '\t'))
+        {
+            chars.next();
+        }
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            loop {
+                match chars.next() {
+                    None => {
+                        return Err(format!(
+                            "the quoted field in column {column} is not closed on this line \
+                             (a field cannot run across lines; check for a stray '\"')"
+                        ));
+                    }
+                    Some('"') if chars.peek() == Some(&'"') => {
+                        chars.next();
+                        field.push('"');
+                    }
+                    Some('"') => break,
+                    Some(c) => field.push(c),
+                }
+            }
+        }
+        // Unquoted text, or what follows a closing quote, up to the delimiter.
+        let mut more = false;
+        for c in chars.by_ref() {
+            if c == delimiter {
+                more = true;
+                break;
+            }
+            field.push(c);
+        }
+        let field = field.trim();
+        if field.chars().count() > MAX_FIELD {
+            return Err(format!(
+                "column {column} is longer than {MAX_FIELD} characters"
+            ));
+        }
+        fields.push(field.to_owned());
+        if !more {
+            return Ok(fields);
+        }
+        column += 1;
+    }
+}
+
+/// One line of the file: its text, or why it cannot be read.
+struct Line {
+    number: u64,
+    text: Result<String, String>,
+}
+
+/// A line's number and its bytes (`None` if longer than [`MAX_LINE`]).
+type RawLine<'a> = (u64, Option<&'a [u8]>);
+
+/// Reads lines (ending in `\n` or `\r\n`) holding at most [`MAX_LINE`] bytes of one, so
+/// a file without line breaks cannot fill the memory.
+struct Lines<R> {
+    reader: R,
+    number: u64,
+    buf: Vec<u8>,
+}
+
+impl<R: BufRead> Lines<R> {
+    fn new(reader: R) -> Self {
+        Self {
+            reader,
+            number: 0,
+            buf: Vec::with_capacity(1024),
+        }
+    }
+
+    /// The next line's number and bytes (`None` if longer than [`MAX_LINE`]), or `None`
+    /// at the end of the file.
+    fn next_raw(&mut self) -> std::io::Result<Option<RawLine<'_>>> {
+        self.buf.clear();
+        let mut too_long = false;
+        let mut any = false;
+        loop {
+            let available = self.reader.fill_buf()?;
+            if available.is_empty() {
+                break;
+            }
+            any = true;
+            let (chunk, end) = match available.iter().position(|b| *b == b'\n') {
+                Some(i) => (&available[..i], Some(i + 1)),
+                None => (available, None),
+            };
+            if too_long || self.buf.len() + chunk.len() > MAX_LINE {
+                too_long = true;
+            } else {
+                self.buf.extend_from_slice(chunk);
+            }
+            let used = end.unwrap_or(chunk.len());
+            self.reader.consume(used);
+            if end.is_some() {
+                break;
+            }
+        }
+        if !any {
+            return Ok(None);
+        }
+        self.number += 1;
+        if self.buf.last() == Some(&b'\r') {
+            self.buf.pop();
+        }
+        Ok(Some((self.number, (!too_long).then_some(&self.buf[..]))))
+    }
+
+    /// The next line as text, or `None` at the end of the file.
+    fn next_line(&mut self) -> std::io::Result<Option<Line>> {
+        Ok(self.next_raw()?.map(|(number, bytes)| Line {
+            number,
+            text: match bytes {
+                None => Err(format!("the line is longer than {MAX_LINE} bytes")),
+                // The encoding was checked first, so nothing is replaced here.
+                Some(bytes) => Ok(String::from_utf8_lossy(bytes).into_owned()),
+            },
+        }))
+    }
+}
+
+/// Refuses a file that is not UTF-8, naming its likely encoding; returns its line count.
+fn check_encoding(path: &Path) -> Result<u64, ImportError> {
+    let read_err = |source| ImportError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let mut reader =
+        BufReader::with_capacity(64 * 1024, std::fs::File::open(path).map_err(read_err)?);
+    let start = reader.fill_buf().map_err(read_err)?;
+    let utf16 = |encoding, iconv| ImportError::Utf16 {
+        path: path.to_owned(),
+        encoding,
+        iconv,
+    };
+    if start.starts_with(&[0xFF, 0xFE]) {
+        return Err(utf16("UTF-16 little-endian", "utf-16"));
+    }
+    if start.starts_with(&[0xFE, 0xFF]) {
+        return Err(utf16("UTF-16 big-endian", "utf-16"));
+    }
+    let mut lines = Lines::new(reader);
+    while let Some((number, bytes)) = lines.next_raw().map_err(read_err)? {
+        let Some(line) = bytes else { continue };
+        if let Err(e) = std::str::from_utf8(line) {
+            let byte = line[e.valid_up_to()];
+            let (encoding, iconv) = if line.contains(&0) {
+                ("UTF-16 without a byte-order mark", "utf-16le")
+            } else if line.iter().any(|b| (0x80..0xA0).contains(b)) {
+                ("Windows-1252", "cp1252")
+            } else {
+                ("Latin-1 (ISO-8859-1)", "latin1")
+            };
+            return Err(ImportError::NotUtf8 {
+                path: path.to_owned(),
+                line: number,
+                byte,
+                encoding,
+                iconv,
+            });
+        }
+    }
+    Ok(lines.number)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_split_quote_and_trim() {
+        assert_eq!(
+            split_fields(" \"Lovelace, Ada\" , ada@example.org,", b',').unwrap(),
+            ["Lovelace, Ada", "ada@example.org", ""]
+        );
+        assert_eq!(
+            split_fields("Grace \"Amazing\" Hopper,g@example.org", b',').unwrap(),
+            ["Grace \"Amazing\" Hopper", "g@example.org"]
+        );
+        assert_eq!(
+            split_fields("\"say \"\"hi\"\"\";x@example.org", b';').unwrap(),
+            ["say \"hi\"", "x@example.org"]
+        );
+        assert_eq!(split_fields("a\tb", b'\t').unwrap(), ["a", "b"]);
+        assert_eq!(split_fields("", b',').unwrap(), [""]);
+        assert_eq!(split_fields(",", b',').unwrap(), ["", ""]);
+    }
+
+    #[test]
+    fn a_stray_quote_is_an_error_of_its_line() {
+        let err = split_fields("\"O Brien,ob@x.org", b',').unwrap_err();
+        assert!(err.contains("column 1 is not closed on this line"), "{err}");
+        let long = format!("{},a@example.org", "x".repeat(MAX_FIELD + 1));
+        assert!(split_fields(&long, b',').unwrap_err().contains("column 1"));
+    }
+
+    #[test]
+    fn lines_are_bounded_and_counted() {
+        let text = format!("a\r\n\n{}\nlast", "y".repeat(MAX_LINE + 10));
+        let mut lines = Lines::new(text.as_bytes());
+        let mut got = Vec::new();
+        while let Some(line) = lines.next_line().unwrap() {
+            got.push((line.number, line.text.map_err(|e| e.contains("longer"))));
+        }
+        assert_eq!(
+            got,
+            [
+                (1, Ok("a".to_owned())),
+                (2, Ok(String::new())),
+                (3, Err(true)),
+                (4, Ok("last".to_owned())),
+            ]
+        );
+    }
+}
