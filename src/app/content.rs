@@ -4,26 +4,68 @@ use super::Context;
 use crate::compose::{self, Issue};
 use crate::domain::{HeaderText, IssueId, SubscriberEmail};
 use crate::render::{self, MessageOptions, Recipient, RecipientLinks, RenderedIssue};
+use crate::settings::describe_size;
 use anyhow::Context as _;
 use std::path::Path;
 use std::process::ExitCode;
+use std::time::{Duration, Instant, SystemTime};
 
 /// The address previews are made out to.
 const SAMPLE_RECIPIENT: &str = "reader@example.org";
 
-fn compose_issue(
+/// How long an explicit command waits, at most, for files saved a moment ago: long
+/// enough for an editor's save or a checkout, short enough that a file written to
+/// without pause is reported rather than waited on for ever.
+fn settle_patience(settle_time: Duration) -> Duration {
+    settle_time.saturating_mul(3) + Duration::from_secs(5)
+}
+
+/// Composes the issue `id` from `dir` for a person at the keyboard: files saved a
+/// moment ago (a `git checkout`, an editor's save) are waited for, saying so on stderr,
+/// instead of being reported missing.
+pub async fn compose_settled(ctx: &Context, dir: &Path, id: IssueId) -> anyhow::Result<Issue> {
+    let options = ctx.compose_options();
+    let give_up = Instant::now() + settle_patience(options.settle_time);
+    loop {
+        let issue = compose::compose(dir, id, &options, SystemTime::now())
+            .with_context(|| format!("composing the issue {id}"))?;
+        let Some(unsettled) = issue.unsettled() else {
+            return Ok(issue);
+        };
+        let now = Instant::now();
+        if now >= give_up {
+            return Ok(issue);
+        }
+        let wait = unsettled
+            .until
+            .duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO)
+            .min(give_up - now)
+            + Duration::from_millis(50);
+        let names: Vec<String> = unsettled
+            .files
+            .iter()
+            .filter_map(|p| p.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .collect();
+        eprintln!(
+            "waiting {:.1}s for {} file(s) saved a moment ago to settle: {}",
+            wait.as_secs_f64(),
+            names.len(),
+            names.join(", ")
+        );
+        tokio::time::sleep(wait).await;
+    }
+}
+
+async fn compose_issue(
     ctx: &Context,
     sections: Option<&Path>,
     date: Option<IssueId>,
 ) -> anyhow::Result<Issue> {
     let dir = sections.unwrap_or(&ctx.settings.content.sections_dir);
     let id = date.unwrap_or_else(|| ctx.next_issue_id(chrono::Utc::now()));
-    Ok(compose::compose(
-        dir,
-        id,
-        &ctx.compose_options(),
-        std::time::SystemTime::now(),
-    )?)
+    compose_settled(ctx, dir, id).await
 }
 
 fn report(issue: &Issue, rendered: Option<&RenderedIssue>) {
@@ -61,8 +103,10 @@ fn report(issue: &Issue, rendered: Option<&RenderedIssue>) {
     }
 }
 
-/// Adds the size warning Gmail's clipping calls for.
-fn size_warning(issue: &mut Issue, rendered: &RenderedIssue) {
+/// Adds what the rendered issue's size calls for: Gmail's clipping warning, and an
+/// error when the message would be larger than `[smtp] max_message_size` (a relay
+/// refuses such a message for every recipient alike).
+pub fn size_checks(ctx: &Context, issue: &mut Issue, rendered: &RenderedIssue) {
     let size = rendered.html.literal_len();
     if size > render::HTML_SIZE_LIMIT {
         issue
@@ -72,16 +116,62 @@ fn size_warning(issue: &mut Issue, rendered: &RenderedIssue) {
                 size / 1024
             )));
     }
+    let limit = ctx.settings.smtp.max_message_size;
+    match sample_message(ctx, issue.id, rendered) {
+        Ok(message) => {
+            let bytes = message.formatted().len() as u64;
+            if bytes > limit {
+                issue.diagnostics.insert(
+                    0,
+                    compose::Diagnostic::issue_error(format!(
+                        "each message would be {}, more than the {} that smtp.max_message_size allows; shorten the sections or move material to a web page and link to it",
+                        describe_size(bytes),
+                        describe_size(limit)
+                    )),
+                );
+            }
+        }
+        Err(e) => tracing::debug!(error = %e, "cannot build a sample message to measure"),
+    }
+}
+
+/// Renders `issue` and adds [`size_checks`]; an issue that cannot be rendered is left
+/// for the step that renders it to report.
+pub fn with_size_checks(ctx: &Context, mut issue: Issue) -> Issue {
+    if let Ok(rendered) = ctx.renderer.render_issue(&ctx.settings.newsletter, &issue) {
+        size_checks(ctx, &mut issue, &rendered);
+    }
+    issue
+}
+
+/// The issue's message as the sample recipient would get it.
+fn sample_message(
+    ctx: &Context,
+    id: IssueId,
+    rendered: &RenderedIssue,
+) -> Result<lettre::Message, render::MessageError> {
+    let recipient = sample_recipient();
+    let links = RecipientLinks::new(&ctx.settings.newsletter, &ctx.tokens, recipient.id);
+    render::build_message(
+        MessageOptions {
+            newsletter: &ctx.settings.newsletter,
+            issue: id,
+            date: chrono::Utc::now(),
+        },
+        rendered,
+        &recipient,
+        &links,
+    )
 }
 
 /// `gazette check`.
-pub fn check(ctx: &Context, sections: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let mut issue = compose_issue(ctx, sections, None)?;
+pub async fn check(ctx: &Context, sections: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let mut issue = compose_issue(ctx, sections, None).await?;
     let rendered = ctx
         .renderer
         .render_issue(&ctx.settings.newsletter, &issue)
         .context("rendering the issue")?;
-    size_warning(&mut issue, &rendered);
+    size_checks(ctx, &mut issue, &rendered);
     report(&issue, Some(&rendered));
     Ok(if issue.is_sendable() {
         ExitCode::SUCCESS
@@ -100,18 +190,18 @@ pub fn sample_recipient() -> Recipient {
 }
 
 /// `gazette preview`.
-pub fn preview(
+pub async fn preview(
     ctx: &Context,
     sections: Option<&Path>,
     date: Option<IssueId>,
     out: &Path,
 ) -> anyhow::Result<ExitCode> {
-    let mut issue = compose_issue(ctx, sections, date)?;
+    let mut issue = compose_issue(ctx, sections, date).await?;
     let rendered = ctx
         .renderer
         .render_issue(&ctx.settings.newsletter, &issue)
         .context("rendering the issue")?;
-    size_warning(&mut issue, &rendered);
+    size_checks(ctx, &mut issue, &rendered);
     let recipient = sample_recipient();
     let links = RecipientLinks::new(&ctx.settings.newsletter, &ctx.tokens, recipient.id);
     let message = render::build_message(

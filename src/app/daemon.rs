@@ -8,7 +8,7 @@
 
 use super::Context;
 use super::delivery::{delivery_worker, freeze_and_snapshot};
-use crate::compose::{self, Diagnostic, Issue};
+use crate::compose::{self, Diagnostic, Issue, Readiness};
 use crate::domain::{Clock, IssueId, SlotState, SystemClock};
 use crate::render::{self, RecipientLinks};
 use crate::schedule::{Action, Timing, plan};
@@ -218,7 +218,7 @@ impl<'a> Scheduler<'a> {
 
     fn compose(&self, issue: IssueId) -> Issue {
         let dir = &self.ctx.settings.content.sections_dir;
-        match compose::compose(
+        let composed = match compose::compose(
             dir,
             issue,
             &self.ctx.compose_options(),
@@ -238,13 +238,19 @@ impl<'a> Scheduler<'a> {
                 Vec::new(),
                 &self.ctx.compose_options(),
             ),
-        }
+        };
+        super::content::with_size_checks(self.ctx, composed)
     }
 
     /// Sends the proof of the issue for `slot` to every editor, once.
     pub async fn send_proof(&self, slot: DateTime<Utc>, now: DateTime<Utc>) -> anyhow::Result<()> {
         let id = self.timing.issue_id(slot);
         let issue = self.compose(id);
+        if issue.unsettled().is_some() {
+            // A proof of a folder still being written would show sections as missing.
+            tracing::info!(issue = %id, "section files are still being written; the proof waits for them");
+            return Ok(());
+        }
         if !self.store.claim_proof(slot, id, now).await? {
             return Ok(());
         }
@@ -331,6 +337,12 @@ impl<'a> Scheduler<'a> {
             return Ok(());
         }
         let issue = self.compose(id);
+        if let Readiness::Unsettled { files, .. } = issue.readiness() {
+            // Not held, and nobody is told: the files are read once they settle, at
+            // the next step.
+            tracing::info!(issue = %id, files = files.len(), "section files are still being written; composing again shortly");
+            return Ok(());
+        }
         if !issue.is_sendable() {
             let next = self.timing.recheck_after(now);
             let errors: Vec<String> = issue.errors().map(ToString::to_string).collect();
@@ -560,7 +572,10 @@ pub async fn proof(ctx: &Context) -> anyhow::Result<ExitCode> {
         .timing()
         .next_slot(now)
         .context("the schedule has no future slot")?;
-    let issue = scheduler.compose(scheduler.timing().issue_id(slot));
+    let id = scheduler.timing().issue_id(slot);
+    let issue =
+        super::content::compose_settled(ctx, &ctx.settings.content.sections_dir, id).await?;
+    let issue = super::content::with_size_checks(ctx, issue);
     for d in &issue.diagnostics {
         eprintln!("{d}");
     }
@@ -577,24 +592,39 @@ pub async fn proof(ctx: &Context) -> anyhow::Result<ExitCode> {
 }
 
 /// The schedule part of `gazette status`: the next slot and the recent ones.
-pub async fn print_schedule(ctx: &Context, store: &Store) -> anyhow::Result<()> {
-    let scheduler = Scheduler::new(ctx, store.clone());
-    match scheduler.timing().next_slot(Utc::now()) {
+pub async fn print_schedule(ctx: &Context, store: Option<&Store>) -> anyhow::Result<()> {
+    let timing = Timing::from(&ctx.settings.schedule);
+    let local = |at: DateTime<Utc>| {
+        at.with_timezone(&timing.timezone)
+            .format("%A %-d %B %Y at %H:%M %Z")
+            .to_string()
+    };
+    match timing.next_slot(Utc::now()) {
         Some(next) => println!(
             "Next issue: {} on {} ({})",
-            scheduler.timing().issue_id(next),
-            scheduler.local(next),
+            timing.issue_id(next),
+            local(next),
             ctx.settings.schedule.send.as_str()
         ),
         None => println!("Next issue: none (the schedule has no future slot)"),
     }
+    let Some(store) = store else {
+        return Ok(());
+    };
     for slot in store.recent_slots(3).await? {
-        let note = slot.note.map(|n| format!(": {n}")).unwrap_or_default();
+        let state = slot.state.replace('_', " ");
+        // Notes often begin with the state itself ("missed: …"): say it once.
+        let note = slot
+            .note
+            .as_deref()
+            .map(|n| n.strip_prefix(&format!("{state}:")).unwrap_or(n).trim())
+            .filter(|n| !n.is_empty())
+            .map(|n| format!(": {n}"))
+            .unwrap_or_default();
         println!(
-            "Slot {} (issue {}): {}{note}",
-            scheduler.local(slot.at),
+            "Slot {} (issue {}): {state}{note}",
+            local(slot.at),
             slot.issue,
-            slot.state.replace('_', " ")
         );
     }
     Ok(())

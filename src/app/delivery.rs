@@ -2,7 +2,7 @@
 //! freeze an issue with its audience, build the worker, deliver what is due.
 
 use super::Context;
-use crate::compose::{self, Issue};
+use crate::compose::Issue;
 use crate::domain::{Clock, IssueId, SystemClock};
 use crate::send::{BatchReport, ConfiguredTransport, DeliveryWorker, MessageFactory, RetryPolicy};
 use crate::store::{DeliveryCounts, FreezeOutcome, FrozenIssue, Store, SubscriberStatus};
@@ -152,13 +152,10 @@ fn today(ctx: &Context, now: DateTime<Utc>) -> IssueId {
     )
 }
 
-fn compose_now(ctx: &Context, id: IssueId) -> anyhow::Result<Issue> {
-    let issue = compose::compose(
-        &ctx.settings.content.sections_dir,
-        id,
-        &ctx.compose_options(),
-        std::time::SystemTime::now(),
-    )?;
+async fn compose_now(ctx: &Context, id: IssueId) -> anyhow::Result<Issue> {
+    let issue =
+        super::content::compose_settled(ctx, &ctx.settings.content.sections_dir, id).await?;
+    let issue = super::content::with_size_checks(ctx, issue);
     for d in &issue.diagnostics {
         eprintln!("{d}");
     }
@@ -194,7 +191,7 @@ pub async fn send_now(
             frozen
         }
         None => {
-            let issue = compose_now(ctx, id)?;
+            let issue = compose_now(ctx, id).await?;
             let (frozen, outcome) = freeze_and_snapshot(ctx, &store, &issue, now).await?;
             println!(
                 "Froze issue {id} \"{}\" with {} section(s); {} subscriber(s) queued.",
@@ -225,11 +222,7 @@ pub async fn send_now(
 }
 
 async fn dry_run_report(ctx: &Context, id: IssueId, transport: &str) -> anyhow::Result<ExitCode> {
-    let store = if Store::exists(&ctx.settings.store.url)? {
-        Some(ctx.open_store().await?)
-    } else {
-        None
-    };
+    let store = ctx.open_store_read_only().await?;
     let frozen = match &store {
         Some(store) => store.issue(id).await?,
         None => None,
@@ -249,7 +242,7 @@ async fn dry_run_report(ctx: &Context, id: IssueId, transport: &str) -> anyhow::
             print_counts(id, &counts);
         }
         None => {
-            let issue = compose_now(ctx, id)?;
+            let issue = compose_now(ctx, id).await?;
             let rendered = ctx
                 .renderer
                 .render_issue(&ctx.settings.newsletter, &issue)
@@ -272,16 +265,15 @@ async fn dry_run_report(ctx: &Context, id: IssueId, transport: &str) -> anyhow::
     Ok(ExitCode::SUCCESS)
 }
 
-/// `gazette status`: the last issue's ledger.
-pub async fn status(ctx: &Context) -> anyhow::Result<ExitCode> {
-    if !Store::exists(&ctx.settings.store.url)? {
+/// `gazette status`: the last issue's ledger, from a store opened read-only.
+pub async fn status(ctx: &Context, store: Option<Store>) -> anyhow::Result<ExitCode> {
+    let Some(store) = store else {
         println!(
-            "No issue has been sent yet (no store at {}).",
+            "Nothing has been sent yet: there is no store at {} (the first command that adds subscribers or sends an issue creates it).",
             ctx.settings.store.url
         );
         return Ok(ExitCode::SUCCESS);
-    }
-    let store = ctx.open_store().await?;
+    };
     match store.latest_issue().await? {
         None => println!("No issue has been sent yet."),
         Some(id) => {

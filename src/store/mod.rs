@@ -94,6 +94,30 @@ impl Store {
         Ok(Self { pool })
     }
 
+    /// Opens an existing database read-only, for commands that only look: nothing is
+    /// created and nothing is written (no migration either, so an old store is read as
+    /// it is).
+    pub async fn open_read_only(url: &str) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Url {
+                url: url.to_owned(),
+                reason: e.to_string(),
+            })?
+            .create_if_missing(false)
+            .read_only(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await?;
+        // Opening is lazy about the file's contents: read the schema now so a file that
+        // is not a database says so here, once.
+        sqlx::query("SELECT count(*) FROM sqlite_master")
+            .execute(&pool)
+            .await?;
+        Ok(Self { pool })
+    }
+
     /// Whether the database file `url` names exists (without creating it): lets a dry run
     /// look without changing anything.
     pub fn exists(url: &str) -> Result<bool, StoreError> {

@@ -6,6 +6,7 @@ mod compose;
 mod crash;
 mod daemon;
 mod delivery_support;
+mod editors;
 mod faults;
 mod inbox;
 mod mailstack_delivery;
