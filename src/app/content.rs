@@ -4,7 +4,7 @@ use super::Context;
 use crate::compose::{self, Issue};
 use crate::domain::{HeaderText, IssueId, SubscriberEmail};
 use crate::render::{self, MessageOptions, Recipient, RecipientLinks, RenderedIssue};
-use crate::settings::describe_size;
+use crate::settings::{Tls, TransportKind, describe_size};
 use anyhow::Context as _;
 use std::path::Path;
 use std::process::ExitCode;
@@ -117,9 +117,8 @@ pub fn size_checks(ctx: &Context, issue: &mut Issue, rendered: &RenderedIssue) {
             )));
     }
     let limit = ctx.settings.smtp.max_message_size;
-    match sample_message(ctx, issue.id, rendered) {
-        Ok(message) => {
-            let bytes = message.formatted().len() as u64;
+    match message_size(ctx, issue.id, rendered) {
+        Ok(bytes) => {
             if bytes > limit {
                 issue.diagnostics.insert(
                     0,
@@ -135,6 +134,39 @@ pub fn size_checks(ctx: &Context, issue: &mut Issue, rendered: &RenderedIssue) {
     }
 }
 
+/// The relay's own limit: with `[transport] kind = "smtp"`, an issue larger than the
+/// `SIZE` the relay announces is an error too, and a relay that cannot be asked is a
+/// warning. Only explicit commands ask; the daemon goes by `smtp.max_message_size`.
+pub async fn relay_size_check(ctx: &Context, issue: &mut Issue, rendered: &RenderedIssue) {
+    let smtp = &ctx.settings.smtp;
+    if ctx.settings.transport.kind != TransportKind::Smtp || smtp.tls == Tls::Implicit {
+        return;
+    }
+    let Ok(bytes) = message_size(ctx, issue.id, rendered) else {
+        return;
+    };
+    let timeout = smtp.timeout.min(Duration::from_secs(10));
+    match crate::send::announced_size(&smtp.host, smtp.port, timeout).await {
+        Ok(Some(relay)) if bytes > relay => issue.diagnostics.insert(
+            0,
+            compose::Diagnostic::issue_error(format!(
+                "each message would be {}, more than the {} the relay at {}:{} accepts (its SIZE); shorten the sections",
+                describe_size(bytes),
+                describe_size(relay),
+                smtp.host,
+                smtp.port
+            )),
+        ),
+        Ok(_) => {}
+        Err(e) => issue
+            .diagnostics
+            .push(compose::Diagnostic::issue_warning(format!(
+                "cannot ask the relay at {}:{} for its size limit: {e}",
+                smtp.host, smtp.port
+            ))),
+    }
+}
+
 /// Renders `issue` and adds [`size_checks`]; an issue that cannot be rendered is left
 /// for the step that renders it to report.
 pub fn with_size_checks(ctx: &Context, mut issue: Issue) -> Issue {
@@ -142,6 +174,15 @@ pub fn with_size_checks(ctx: &Context, mut issue: Issue) -> Issue {
         size_checks(ctx, &mut issue, &rendered);
     }
     issue
+}
+
+/// The size in bytes of the issue's message as the sample recipient would get it.
+fn message_size(
+    ctx: &Context,
+    id: IssueId,
+    rendered: &RenderedIssue,
+) -> Result<u64, render::MessageError> {
+    Ok(sample_message(ctx, id, rendered)?.formatted().len() as u64)
 }
 
 /// The issue's message as the sample recipient would get it.
@@ -172,6 +213,7 @@ pub async fn check(ctx: &Context, sections: Option<&Path>) -> anyhow::Result<Exi
         .render_issue(&ctx.settings.newsletter, &issue)
         .context("rendering the issue")?;
     size_checks(ctx, &mut issue, &rendered);
+    relay_size_check(ctx, &mut issue, &rendered).await;
     report(&issue, Some(&rendered));
     Ok(if issue.is_sendable() {
         ExitCode::SUCCESS

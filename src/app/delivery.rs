@@ -155,7 +155,10 @@ fn today(ctx: &Context, now: DateTime<Utc>) -> IssueId {
 async fn compose_now(ctx: &Context, id: IssueId) -> anyhow::Result<Issue> {
     let issue =
         super::content::compose_settled(ctx, &ctx.settings.content.sections_dir, id).await?;
-    let issue = super::content::with_size_checks(ctx, issue);
+    let mut issue = super::content::with_size_checks(ctx, issue);
+    if let Ok(rendered) = ctx.renderer.render_issue(&ctx.settings.newsletter, &issue) {
+        super::content::relay_size_check(ctx, &mut issue, &rendered).await;
+    }
     for d in &issue.diagnostics {
         eprintln!("{d}");
     }

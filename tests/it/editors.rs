@@ -531,3 +531,36 @@ fn exported_names_cannot_run_as_spreadsheet_formulas() {
         assert!(name.starts_with('\''), "{name:?}");
     }
 }
+
+#[tokio::test]
+async fn the_relays_announced_size_is_read_from_its_ehlo() {
+    use crate::support::mailstack::{MailStack, SmtpSink};
+    let stack = MailStack::start(&["alice"]);
+    let size = gazette::send::announced_size(
+        "127.0.0.1",
+        stack.smtp_port(),
+        std::time::Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    // Postfix's default message_size_limit.
+    assert_eq!(size, Some(10_240_000));
+    let sink = SmtpSink::start(&[]);
+    let size =
+        gazette::send::announced_size("127.0.0.1", sink.port(), std::time::Duration::from_secs(10))
+            .await
+            .unwrap();
+    assert_eq!(size, None, "smtp-sink announces no SIZE");
+    // `check` asks the relay and finds the sample issue well within its limit.
+    let (_work, config) = setup(
+        "relay-size",
+        &[
+            ("transport.kind", "\"smtp\""),
+            ("smtp.port", &stack.smtp_port().to_string()),
+            ("smtp.tls", "\"none\""),
+        ],
+    );
+    let out = run(&config, &["check"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(!stderr(&out).contains("relay"), "{}", describe(&out));
+}
