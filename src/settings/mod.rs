@@ -24,8 +24,10 @@ use std::time::Duration;
 /// A setting that could not be used, with the key it came from.
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
-    #[error("cannot read settings: {0}")]
-    Read(#[from] config::ConfigError),
+    /// The file is TOML but its contents do not fit (an unknown key, a wrong type). The
+    /// parser's message is kept as text so it is printed once, not again as a cause.
+    #[error("settings file {path}: {message}")]
+    Read { path: String, message: String },
     #[error("settings file {path}: {reason}")]
     File { path: String, reason: String },
     #[error("settings key `{key}`: {reason}")]
@@ -229,7 +231,7 @@ impl Settings {
     /// operator running `gazette` from the checkout expects.
     pub fn load(path: &Path) -> Result<Self, SettingsError> {
         let text = read_settings_file(path)?;
-        let cfg = config::Config::builder()
+        let raw = config::Config::builder()
             .add_source(config::File::from_str(&text, config::FileFormat::Toml))
             .add_source(
                 config::Environment::with_prefix("GAZETTE")
@@ -240,18 +242,27 @@ impl Settings {
                     .with_list_parse_key("content.required")
                     .try_parsing(true),
             )
-            .build()?;
-        let raw: raw::RawSettings = cfg.try_deserialize()?;
+            .build()
+            .and_then(|cfg| cfg.try_deserialize::<raw::RawSettings>())
+            .map_err(read_error(&path.display().to_string()))?;
         raw.check()
     }
 
     /// Reads settings from a TOML string, without environment overrides (for tests).
     pub fn from_toml(text: &str) -> Result<Self, SettingsError> {
-        let cfg = config::Config::builder()
+        let raw = config::Config::builder()
             .add_source(config::File::from_str(text, config::FileFormat::Toml))
-            .build()?;
-        let raw: raw::RawSettings = cfg.try_deserialize()?;
+            .build()
+            .and_then(|cfg| cfg.try_deserialize::<raw::RawSettings>())
+            .map_err(read_error("(text)"))?;
         raw.check()
+    }
+}
+
+fn read_error(path: &str) -> impl Fn(config::ConfigError) -> SettingsError + '_ {
+    move |e| SettingsError::Read {
+        path: path.to_owned(),
+        message: e.to_string(),
     }
 }
 

@@ -162,6 +162,24 @@ async fn the_daemon_rechecks_unsettled_files_instead_of_holding_and_mailing_edit
         slots.iter().map(|s| &s.state).collect::<Vec<_>>()
     );
     assert_eq!(store.latest_issue().await.unwrap(), None);
+    // Once the files have settled, the next step composes and sends as usual.
+    for entry in std::fs::read_dir(work.path().join("sections")).unwrap() {
+        let file = std::fs::File::options()
+            .write(true)
+            .open(entry.unwrap().path())
+            .unwrap();
+        file.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(3 * 3600))
+            .unwrap();
+    }
+    scheduler
+        .try_once(slot + chrono::Duration::seconds(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.latest_issue().await.unwrap(),
+        Some(IssueId::parse("2021-09-01").unwrap())
+    );
+    assert!(!editors.join("held").exists());
 }
 
 // ---- Size limits and control characters --------------------------------------------------
@@ -563,4 +581,17 @@ async fn the_relays_announced_size_is_read_from_its_ehlo() {
     let out = run(&config, &["check"]);
     assert!(out.status.success(), "{}", describe(&out));
     assert!(!stderr(&out).contains("relay"), "{}", describe(&out));
+}
+
+#[test]
+fn a_settings_key_that_does_not_fit_is_reported_once_with_the_file() {
+    let work = TempDir::new("bad-key");
+    let base = std::fs::read_to_string(support::repo_root().join("config/gazette.toml")).unwrap();
+    let path = work.path().join("gazette.toml");
+    std::fs::write(&path, base.replace("timeout = \"30s\"", "timout = \"30s\"")).unwrap();
+    let out = run(&path, &["check"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert_eq!(err.matches("unknown field `timout`").count(), 1, "{err}");
+    assert!(err.contains(&path.display().to_string()), "{err}");
 }
