@@ -14,34 +14,32 @@ use std::time::{Duration, Instant, SystemTime};
 const SAMPLE_RECIPIENT: &str = "reader@example.org";
 
 /// How long an explicit command waits, at most, for files saved a moment ago: long
-/// enough for an editor's save or a checkout, short enough that a file written to
-/// without pause is reported rather than waited on for ever.
-fn settle_patience(settle_time: Duration) -> Duration {
-    settle_time.saturating_mul(3) + Duration::from_secs(5)
-}
+/// enough for an editor's save or a checkout (the settle time is seconds), short enough
+/// that a long `content.settle_time` or a file written to without pause is reported
+/// rather than waited on.
+const PATIENCE: Duration = Duration::from_secs(30);
 
 /// Composes the issue `id` from `dir` for a person at the keyboard: files saved a
 /// moment ago (a `git checkout`, an editor's save) are waited for, saying so on stderr,
 /// instead of being reported missing.
 pub async fn compose_settled(ctx: &Context, dir: &Path, id: IssueId) -> anyhow::Result<Issue> {
     let options = ctx.compose_options();
-    let give_up = Instant::now() + settle_patience(options.settle_time);
+    let give_up = Instant::now() + PATIENCE;
     loop {
         let issue = compose::compose(dir, id, &options, SystemTime::now())
             .with_context(|| format!("composing the issue {id}"))?;
         let Some(unsettled) = issue.unsettled() else {
             return Ok(issue);
         };
-        let now = Instant::now();
-        if now >= give_up {
-            return Ok(issue);
-        }
         let wait = unsettled
             .until
             .duration_since(SystemTime::now())
             .unwrap_or(Duration::ZERO)
-            .min(give_up - now)
             + Duration::from_millis(50);
+        if Instant::now() + wait > give_up {
+            // Reported as skipped, with the time they need, rather than waited on.
+            return Ok(issue);
+        }
         let names: Vec<String> = unsettled
             .files
             .iter()
