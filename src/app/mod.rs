@@ -99,10 +99,13 @@ impl Context {
         if !Store::exists(url)? {
             return Ok(None);
         }
-        Store::open_read_only(url)
-            .await
-            .map(Some)
-            .with_context(|| format!("cannot read the store {url}"))
+        match Store::open_read_only(url).await {
+            Ok(store) => Ok(Some(store)),
+            // Bringing an existing store's schema up to date is what any command does
+            // first; only creating one is left to the commands that change something.
+            Err(crate::store::StoreError::Outdated) => self.open_store().await.map(Some),
+            Err(e) => Err(anyhow::Error::new(e).context(format!("cannot read the store {url}"))),
+        }
     }
 
     /// The id of the next scheduled issue after `now`.

@@ -54,6 +54,8 @@ pub enum StoreError {
     Corrupt { what: &'static str, value: String },
     #[error("no subscriber with id {0}")]
     NoSuchSubscriber(i64),
+    #[error("the store was made by an older gazette and needs updating")]
+    Outdated,
 }
 
 /// How long a statement waits for another connection's write lock before failing.
@@ -115,6 +117,21 @@ impl Store {
         sqlx::query("SELECT count(*) FROM sqlite_master")
             .execute(&pool)
             .await?;
+        // A store from an older gazette lacks tables or columns this one reads.
+        let newest = sqlx::migrate!("./migrations")
+            .iter()
+            .map(|m| m.version)
+            .max()
+            .unwrap_or(0);
+        let applied: Option<i64> =
+            sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
+                .fetch_one(&pool)
+                .await
+                .unwrap_or(None);
+        if applied.unwrap_or(0) < newest {
+            pool.close().await;
+            return Err(StoreError::Outdated);
+        }
         Ok(Self { pool })
     }
 
