@@ -5,6 +5,15 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = gazette::app::Cli::parse();
+    if !cli.command.is_daemon() {
+        // Rust ignores SIGPIPE, so printing into a closed pipe (`gazette status |
+        // head -1`) would panic. A command that prints ends quietly instead, as `ls`
+        // does. The daemons keep ignoring it: they write to sockets, not to a reader.
+        // SAFETY: no other thread exists yet, and SIG_DFL is a valid disposition.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     gazette::app::init_tracing();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

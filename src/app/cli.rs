@@ -24,13 +24,16 @@ pub struct Cli {
 /// What to do.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Check the settings and the section files; exits non-zero if the issue would be held.
+    /// Validate the settings and the section files; exit non-zero if the issue would be held.
+    ///
+    /// Prints every problem with its file and line. Files saved a moment ago (within
+    /// `content.settle_time`) are waited for, not reported missing.
     Check {
         /// Sections folder (default: `[content] sections_dir`).
         #[arg(long, value_name = "DIR")]
         sections: Option<PathBuf>,
     },
-    /// Write the next issue as issue.html, issue.txt and issue.eml for a sample recipient.
+    /// Write the next issue as issue.html, issue.txt and issue.eml (the whole message as a sample recipient would get it).
     Preview {
         /// Sections folder (default: `[content] sections_dir`).
         #[arg(long, value_name = "DIR")]
@@ -47,7 +50,7 @@ pub enum Command {
         #[command(subcommand)]
         command: SubscribersCommand,
     },
-    /// Compose, freeze and send one issue now; sending it again sends nothing new.
+    /// Compose, freeze and send one issue now (default date: today); sending the same issue again sends nothing new.
     SendNow {
         /// Issue date (default: today in `[schedule] timezone`).
         #[arg(long, value_name = "YYYY-MM-DD")]
@@ -56,30 +59,40 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Show the last issue's delivery progress.
+    /// Show the next slot, the recent slots, and the last issue's delivery counts (queued, sent, retrying, failed, skipped, unknown) and the relay's state.
+    ///
+    /// Reads the store without changing it, and says so when there is none yet.
     Status,
-    /// Run the daemon: send each issue on schedule, until SIGTERM or SIGINT.
+    /// Run the daemon (scheduler, delivery worker, inbox worker and web server) until SIGTERM or SIGINT.
     Serve,
     /// Send the proof of the next issue to the editors now.
     Proof,
-    /// Serve the web side alone (sign-up, confirm, unsubscribe, archive, preview,
-    /// health, metrics) on `[web] bind`; `serve` runs it with everything else.
+    /// Serve the web side alone (sign-up, confirm, unsubscribe, archive, preview, health, metrics) on web.bind until SIGTERM or SIGINT.
+    ///
+    /// `serve` runs it together with everything else.
     Web,
-    /// Copy the store (subscribers, consent, suppression list, issues, ledger) to FILE
-    /// while gazette runs, then check the copy and say what it holds.
+    /// Copy the store to FILE while gazette runs, then check the copy and say what it holds.
+    ///
+    /// Subscribers, consent records, the suppression list, issues and the ledger, as they
+    /// were at one instant.
     Backup {
         /// The backup file to write; it must not exist yet.
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
-    /// Put a backup made by `gazette backup` in place of the store. Refused while any
-    /// gazette process uses the store; the replaced store is kept beside it.
+    /// Put a backup made by `gazette backup` in place of the store.
+    ///
+    /// Refused while any gazette process uses the store; the replaced store is kept
+    /// beside it.
     Restore {
         /// The backup file to restore.
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
     /// Read the newsletter's mailbox: unsubscribe, count bounces, leave the rest unread.
+    ///
+    /// With --once, process what is there now and exit; otherwise poll every
+    /// `inbox.poll_interval` until SIGTERM or SIGINT.
     Inbox {
         /// Process what is in the mailbox now, then exit (else run until interrupted).
         #[arg(long)]
@@ -87,38 +100,66 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// The commands that run until stopped rather than print and exit.
+    pub fn is_daemon(&self) -> bool {
+        matches!(self, Self::Serve | Self::Web | Self::Inbox { once: false })
+    }
+}
+
 /// `gazette subscribers …`.
 #[derive(Debug, Subcommand)]
 pub enum SubscribersCommand {
-    /// Add an active subscriber (consent source "cli").
+    /// Add an active subscriber (consent recorded as given on the command line).
+    ///
+    /// An address already known is left as it is: an unsubscribed or bounced one is not
+    /// brought back.
     Add {
+        /// The address to send to.
         email: String,
+        /// The subscriber's name, as greetings and the To header show it.
         #[arg(long)]
         name: Option<String>,
     },
     /// Unsubscribe an address (it stays on the suppression list).
-    Remove { email: String },
-    /// Make a bounced address active again (after its mailbox was fixed, or when the
-    /// bounces were not its fault); records who did it. Refuses unsubscribed addresses:
-    /// those come back only through the subscriber's own confirmed sign-up.
+    Remove {
+        /// The address to unsubscribe.
+        email: String,
+    },
+    /// Make a bounced address active again, recording who did it and when.
+    ///
+    /// For an address whose mailbox was fixed, or whose bounces were not its fault.
+    /// Refuses unsubscribed addresses: those come back only through the subscriber's own
+    /// confirmed sign-up.
     Reactivate {
+        /// The bounced address to make active again.
         email: String,
         /// Who is doing it, for the record (default: `cli:$USER`).
         #[arg(long, value_name = "WHO")]
         by: Option<String>,
     },
-    /// Write subscribers as CSV (email,name,status,…) to stdout.
+    /// Write subscribers as CSV to stdout.
+    ///
+    /// All of them, or those with --status. Columns email,name,status,consent_at,
+    /// consent_source,consent_ip,bounce_count,created_at,updated_at,reactivated_at,
+    /// reactivated_by; a cell a spreadsheet would run as a formula gets a leading '.
     List {
         /// Only subscribers with this status (pending, active, unsubscribed, bounced).
         #[arg(long, value_name = "STATUS")]
         status: Option<SubscriberStatus>,
     },
-    /// Import a CSV file (comma-, semicolon- or tab-separated, UTF-8) with an `email`
-    /// column and an optional `name` column; every line is accounted for.
+    /// Import subscribers from a CSV file with an email column (and optional name); every line of the file is accounted for.
+    ///
+    /// Comma-, semicolon- or tab-separated, UTF-8. New addresses become active
+    /// subscribers with consent source "import:FILE". An unsubscribed or bounced address
+    /// is never brought back.
     Import {
+        /// The CSV file; its header row names the columns.
         #[arg(value_name = "FILE.csv")]
         file: PathBuf,
     },
-    /// Write every subscriber as CSV to stdout.
+    /// Write subscribers as CSV to stdout.
+    ///
+    /// Every subscriber, whatever the status; the columns of `list`.
     Export,
 }

@@ -8,7 +8,7 @@
 
 use super::Context;
 use super::delivery::{delivery_worker, freeze_and_snapshot};
-use crate::compose::{self, Diagnostic, Issue};
+use crate::compose::{self, Diagnostic, Issue, Readiness};
 use crate::domain::{Clock, IssueId, SlotState, SystemClock};
 use crate::render::{self, RecipientLinks};
 use crate::schedule::{Action, Timing, plan};
@@ -448,7 +448,7 @@ impl<'a> Scheduler<'a> {
 
     fn compose(&self, issue: IssueId) -> Issue {
         let dir = &self.ctx.settings.content.sections_dir;
-        match compose::compose(
+        let composed = match compose::compose(
             dir,
             issue,
             &self.ctx.compose_options(),
@@ -468,7 +468,8 @@ impl<'a> Scheduler<'a> {
                 Vec::new(),
                 &self.ctx.compose_options(),
             ),
-        }
+        };
+        super::content::with_size_checks(self.ctx, composed)
     }
 
     /// Sends the proof of the issue for `slot` to every editor, once.
@@ -483,6 +484,11 @@ impl<'a> Scheduler<'a> {
             return Ok(());
         }
         let issue = self.compose(id);
+        if issue.unsettled().is_some() {
+            // A proof of a folder still being written would show sections as missing.
+            tracing::info!(issue = %id, "section files are still being written; the proof waits for them");
+            return Ok(());
+        }
         if issue.sources.is_empty() || self.already_sent(&issue).await?.is_some() {
             tracing::debug!(issue = %id, "no proof: nothing new in the sections folder");
             return Ok(());
@@ -547,6 +553,12 @@ impl<'a> Scheduler<'a> {
     ) -> anyhow::Result<()> {
         let id = self.timing.issue_id(slot);
         let mut issue = self.compose(id);
+        if let Readiness::Unsettled { files, .. } = issue.readiness() {
+            // Not held, and nobody is told: the files are read once they settle, at
+            // the next step.
+            tracing::info!(issue = %id, files = files.len(), "section files are still being written; composing again shortly");
+            return Ok(());
+        }
         if self.store.issue(id).await?.is_some() {
             // Issue ids are dates: a second slot on one day cannot be a second issue.
             return self.pass_over(slot, id, &issue, now).await;
@@ -859,7 +871,10 @@ pub async fn proof(ctx: &Context) -> anyhow::Result<ExitCode> {
         .timing()
         .next_slot(now)
         .context("the schedule has no future slot")?;
-    let issue = scheduler.compose(scheduler.timing().issue_id(slot));
+    let id = scheduler.timing().issue_id(slot);
+    let issue =
+        super::content::compose_settled(ctx, &ctx.settings.content.sections_dir, id).await?;
+    let issue = super::content::with_size_checks(ctx, issue);
     for d in &issue.diagnostics {
         eprintln!("{d}");
     }
@@ -876,33 +891,49 @@ pub async fn proof(ctx: &Context) -> anyhow::Result<ExitCode> {
 }
 
 /// The schedule part of `gazette status`: the next slot and the recent ones.
-pub async fn print_schedule(ctx: &Context, store: &Store) -> anyhow::Result<()> {
-    let scheduler = Scheduler::new(ctx, store.clone());
+pub async fn print_schedule(ctx: &Context, store: Option<&Store>) -> anyhow::Result<()> {
+    let timing = Timing::from(&ctx.settings.schedule);
+    let local = |at: DateTime<Utc>| {
+        at.with_timezone(&timing.timezone)
+            .format("%A %-d %B %Y at %H:%M %Z")
+            .to_string()
+    };
     let now = Utc::now();
-    match scheduler.timing().next_slot(now) {
+    match timing.next_slot(now) {
         Some(next) => {
-            let issue = scheduler.timing().issue_id(next);
+            let issue = timing.issue_id(next);
             // One issue per day: a slot whose date has its issue will send nothing.
-            let served = if store.issue(issue).await?.is_some() {
-                "; that issue has been sent, so this slot will send nothing"
-            } else {
-                ""
+            let served = match store {
+                Some(store) if store.issue(issue).await?.is_some() => {
+                    "; that issue has been sent, so this slot will send nothing"
+                }
+                _ => "",
             };
             println!(
                 "Next slot: {} (issue {issue}, {}){served}",
-                scheduler.local(next),
+                local(next),
                 ctx.settings.schedule.send.as_str()
             )
         }
         None => println!("Next slot: none (the schedule has no future slot)"),
     }
+    let Some(store) = store else {
+        return Ok(());
+    };
     for slot in store.recent_slots(3, now).await? {
-        let note = slot.note.map(|n| format!(": {n}")).unwrap_or_default();
+        let state = slot.state.replace('_', " ");
+        // Notes often begin with the state itself ("missed: …"): say it once.
+        let note = slot
+            .note
+            .as_deref()
+            .map(|n| n.strip_prefix(&format!("{state}:")).unwrap_or(n).trim())
+            .filter(|n| !n.is_empty())
+            .map(|n| format!(": {n}"))
+            .unwrap_or_default();
         println!(
-            "Slot {} (issue {}): {}{note}",
-            scheduler.local(slot.at),
+            "Slot {} (issue {}): {state}{note}",
+            local(slot.at),
             slot.issue,
-            slot.state.replace('_', " ")
         );
     }
     Ok(())

@@ -3,7 +3,7 @@
 
 use super::Context;
 use super::daemon::{archive_sources, source_pairs};
-use crate::compose::{self, Issue};
+use crate::compose::Issue;
 use crate::domain::{Clock, IssueId, SystemClock};
 use crate::schedule::Timing;
 use crate::send::{
@@ -197,13 +197,13 @@ fn today(ctx: &Context, now: DateTime<Utc>) -> IssueId {
     )
 }
 
-fn compose_now(ctx: &Context, id: IssueId) -> anyhow::Result<Issue> {
-    let issue = compose::compose(
-        &ctx.settings.content.sections_dir,
-        id,
-        &ctx.compose_options(),
-        std::time::SystemTime::now(),
-    )?;
+async fn compose_now(ctx: &Context, id: IssueId) -> anyhow::Result<Issue> {
+    let issue =
+        super::content::compose_settled(ctx, &ctx.settings.content.sections_dir, id).await?;
+    let mut issue = super::content::with_size_checks(ctx, issue);
+    if let Ok(rendered) = ctx.renderer.render_issue(&ctx.settings.newsletter, &issue) {
+        super::content::relay_size_check(ctx, &mut issue, &rendered).await;
+    }
     for d in &issue.diagnostics {
         eprintln!("{d}");
     }
@@ -239,7 +239,7 @@ pub async fn send_now(
             frozen
         }
         None => {
-            let issue = compose_now(ctx, id)?;
+            let issue = compose_now(ctx, id).await?;
             if let Some(earlier) = store.issue_with_sources(&source_pairs(&issue)).await? {
                 bail!(
                     "the files in {} are the same as those of the issue {earlier}, which has been sent; \
@@ -338,11 +338,7 @@ pub async fn send_now(
 }
 
 async fn dry_run_report(ctx: &Context, id: IssueId, transport: &str) -> anyhow::Result<ExitCode> {
-    let store = if Store::exists(&ctx.settings.store.url)? {
-        Some(ctx.open_store().await?)
-    } else {
-        None
-    };
+    let store = ctx.open_store_read_only().await?;
     let frozen = match &store {
         Some(store) => store.issue(id).await?,
         None => None,
@@ -362,7 +358,7 @@ async fn dry_run_report(ctx: &Context, id: IssueId, transport: &str) -> anyhow::
             print_counts(id, &counts);
         }
         None => {
-            let issue = compose_now(ctx, id)?;
+            let issue = compose_now(ctx, id).await?;
             if let Some(store) = &store
                 && let Some(earlier) = store.issue_with_sources(&source_pairs(&issue)).await?
             {
@@ -394,16 +390,15 @@ async fn dry_run_report(ctx: &Context, id: IssueId, transport: &str) -> anyhow::
     Ok(ExitCode::SUCCESS)
 }
 
-/// `gazette status`: the last issue's ledger and the relay's state.
-pub async fn status(ctx: &Context) -> anyhow::Result<ExitCode> {
-    if !Store::exists(&ctx.settings.store.url)? {
+/// `gazette status`: the last issue's ledger, from a store opened read-only.
+pub async fn status(ctx: &Context, store: Option<Store>) -> anyhow::Result<ExitCode> {
+    let Some(store) = store else {
         println!(
-            "No issue has been sent yet (no store at {}).",
+            "Nothing has been sent yet: there is no store at {} (the first command that adds subscribers or sends an issue creates it).",
             ctx.settings.store.url
         );
         return Ok(ExitCode::SUCCESS);
-    }
-    let store = ctx.open_store().await?;
+    };
     match store.latest_issue().await? {
         None => println!("No issue has been sent yet."),
         Some(id) => {

@@ -5,7 +5,7 @@
 
 mod backup;
 mod cli;
-mod content;
+pub mod content;
 pub mod daemon;
 pub mod delivery;
 pub mod import;
@@ -94,10 +94,7 @@ impl Context {
 
     /// Compose options from `[content]`.
     pub fn compose_options(&self) -> ComposeOptions {
-        ComposeOptions {
-            required: self.settings.content.required.clone(),
-            settle_time: self.settings.content.settle_time,
-        }
+        ComposeOptions::from(&self.settings.content)
     }
 
     /// Opens the store `[store] url` names (creating it if missing).
@@ -105,6 +102,22 @@ impl Context {
         Store::open(&self.settings.store.url)
             .await
             .with_context(|| format!("opening the store {}", self.settings.store.url))
+    }
+
+    /// Opens the store read-only for a command that only looks: `None` when there is no
+    /// store yet (nothing is created), an error saying plainly why when it cannot be read.
+    pub async fn open_store_read_only(&self) -> anyhow::Result<Option<Store>> {
+        let url = &self.settings.store.url;
+        if !Store::exists(url)? {
+            return Ok(None);
+        }
+        match Store::open_read_only(url).await {
+            Ok(store) => Ok(Some(store)),
+            // Bringing an existing store's schema up to date is what any command does
+            // first; only creating one is left to the commands that change something.
+            Err(crate::store::StoreError::Outdated) => self.open_store().await.map(Some),
+            Err(e) => Err(anyhow::Error::new(e).context(format!("cannot read the store {url}"))),
+        }
     }
 
     /// The id of the next scheduled issue after `now`.
@@ -135,13 +148,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             sections,
             date,
             out,
-        } => content::preview(&ctx, sections.as_deref(), date, &out),
+        } => content::preview(&ctx, sections.as_deref(), date, &out).await,
         Command::Subscribers { command } => subscribers::run(&ctx, command).await,
         Command::SendNow { date, dry_run } => delivery::send_now(&ctx, date, dry_run).await,
         Command::Status => {
-            let store = ctx.open_store().await?;
-            daemon::print_schedule(&ctx, &store).await?;
-            delivery::status(&ctx).await
+            let store = ctx.open_store_read_only().await?;
+            daemon::print_schedule(&ctx, store.as_ref()).await?;
+            delivery::status(&ctx, store).await
         }
         Command::Serve => daemon::serve(&ctx).await,
         Command::Proof => daemon::proof(&ctx).await,

@@ -11,12 +11,31 @@ use crate::store::{
 };
 use anyhow::{Context as _, bail};
 use chrono::{DateTime, SecondsFormat, Utc};
+use std::borrow::Cow;
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
 /// Runs one `subscribers` command.
 pub async fn run(ctx: &Context, command: SubscribersCommand) -> anyhow::Result<ExitCode> {
+    // Listing only looks: it neither creates a store nor writes to one.
+    let listing = match &command {
+        SubscribersCommand::List { status } => Some(*status),
+        SubscribersCommand::Export => Some(None),
+        _ => None,
+    };
+    if let Some(status) = listing {
+        let store = ctx.open_store_read_only().await?;
+        let subscribers = match &store {
+            Some(store) => store.subscribers(status).await?,
+            None => Vec::new(),
+        };
+        write_csv(&subscribers, std::io::stdout().lock())?;
+        if let Some(store) = store {
+            store.close().await;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let store = ctx.open_store().await?;
     let now = Utc::now();
     let code = match command {
@@ -196,18 +215,29 @@ fn time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
+/// A cell a spreadsheet would run as a formula (`=`, `+`, `-`, `@`, tab or CR first)
+/// gets a leading `'`, so it is shown as the text it is (OWASP's advice on CSV
+/// injection). Names come from strangers through the sign-up form.
+pub fn spreadsheet_safe(cell: &str) -> Cow<'_, str> {
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        Cow::Owned(format!("'{cell}"))
+    } else {
+        Cow::Borrowed(cell)
+    }
+}
+
 /// Writes subscribers as CSV with [`CSV_HEADER`].
 pub fn write_csv(subscribers: &[Subscriber], out: impl Write) -> anyhow::Result<()> {
     let mut writer = csv::Writer::from_writer(out);
     writer.write_record(CSV_HEADER)?;
     for s in subscribers {
         writer.write_record([
-            s.email.as_str(),
-            s.name.as_ref().map_or("", HeaderText::as_str),
+            &*spreadsheet_safe(s.email.as_str()),
+            &*spreadsheet_safe(s.name.as_ref().map_or("", HeaderText::as_str)),
             s.status.as_str(),
             &s.consent.at.map(time).unwrap_or_default(),
-            s.consent.source.as_deref().unwrap_or(""),
-            s.consent.ip.as_deref().unwrap_or(""),
+            &*spreadsheet_safe(s.consent.source.as_deref().unwrap_or("")),
+            &*spreadsheet_safe(s.consent.ip.as_deref().unwrap_or("")),
             &s.bounce_count.to_string(),
             &time(s.created_at),
             &time(s.updated_at),

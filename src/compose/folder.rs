@@ -26,6 +26,17 @@ impl SourceFile {
 pub struct Folder {
     pub files: Vec<SourceFile>,
     pub diagnostics: Vec<Diagnostic>,
+    /// Section files modified too recently to be read yet.
+    pub unsettled: Option<Unsettled>,
+}
+
+/// Section files saved a moment ago, probably still being written: not read yet, and not
+/// missing either. They will have settled at `until`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unsettled {
+    pub files: Vec<PathBuf>,
+    /// When the last of them will have been left alone for the settle time.
+    pub until: SystemTime,
 }
 
 const SECTION_EXTENSIONS: [&str; 3] = ["md", "markdown", "txt"];
@@ -40,6 +51,11 @@ fn is_editor_litter(name: &str) -> bool {
         || (name.starts_with('#') && name.ends_with('#'))
 }
 
+/// `1572864` → `1.5 MB`.
+fn megabytes(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / f64::from(1 << 20)).replace(".0 MB", " MB")
+}
+
 /// Reads every section file in `dir`, in name order.
 ///
 /// A file modified less than `settle_time` before `now` is probably still being written
@@ -48,6 +64,7 @@ fn is_editor_litter(name: &str) -> bool {
 pub fn read_folder(
     dir: &Path,
     settle_time: Duration,
+    max_size: u64,
     now: SystemTime,
 ) -> Result<Folder, ComposeError> {
     let folder_error = |source| ComposeError::Folder {
@@ -62,6 +79,7 @@ pub fn read_folder(
 
     let mut files = Vec::new();
     let mut diagnostics = Vec::new();
+    let mut unsettled: Option<Unsettled> = None;
     for entry in entries {
         let path = entry.path();
         let name = entry.file_name().to_string_lossy().into_owned();
@@ -95,7 +113,11 @@ pub fn read_folder(
             ));
             continue;
         }
-        if let Ok(modified) = meta.modified() {
+        // A file dated in the future (a skewed clock) is read now: waiting for it to
+        // settle could take forever.
+        if let Ok(modified) = meta.modified()
+            && modified <= now
+        {
             let age = now.duration_since(modified).unwrap_or(Duration::ZERO);
             if age < settle_time {
                 diagnostics.push(Diagnostic::warning(
@@ -107,8 +129,28 @@ pub fn read_folder(
                         settle_time.as_secs()
                     ),
                 ));
+                let until = modified + settle_time;
+                let entry = unsettled.get_or_insert_with(|| Unsettled {
+                    files: Vec::new(),
+                    until,
+                });
+                entry.files.push(path);
+                entry.until = entry.until.max(until);
                 continue;
             }
+        }
+        // Read nothing of a file too large to send: a huge file would only cost memory.
+        if meta.len() > max_size {
+            diagnostics.push(Diagnostic::error(
+                &path,
+                None,
+                format!(
+                    "is {}; a section file may be at most {} ([content] max_section_size). Move long material to a web page and link to it",
+                    megabytes(meta.len()),
+                    megabytes(max_size)
+                ),
+            ));
+            continue;
         }
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
@@ -130,5 +172,9 @@ pub fn read_folder(
             }
         }
     }
-    Ok(Folder { files, diagnostics })
+    Ok(Folder {
+        files,
+        diagnostics,
+        unsettled,
+    })
 }

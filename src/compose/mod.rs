@@ -11,11 +11,11 @@ mod folder;
 pub(crate) mod section;
 
 pub use diagnostic::{Diagnostic, Severity};
-pub use folder::{SourceFile, read_folder};
+pub use folder::{SourceFile, Unsettled, read_folder};
 pub use section::{Section, SectionKind, parse_section};
 
 use crate::domain::IssueId;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 /// Why a folder could not be read at all (as opposed to a file in it being wrong).
@@ -38,12 +38,53 @@ pub struct Issue {
     pub diagnostics: Vec<Diagnostic>,
     /// The files the issue was made from, kept so a frozen issue can be rebuilt.
     pub sources: Vec<SourceFile>,
+    /// Files saved a moment ago and not read yet.
+    pub unsettled: Option<Unsettled>,
+}
+
+/// Whether an issue can go out now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Readiness {
+    /// Nothing stops it.
+    Sendable,
+    /// Files still being written are all that may stand in the way: look again at
+    /// `until`, and do not tell anyone the issue is held.
+    Unsettled {
+        files: Vec<PathBuf>,
+        until: SystemTime,
+    },
+    /// Errors an editor has to fix.
+    Held,
 }
 
 impl Issue {
     /// True when nothing stops the issue from going out.
     pub fn is_sendable(&self) -> bool {
         !self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+
+    /// Sendable, held, or waiting for files that are still being written.
+    ///
+    /// An issue whose only errors are about the issue as a whole (a required section
+    /// missing, no sections at all) while some files are still being written is not
+    /// held: those files may well be the missing ones. An error in a file that has
+    /// been read is the editors' to fix, unsettled files or not.
+    pub fn readiness(&self) -> Readiness {
+        if self.is_sendable() {
+            return Readiness::Sendable;
+        }
+        match &self.unsettled {
+            Some(u) if self.errors().all(|d| d.file.is_none()) => Readiness::Unsettled {
+                files: u.files.clone(),
+                until: u.until,
+            },
+            _ => Readiness::Held,
+        }
+    }
+
+    /// Files saved a moment ago and not read yet, if any.
+    pub fn unsettled(&self) -> Option<&Unsettled> {
+        self.unsettled.as_ref()
     }
 
     /// The errors only.
@@ -64,6 +105,8 @@ pub struct ComposeOptions {
     pub required: Vec<String>,
     /// Files modified more recently than this are skipped as still being written.
     pub settle_time: std::time::Duration,
+    /// A section file larger than this (bytes) is an error, and is not read.
+    pub max_section_size: u64,
 }
 
 /// Reads `dir` and composes the issue `id` from it, as of `now`.
@@ -73,7 +116,7 @@ pub fn compose(
     options: &ComposeOptions,
     now: SystemTime,
 ) -> Result<Issue, ComposeError> {
-    let folder = read_folder(dir, options.settle_time, now)?;
+    let folder = read_folder(dir, options.settle_time, options.max_section_size, now)?;
     let mut diagnostics = folder.diagnostics;
     let mut sections = Vec::new();
     for source in &folder.files {
@@ -85,7 +128,9 @@ pub fn compose(
             Err(error) => diagnostics.push(error),
         }
     }
-    Ok(assemble(id, sections, diagnostics, folder.files, options))
+    let mut issue = assemble(id, sections, diagnostics, folder.files, options);
+    issue.unsettled = folder.unsettled;
+    Ok(issue)
 }
 
 /// Orders parsed sections and adds the issue-wide checks.
@@ -140,5 +185,6 @@ pub fn assemble(
         sections,
         diagnostics,
         sources,
+        unsettled: None,
     }
 }

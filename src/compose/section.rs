@@ -126,6 +126,8 @@ fn title_from_stem(stem: &str) -> String {
 /// warnings that come with `Ok` are things an editor should look at.
 pub fn parse_section(path: &Path, text: &str) -> Result<(Section, Vec<Diagnostic>), Diagnostic> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let (cleaned, mut warnings) = strip_hidden_characters(path, text);
+    let text = cleaned.as_ref();
     let file_name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -135,7 +137,6 @@ pub fn parse_section(path: &Path, text: &str) -> Result<(Section, Vec<Diagnostic
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let (prefix_order, stem) = strip_order_prefix(&full_stem);
-    let mut warnings = Vec::new();
 
     let (front, body, body_line, front_warnings) = split_front_matter(path, text)?;
     warnings.extend(front_warnings);
@@ -219,104 +220,329 @@ pub fn parse_section(path: &Path, text: &str) -> Result<(Section, Vec<Diagnostic
     ))
 }
 
-/// The 1-based line of `key = …` in the front matter, if it is there.
+/// The 1-based line of `key = …` (TOML) or `key: …` (YAML) in the front matter, if it
+/// is there.
 fn front_line(text: &str, key: &str) -> Option<usize> {
     text.lines()
         .position(|l| {
             let l = l.trim_start();
             l.strip_prefix(key)
-                .is_some_and(|rest| rest.trim_start().starts_with('='))
+                .is_some_and(|rest| rest.trim_start().starts_with(['=', ':']))
         })
         .map(|i| i + 1)
+}
+
+/// Characters that do not belong in a newsletter and can hide what a text says: C0/C1
+/// control characters other than tab and line ends (NUL, ESC, …) and the bidirectional
+/// overrides and isolates (U+202A–U+202E, U+2066–U+2069) that reorder text on screen.
+fn is_hidden_character(c: char) -> bool {
+    (c.is_control() && !matches!(c, '\n' | '\t' | '\r'))
+        || ('\u{202a}'..='\u{202e}').contains(&c)
+        || ('\u{2066}'..='\u{2069}').contains(&c)
+}
+
+/// Removes hidden characters, with a warning for each line that had some.
+fn strip_hidden_characters<'a>(
+    path: &Path,
+    text: &'a str,
+) -> (std::borrow::Cow<'a, str>, Vec<Diagnostic>) {
+    if !text.contains(is_hidden_character) {
+        return (std::borrow::Cow::Borrowed(text), Vec::new());
+    }
+    let mut warnings = Vec::new();
+    for (i, line) in text.split('\n').enumerate() {
+        let mut found: Vec<String> = Vec::new();
+        for c in line.chars().filter(|c| is_hidden_character(*c)) {
+            let name = format!("U+{:04X}", u32::from(c));
+            if !found.contains(&name) {
+                found.push(name);
+            }
+        }
+        if !found.is_empty() {
+            warnings.push(Diagnostic::warning(
+                path,
+                Some(i + 1),
+                format!(
+                    "invisible control characters ({}) are removed; they are not sent",
+                    found.join(", ")
+                ),
+            ));
+        }
+    }
+    let cleaned = text.chars().filter(|c| !is_hidden_character(*c)).collect();
+    (std::borrow::Cow::Owned(cleaned), warnings)
+}
+
+/// The known key closest to a mistyped one, if it is close enough to be a typo.
+fn suggest_key(key: &str) -> Option<&'static str> {
+    let key = key.to_ascii_lowercase();
+    FRONT_MATTER_KEYS
+        .iter()
+        .map(|known| (edit_distance(&key, known), *known))
+        .filter(|(d, known)| *d <= 2 && *d < known.len() / 2 + 1)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, known)| known)
+}
+
+/// Levenshtein distance, counting a swap of neighbours (`titel`) as one edit.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            d[i][j] = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
+            }
+        }
+    }
+    d[a.len()][b.len()]
 }
 
 /// The keys front matter may carry.
 const FRONT_MATTER_KEYS: [&str; 5] = ["title", "kind", "order", "author", "signature"];
 
-/// Splits `+++` front matter from the body. A key gazette does not know is a warning
-/// (and ignored), so a typo shows up in `check` without holding the issue; a known key
-/// with the wrong type is an error.
+/// A front-matter value, whichever language it was written in.
+enum FrontValue {
+    Text(String),
+    Integer(i64),
+    /// Anything else, by the name of its type.
+    Other(&'static str),
+}
+
+/// The front matter's delimiter line and language.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum FrontLanguage {
+    /// `+++` … `+++`
+    Toml,
+    /// `---` … `---` (or `...`), as Hugo and Jekyll write it.
+    Yaml,
+}
+
+/// Splits `+++` (TOML) or `---` (YAML) front matter from the body. Both carry the same
+/// keys. A key gazette does not know is a warning (and ignored), so a typo shows up in
+/// `check` without holding the issue; a known key with the wrong type is an error.
 fn split_front_matter<'a>(
     path: &Path,
     text: &'a str,
 ) -> Result<(FrontMatter, &'a str, usize, Vec<Diagnostic>), Diagnostic> {
     let first_line_end = text.find('\n').map_or(text.len(), |i| i + 1);
-    if text[..first_line_end].trim_end() != "+++" {
-        return Ok((FrontMatter::default(), text, 1, Vec::new()));
-    }
+    let language = match text[..first_line_end].trim_end() {
+        "+++" => FrontLanguage::Toml,
+        "---" => FrontLanguage::Yaml,
+        _ => return Ok((FrontMatter::default(), text, 1, Vec::new())),
+    };
+    let closes = |line: &str| match language {
+        FrontLanguage::Toml => line == "+++",
+        FrontLanguage::Yaml => line == "---" || line == "...",
+    };
     let mut offset = first_line_end;
     let mut line_no = 2;
+    let mut closed = None;
     while offset < text.len() {
         let end = text[offset..]
             .find('\n')
             .map_or(text.len(), |i| offset + i + 1);
-        if text[offset..end].trim_end() == "+++" {
-            let toml_text = &text[first_line_end..offset];
-            let table: toml::Table = toml::from_str(toml_text).map_err(|e| {
-                let line = e.span().map(|s| {
-                    2 + toml_text[..s.start.min(toml_text.len())]
-                        .matches('\n')
-                        .count()
-                });
-                Diagnostic::error(
-                    path,
-                    line,
-                    format!("front matter: {}", e.message().trim_end()),
-                )
-            })?;
-            let mut warnings = Vec::new();
-            let mut front = FrontMatter::default();
-            for (key, value) in table {
-                let line = front_line(text, &key);
-                let text_value = |value: toml::Value| match value {
-                    toml::Value::String(s) => Ok(s),
-                    other => Err(Diagnostic::error(
-                        path,
-                        line,
-                        format!(
-                            "front matter: {key} must be text in quotes, not {}",
-                            other.type_str()
-                        ),
-                    )),
-                };
-                match key.as_str() {
-                    "title" => front.title = Some(text_value(value)?),
-                    "kind" => front.kind = Some(text_value(value)?),
-                    "author" => front.author = Some(text_value(value)?),
-                    "signature" => front.signature = Some(text_value(value)?),
-                    "order" => match value {
-                        toml::Value::Integer(n) => front.order = Some(n),
-                        other => {
-                            return Err(Diagnostic::error(
-                                path,
-                                line,
-                                format!(
-                                    "front matter: order must be a whole number, not {}",
-                                    other.type_str()
-                                ),
-                            ));
-                        }
-                    },
-                    _ => warnings.push(Diagnostic::warning(
-                        path,
-                        line,
-                        format!(
-                            "front matter: '{key}' is not a key gazette knows ({}); it is ignored",
-                            FRONT_MATTER_KEYS.join(", ")
-                        ),
-                    )),
-                }
-            }
-            return Ok((front, &text[end..], line_no + 1, warnings));
+        if closes(text[offset..end].trim_end()) {
+            closed = Some((offset, end));
+            break;
         }
         offset = end;
         line_no += 1;
     }
-    Err(Diagnostic::error(
-        path,
-        Some(1),
-        "front matter opened with +++ on line 1 is never closed with a +++ line",
-    ))
+    let inner_end = closed.map_or(text.len(), |(start, _)| start);
+    let inner = &text[first_line_end..inner_end];
+    let Some((_, body_start)) = closed else {
+        if language == FrontLanguage::Yaml && !looks_like_yaml(inner) {
+            // A Markdown rule (`---`) at the top of a file, not front matter.
+            return Ok((FrontMatter::default(), text, 1, Vec::new()));
+        }
+        let mark = if language == FrontLanguage::Toml {
+            "+++"
+        } else {
+            "---"
+        };
+        return Err(Diagnostic::error(
+            path,
+            Some(1),
+            format!("front matter opened with {mark} on line 1 is never closed with a {mark} line"),
+        ));
+    };
+    let entries = match language {
+        FrontLanguage::Toml => toml_entries(path, inner)?,
+        FrontLanguage::Yaml => match yaml_entries(path, inner)? {
+            Some(entries) => entries,
+            // `---` / text / `---`: Markdown (a rule, then a heading), not front matter.
+            None => return Ok((FrontMatter::default(), text, 1, Vec::new())),
+        },
+    };
+    let mut warnings = Vec::new();
+    let mut front = FrontMatter::default();
+    for (key, value) in entries {
+        let line = front_line(text, &key);
+        let text_value = |value: FrontValue| match value {
+            FrontValue::Text(s) => Ok(s),
+            FrontValue::Integer(_) => Err(Diagnostic::error(
+                path,
+                line,
+                format!("front matter: {key} must be text in quotes, not a number"),
+            )),
+            FrontValue::Other(kind) => Err(Diagnostic::error(
+                path,
+                line,
+                format!("front matter: {key} must be text in quotes, not {kind}"),
+            )),
+        };
+        match key.as_str() {
+            "title" => front.title = Some(text_value(value)?),
+            "kind" => front.kind = Some(text_value(value)?),
+            "author" => front.author = Some(text_value(value)?),
+            "signature" => front.signature = Some(text_value(value)?),
+            "order" => match value {
+                FrontValue::Integer(n) => front.order = Some(n),
+                FrontValue::Text(_) => {
+                    return Err(Diagnostic::error(
+                        path,
+                        line,
+                        "front matter: order must be a whole number, not text",
+                    ));
+                }
+                FrontValue::Other(kind) => {
+                    return Err(Diagnostic::error(
+                        path,
+                        line,
+                        format!("front matter: order must be a whole number, not {kind}"),
+                    ));
+                }
+            },
+            _ => warnings.push(Diagnostic::warning(
+                path,
+                line,
+                match suggest_key(&key) {
+                    Some(known) => format!(
+                        "front matter: '{key}' is not a key gazette knows; did you mean '{known}'? It is ignored"
+                    ),
+                    None => format!(
+                        "front matter: '{key}' is not a key gazette knows ({}); it is ignored",
+                        FRONT_MATTER_KEYS.join(", ")
+                    ),
+                },
+            )),
+        }
+    }
+    Ok((front, &text[body_start..], line_no + 1, warnings))
+}
+
+/// True when the first non-blank line is a `key: value` pair.
+fn looks_like_yaml(inner: &str) -> bool {
+    inner
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .and_then(|l| l.split_once(':'))
+        .is_some_and(|(key, _)| {
+            let key = key.trim();
+            !key.is_empty()
+                && !key.starts_with(['-', '#'])
+                && key
+                    .chars()
+                    .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | ' '))
+        })
+}
+
+fn toml_entries(path: &Path, inner: &str) -> Result<Vec<(String, FrontValue)>, Diagnostic> {
+    let table: toml::Table = toml::from_str(inner).map_err(|e| {
+        let line = e
+            .span()
+            .map(|s| 2 + inner[..s.start.min(inner.len())].matches('\n').count());
+        Diagnostic::error(
+            path,
+            line,
+            format!("front matter: {}", e.message().trim_end()),
+        )
+    })?;
+    Ok(table
+        .into_iter()
+        .map(|(key, value)| {
+            let value = match value {
+                toml::Value::String(s) => FrontValue::Text(s),
+                toml::Value::Integer(n) => FrontValue::Integer(n),
+                other => FrontValue::Other(other.type_str()),
+            };
+            (key, value)
+        })
+        .collect())
+}
+
+/// The YAML front matter's keys and values; `None` when the text between the `---`
+/// lines is not meant as YAML at all (Markdown that starts with a rule).
+fn yaml_entries(path: &Path, inner: &str) -> Result<Option<Vec<(String, FrontValue)>>, Diagnostic> {
+    use serde_yaml_ng::Value;
+    let value: Value = match serde_yaml_ng::from_str(inner) {
+        Ok(value) => value,
+        Err(_) if !looks_like_yaml(inner) => return Ok(None),
+        Err(e) => {
+            let line = e.location().map(|l| l.line() + 1);
+            let message = e.to_string();
+            let message = message.split(" at line ").next().unwrap_or(&message);
+            return Err(Diagnostic::error(
+                path,
+                line,
+                format!("YAML front matter: {message}"),
+            ));
+        }
+    };
+    let mapping = match value {
+        Value::Mapping(m) => m,
+        Value::Null => return Ok(Some(Vec::new())),
+        _ if !looks_like_yaml(inner) => return Ok(None),
+        _ => {
+            return Err(Diagnostic::error(
+                path,
+                Some(2),
+                "YAML front matter must be `key: value` lines",
+            ));
+        }
+    };
+    let mut entries = Vec::new();
+    for (key, value) in mapping {
+        let key = match key {
+            Value::String(k) => k,
+            other => {
+                return Err(Diagnostic::error(
+                    path,
+                    Some(2),
+                    format!("YAML front matter: the key {other:?} is not a name"),
+                ));
+            }
+        };
+        // YAML writers leave scalars unquoted: `title: 2024` is a title, not a number.
+        let value = match value {
+            Value::String(s) => FrontValue::Text(s),
+            Value::Number(n) if key == "order" => match n.as_i64() {
+                Some(n) => FrontValue::Integer(n),
+                None => FrontValue::Other("a fraction"),
+            },
+            Value::Number(n) => FrontValue::Text(n.to_string()),
+            Value::Bool(b) if key != "order" => FrontValue::Text(b.to_string()),
+            Value::Bool(_) => FrontValue::Other("true/false"),
+            Value::Null => FrontValue::Other("empty"),
+            Value::Sequence(_) => FrontValue::Other("a list"),
+            Value::Mapping(_) => FrontValue::Other("a table"),
+            Value::Tagged(_) => FrontValue::Other("a tagged value"),
+        };
+        entries.push((key, value));
+    }
+    Ok(Some(entries))
 }
 
 /// Takes a leading heading off the body as the section's title: `# Title` (any level),
@@ -513,6 +739,20 @@ mod tests {
             warnings[0].message.contains("'titel' is not a key"),
             "{warnings:?}"
         );
+        assert!(
+            warnings[0].message.contains("did you mean 'title'"),
+            "{warnings:?}"
+        );
+        let (_, warnings) = parse(
+            "x.md",
+            "+++
+date = \"2024-01-01\"\n+++\nx\n",
+        )
+        .unwrap();
+        assert!(
+            !warnings[0].message.contains("did you mean"),
+            "{warnings:?}"
+        );
 
         let err = parse("x.md", "+++\ntitle = 3\n+++\n").unwrap_err();
         assert_eq!(err.line, Some(2), "{err}");
@@ -582,5 +822,39 @@ mod tests {
         .unwrap();
         assert_eq!(w.len(), 1, "{w:?}");
         assert_eq!(w[0].line, Some(2));
+    }
+
+    #[test]
+    fn yaml_front_matter_or_a_markdown_rule() {
+        let (s, w) = parse(
+            "a.md",
+            "---\ntitle: Chair's introduction\nkind: introduction\norder: 2\ndraft: false\n---\nHello\n",
+        )
+        .unwrap();
+        assert_eq!((s.title.as_str(), s.order), ("Chair's introduction", 2));
+        assert_eq!(s.kind, SectionKind::Introduction);
+        assert_eq!(s.body.trim(), "Hello");
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!(w[0].line, Some(5));
+        // A rule at the top of a Markdown file is not front matter.
+        let (s, _) = parse("20-x.md", "---\n\nJust text.\n").unwrap();
+        assert!(s.body.contains("Just text."));
+        let (s, _) = parse("20-x.md", "---\nA heading\n---\nText\n").unwrap();
+        assert!(s.body.contains("A heading"), "{s:?}");
+        // Front matter that is never closed is an error, not published.
+        let err = parse("x.md", "---\ntitle: x\n\nBody\n").unwrap_err();
+        assert_eq!(err.line, Some(1));
+        let err = parse("x.md", "---\ntitle: x\norder: first\n---\n").unwrap_err();
+        assert_eq!(err.line, Some(3), "{err}");
+    }
+
+    #[test]
+    fn hidden_characters_are_removed_with_a_warning_per_line() {
+        let (s, w) = parse("x.md", "# A\u{202e}B\n\nok\nNUL\0 ESC\u{1b}\n").unwrap();
+        assert_eq!(s.title, "AB");
+        assert_eq!(s.body.trim(), "ok\nNUL ESC");
+        let lines: Vec<_> = w.iter().map(|d| d.line).collect();
+        assert_eq!(lines, vec![Some(1), Some(4)], "{w:?}");
+        assert!(w[1].message.contains("U+0000, U+001B"), "{w:?}");
     }
 }

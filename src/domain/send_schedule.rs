@@ -1,30 +1,91 @@
 //! The send schedule: a crontab expression, read the way crontab reads it.
 
+use chrono::TimeZone as _;
+use croner::Cron;
+use croner::parser::{CronParser, Seconds, Year};
 use std::fmt;
-use std::str::FromStr;
 
 /// A crontab expression of 5 fields (`min hour day month weekday`) or 6 with a leading
 /// seconds field.
 ///
-/// The `cron` crate wants the seconds field and numbers weekdays 1–7 from Sunday, while
-/// crontab numbers them 0–7 with both 0 and 7 meaning Sunday. We accept crontab's form and
-/// translate, so `0 9 * * 1` means Monday here as it does in every crontab.
+/// Read as crontab(5) reads it: weekdays 0–7 with both 0 and 7 meaning Sunday, names
+/// (`MON`, `JAN`) in any case, and when both the day of the month and the weekday are
+/// restricted a day matching *either* one fires (`0 10 1 * MON` is the 1st and every
+/// Monday). The `croner` crate implements that rule; each field is checked here first so
+/// an error names the operator's own field and its limits.
 #[derive(Clone)]
 pub struct SendSchedule {
     expr: String,
-    schedule: cron::Schedule,
+    schedule: Cron,
 }
 
+/// One crontab field: its name in errors, its limits and the names it accepts.
+struct Field {
+    name: &'static str,
+    min: u32,
+    max: u32,
+    names: &'static [&'static str],
+    /// The first name's number.
+    names_from: u32,
+}
+
+const SECOND: Field = Field {
+    name: "second",
+    min: 0,
+    max: 59,
+    names: &[],
+    names_from: 0,
+};
+const MINUTE: Field = Field {
+    name: "minute",
+    min: 0,
+    max: 59,
+    names: &[],
+    names_from: 0,
+};
+const HOUR: Field = Field {
+    name: "hour",
+    min: 0,
+    max: 23,
+    names: &[],
+    names_from: 0,
+};
+const DAY: Field = Field {
+    name: "day-of-month",
+    min: 1,
+    max: 31,
+    names: &[],
+    names_from: 0,
+};
+const MONTH: Field = Field {
+    name: "month",
+    min: 1,
+    max: 12,
+    names: &[
+        "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC",
+    ],
+    names_from: 1,
+};
+const WEEKDAY: Field = Field {
+    name: "weekday",
+    min: 0,
+    max: 7,
+    names: &["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"],
+    names_from: 0,
+};
+
+/// How far ahead a schedule must fire at least once: long enough for 29 February.
+const MUST_FIRE_WITHIN_YEARS: i32 = 9;
+
 impl SendSchedule {
-    /// Parses a crontab expression; the error says what is wrong in crontab's terms.
+    /// Parses a crontab expression; the error says what is wrong in crontab's terms,
+    /// quoting the expression as written.
     pub fn parse(expr: &str) -> Result<Self, String> {
+        let expr = expr.trim();
         let fields: Vec<&str> = expr.split_whitespace().collect();
-        let mut full: Vec<String> = match fields.len() {
-            5 => std::iter::once("0")
-                .chain(fields.iter().copied())
-                .map(str::to_owned)
-                .collect(),
-            6 => fields.iter().map(|f| (*f).to_owned()).collect(),
+        let layout: &[&Field] = match fields.len() {
+            5 => &[&MINUTE, &HOUR, &DAY, &MONTH, &WEEKDAY],
+            6 => &[&SECOND, &MINUTE, &HOUR, &DAY, &MONTH, &WEEKDAY],
             n => {
                 return Err(format!(
                     "'{expr}' has {n} fields; write 5 (minute hour day month weekday) \
@@ -32,14 +93,36 @@ impl SendSchedule {
                 ));
             }
         };
-        full[5] = crontab_weekdays(&full[5])
-            .map_err(|e| format!("'{expr}': weekday field '{}': {e}", full[5]))?;
-        let schedule = cron::Schedule::from_str(&full.join(" "))
+        for (text, field) in fields.iter().zip(layout) {
+            check_field(text, field)
+                .map_err(|e| format!("'{expr}': the {} field '{text}' {e}", field.name))?;
+        }
+        let schedule = CronParser::builder()
+            .seconds(Seconds::Optional)
+            .year(Year::Disallowed)
+            .build()
+            .parse(expr)
             .map_err(|e| format!("'{expr}' is not a valid crontab expression: {e}"))?;
-        Ok(Self {
-            expr: expr.trim().to_owned(),
+        let parsed = Self {
+            expr: expr.to_owned(),
             schedule,
-        })
+        };
+        // A schedule that can never fire (31 February) would leave the daemon idle for
+        // good without a word: refuse it while the operator is looking.
+        let start = chrono::Utc
+            .with_ymd_and_hms(2024, 1, 1, 0, 0, 0)
+            .single()
+            .expect("a valid date");
+        let fires = parsed
+            .after(&start)
+            .next()
+            .is_some_and(|t| t < start + chrono::Months::new(12 * MUST_FIRE_WITHIN_YEARS as u32));
+        if !fires {
+            return Err(format!(
+                "'{expr}' never fires: no date matches it (is the day beyond the end of the month?)"
+            ));
+        }
+        Ok(parsed)
     }
 
     /// The expression as the operator wrote it.
@@ -64,7 +147,7 @@ impl SendSchedule {
         &'a self,
         after: &chrono::DateTime<Tz>,
     ) -> impl Iterator<Item = chrono::DateTime<Tz>> + 'a {
-        self.schedule.after(after)
+        self.schedule.iter_after(after.clone())
     }
 }
 
@@ -74,60 +157,86 @@ impl fmt::Debug for SendSchedule {
     }
 }
 
-/// Rewrites crontab weekday numbers (0–7, Sunday = 0 or 7) as names, which the `cron`
-/// crate reads unambiguously. Ranges that wrap past Sunday become lists.
-fn crontab_weekdays(field: &str) -> Result<String, String> {
-    const NAMES: [&str; 7] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
-    let number = |s: &str| -> Result<Option<usize>, String> {
-        if s.chars().all(|c| c.is_ascii_digit()) && !s.is_empty() {
-            let n: usize = s.parse().map_err(|_| format!("'{s}' is not a weekday"))?;
-            if n > 7 {
-                return Err(format!("{n} is not a weekday (0-7, 0 and 7 are Sunday)"));
+/// `L`, `LW`, `15W`, `5L`, `MON#2`, `?`: forms beyond crontab(5) that the parser knows.
+fn is_extension(item: &str) -> bool {
+    let upper = item.to_ascii_uppercase();
+    let digits_then = |suffix: char| {
+        upper.len() > 1
+            && upper.ends_with(suffix)
+            && upper[..upper.len() - 1].chars().all(|c| c.is_ascii_digit())
+    };
+    upper.contains(['#', '?'])
+        || upper == "L"
+        || upper == "LW"
+        || upper.starts_with("L-")
+        || digits_then('L')
+        || digits_then('W')
+}
+
+/// Checks one field's numbers and names against the field's limits. Items using the
+/// extensions `L`, `W`, `#` and `?` are left to the parser.
+fn check_field(text: &str, field: &Field) -> Result<(), String> {
+    let limits = || {
+        let mut s = format!("({}s are {}-{}", field.name, field.min, field.max);
+        if field.name == "weekday" {
+            s.push_str(", 0 and 7 are Sunday");
+        }
+        if let (Some(first), Some(last)) = (field.names.first(), field.names.last()) {
+            s.push_str(&format!(", or {first}-{last}"));
+        }
+        s.push(')');
+        s
+    };
+    let value = |v: &str| -> Result<u32, String> {
+        if let Ok(n) = v.parse::<u32>() {
+            if n < field.min || n > field.max {
+                return Err(format!("has {n}, which is out of range {}", limits()));
             }
-            Ok(Some(n % 7))
-        } else {
-            Ok(None)
+            return Ok(n);
+        }
+        match field
+            .names
+            .iter()
+            .position(|name| name.eq_ignore_ascii_case(v))
+        {
+            Some(i) => Ok(i as u32 + field.names_from),
+            None => Err(format!("has '{v}', which is not a number {}", limits())),
         }
     };
-    let mut out = Vec::new();
-    for item in field.split(',') {
+    for item in text.split(',') {
+        if is_extension(item) {
+            continue;
+        }
         let (range, step) = match item.split_once('/') {
             Some((r, s)) => (r, Some(s)),
             None => (item, None),
         };
-        let step_n: usize = match step {
-            Some(s) => s
-                .parse()
-                .ok()
-                .filter(|n| *n > 0)
-                .ok_or_else(|| format!("step '{s}' is not a positive number"))?,
-            None => 1,
-        };
+        if let Some(step) = step
+            && step.parse::<u32>().ok().filter(|n| *n > 0).is_none()
+        {
+            return Err(format!(
+                "has the step '/{step}', which is not a positive number"
+            ));
+        }
+        if range == "*" {
+            continue;
+        }
+        if range.is_empty() {
+            return Err(format!("has an empty item in '{item}'"));
+        }
         match range.split_once('-') {
-            Some((a, b)) => match (number(a)?, number(b)?) {
-                (Some(a), Some(b_raw)) => {
-                    // 7 at the end of a range is the Sunday after Saturday.
-                    let b = if b == "7" { 7 } else { b_raw };
-                    if a > b {
-                        return Err(format!("range '{range}' runs backwards"));
-                    }
-                    let days: Vec<&str> = (a..=b).step_by(step_n).map(|d| NAMES[d % 7]).collect();
-                    out.push(days.join(","));
+            Some((a, b)) => {
+                let (a, b) = (value(a)?, value(b)?);
+                if a > b {
+                    return Err(format!("has the range '{range}', which runs backwards"));
                 }
-                (None, None) => out.push(item.to_owned()),
-                _ => return Err(format!("range '{range}' mixes numbers and names")),
-            },
-            None => match number(range)? {
-                Some(d) if step.is_none() => out.push(NAMES[d].to_owned()),
-                Some(d) => {
-                    let days: Vec<&str> = (d..7).step_by(step_n).map(|d| NAMES[d]).collect();
-                    out.push(days.join(","));
-                }
-                None => out.push(item.to_owned()),
-            },
+            }
+            None => {
+                value(range)?;
+            }
         }
     }
-    Ok(out.join(","))
+    Ok(())
 }
 
 #[cfg(test)]
@@ -176,6 +285,21 @@ mod tests {
                 .unwrap_err()
                 .contains("weekday")
         );
-        assert!(SendSchedule::parse("0 25 * * *").is_err());
+        let err = SendSchedule::parse("0 25 * * *").unwrap_err();
+        assert!(err.contains("the hour field '25'"), "{err}");
+        assert!(err.contains("0-23"), "{err}");
+        let err = SendSchedule::parse("0 10 * FOO *").unwrap_err();
+        assert!(err.contains("JAN-DEC"), "{err}");
+        assert!(SendSchedule::parse("0 10 * * MON-FRI").is_ok());
+        assert!(SendSchedule::parse("*/15 10 L * *").is_ok());
+        assert!(
+            SendSchedule::parse("0 10 29 2 *").is_ok(),
+            "fires in leap years"
+        );
+        assert!(
+            SendSchedule::parse("0 10 30 2 *")
+                .unwrap_err()
+                .contains("never fires")
+        );
     }
 }

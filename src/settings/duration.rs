@@ -29,12 +29,12 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
             .unwrap_or(rest.len());
         let unit = rest[..unit_len].trim();
         rest = &rest[unit_len..];
-        let part = match unit {
-            "ms" => Duration::from_millis(n),
-            "s" => Duration::from_secs(n),
-            "m" | "min" => Duration::from_secs(n * 60),
-            "h" => Duration::from_secs(n * 3600),
-            "d" => Duration::from_secs(n * 86_400),
+        let unit_secs: u64 = match unit {
+            "ms" => 0,
+            "s" => 1,
+            "m" | "min" => 60,
+            "h" => 3600,
+            "d" => 86_400,
             "" => return Err(format!("'{raw}' needs a unit (ms, s, m, h or d)")),
             other => {
                 return Err(format!(
@@ -42,10 +42,26 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
                 ));
             }
         };
-        total += part;
+        let part = if unit == "ms" {
+            Some(Duration::from_millis(n))
+        } else {
+            n.checked_mul(unit_secs).map(Duration::from_secs)
+        };
+        total = part
+            .and_then(|p| total.checked_add(p))
+            .ok_or_else(|| format!("'{raw}' is too long to be a duration"))?;
+    }
+    if total > LONGEST {
+        return Err(format!(
+            "'{raw}' is longer than 100 years; no setting needs that long"
+        ));
     }
     Ok(total)
 }
+
+/// The longest duration any setting takes. Far beyond any sensible value, and far enough
+/// below the limits of date arithmetic that adding it to a date can never overflow.
+const LONGEST: Duration = Duration::from_secs(100 * 366 * 86_400);
 
 #[cfg(test)]
 mod tests {
@@ -69,5 +85,16 @@ mod tests {
         );
         assert!(parse_duration("").is_err());
         assert!(parse_duration("h").is_err());
+    }
+
+    #[test]
+    fn refuses_overflow_instead_of_wrapping() {
+        assert!(
+            parse_duration("213503982334602d")
+                .unwrap_err()
+                .contains("too long")
+        );
+        assert!(parse_duration("18446744073709551615s1s").is_err());
+        assert!(parse_duration("99999999999999999999s").is_err());
     }
 }

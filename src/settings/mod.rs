@@ -10,10 +10,12 @@ mod duration;
 mod ipnet;
 mod raw;
 mod secret;
+mod size;
 
 pub use duration::parse_duration;
 pub use ipnet::{IpNet, IpNetError};
 pub use secret::{MIN_SECRET_BYTES, Secret};
+pub use size::{describe_size, parse_size};
 
 use crate::domain::HeaderText;
 
@@ -24,8 +26,12 @@ use std::time::Duration;
 /// A setting that could not be used, with the key it came from.
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
-    #[error("cannot read settings: {0}")]
-    Read(#[from] config::ConfigError),
+    /// The file is TOML but its contents do not fit (an unknown key, a wrong type). The
+    /// parser's message is kept as text so it is printed once, not again as a cause.
+    #[error("settings file {path}: {message}")]
+    Read { path: String, message: String },
+    #[error("settings file {path}: {reason}")]
+    File { path: String, reason: String },
     #[error("settings key `{key}`: {reason}")]
     Invalid { key: String, reason: String },
 }
@@ -84,6 +90,8 @@ pub struct Content {
     pub templates_dir: Option<PathBuf>,
     /// Files modified more recently than this are still being written and are skipped.
     pub settle_time: Duration,
+    /// A section file larger than this (bytes) holds the issue.
+    pub max_section_size: u64,
 }
 
 /// `[schedule]`: when issues go out.
@@ -141,6 +149,8 @@ pub struct Smtp {
     pub timeout: Duration,
     /// Extra root certificates (PEM) to trust for TLS, e.g. a private relay's own CA.
     pub ca_pem: Option<Vec<u8>>,
+    /// The largest message gazette sends (bytes); a bigger issue is held.
+    pub max_message_size: u64,
 }
 
 /// `[delivery]`: the retry policy for temporary failures.
@@ -284,20 +294,25 @@ fn url_host_is_loopback(url: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
+impl From<&Content> for crate::compose::ComposeOptions {
+    fn from(content: &crate::settings::Content) -> Self {
+        Self {
+            required: content.required.clone(),
+            settle_time: content.settle_time,
+            max_section_size: content.max_section_size,
+        }
+    }
+}
+
 impl Settings {
     /// Reads `path`, applies `GAZETTE__…` environment overrides, and checks every value.
     ///
     /// Relative paths in the file are taken relative to the current directory, the way an
     /// operator running `gazette` from the checkout expects.
     pub fn load(path: &Path) -> Result<Self, SettingsError> {
-        if !path.exists() {
-            return Err(SettingsError::invalid(
-                "--config",
-                format!("settings file {} does not exist", path.display()),
-            ));
-        }
-        let cfg = config::Config::builder()
-            .add_source(config::File::from(path).format(config::FileFormat::Toml))
+        let text = read_settings_file(path)?;
+        let raw = config::Config::builder()
+            .add_source(config::File::from_str(&text, config::FileFormat::Toml))
             .add_source(
                 config::Environment::with_prefix("GAZETTE")
                     .prefix_separator("__")
@@ -308,19 +323,89 @@ impl Settings {
                     .with_list_parse_key("web.trusted_proxies")
                     .try_parsing(true),
             )
-            .build()?;
-        let raw: raw::RawSettings = cfg.try_deserialize()?;
+            .build()
+            .and_then(|cfg| cfg.try_deserialize::<raw::RawSettings>())
+            .map_err(read_error(&path.display().to_string()))?;
         raw.check()
     }
 
     /// Reads settings from a TOML string, without environment overrides (for tests).
     pub fn from_toml(text: &str) -> Result<Self, SettingsError> {
-        let cfg = config::Config::builder()
+        let raw = config::Config::builder()
             .add_source(config::File::from_str(text, config::FileFormat::Toml))
-            .build()?;
-        let raw: raw::RawSettings = cfg.try_deserialize()?;
+            .build()
+            .and_then(|cfg| cfg.try_deserialize::<raw::RawSettings>())
+            .map_err(read_error("(text)"))?;
         raw.check()
     }
+}
+
+fn read_error(path: &str) -> impl Fn(config::ConfigError) -> SettingsError + '_ {
+    move |e| SettingsError::Read {
+        path: path.to_owned(),
+        message: e.to_string(),
+    }
+}
+
+/// Reads the settings file and checks that it is TOML, so that what is wrong with it is
+/// said once, naming the file as the operator gave it, with line and column.
+fn read_settings_file(path: &Path) -> Result<String, SettingsError> {
+    let fail = |reason: String| SettingsError::File {
+        path: path.display().to_string(),
+        reason,
+    };
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(fail(
+                "does not exist (give another with --config FILE)".into(),
+            ));
+        }
+        Err(e) => return Err(fail(format!("cannot be read: {e}"))),
+    };
+    if meta.is_dir() {
+        return Err(fail(
+            "is a folder, not a settings file (give a file such as config/gazette.toml)".into(),
+        ));
+    }
+    if !meta.is_file() {
+        use std::os::unix::fs::FileTypeExt as _;
+        let kind = meta.file_type();
+        let what = if kind.is_char_device() {
+            "a character device"
+        } else if kind.is_block_device() {
+            "a block device"
+        } else if kind.is_fifo() {
+            "a named pipe"
+        } else if kind.is_socket() {
+            "a socket"
+        } else {
+            "a special file"
+        };
+        return Err(fail(format!(
+            "is not a regular file but {what}; give a TOML settings file"
+        )));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot be read: {e}")))?;
+    if let Err(e) = text.parse::<toml::Table>() {
+        let at = e
+            .span()
+            .map(|span| {
+                let before = &text[..span.start.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+                format!(":{line}:{column}")
+            })
+            .unwrap_or_default();
+        return Err(SettingsError::File {
+            path: format!("{}{at}", path.display()),
+            reason: format!(
+                "is not valid TOML: {}",
+                e.message().trim_end().replace('\n', "; ")
+            ),
+        });
+    }
+    Ok(text)
 }
 
 #[cfg(test)]

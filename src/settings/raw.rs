@@ -60,6 +60,7 @@ struct RawContent {
     required: Vec<String>,
     templates_dir: Option<PathBuf>,
     settle_time: String,
+    max_section_size: String,
 }
 
 impl Default for RawContent {
@@ -70,6 +71,7 @@ impl Default for RawContent {
             required: vec!["introduction".into()],
             templates_dir: None,
             settle_time: "5s".into(),
+            max_section_size: "1MB".into(),
         }
     }
 }
@@ -141,6 +143,7 @@ struct RawSmtp {
     rate_per_second: u32,
     timeout: String,
     ca_file: Option<PathBuf>,
+    max_message_size: String,
 }
 
 impl Default for RawSmtp {
@@ -156,6 +159,7 @@ impl Default for RawSmtp {
             rate_per_second: 0,
             timeout: "30s".into(),
             ca_file: None,
+            max_message_size: "10MB".into(),
         }
     }
 }
@@ -269,6 +273,14 @@ fn default_confirmations_per_address_per_day() -> u32 {
 
 fn duration(key: &str, raw: &str) -> Result<Duration, SettingsError> {
     parse_duration(raw).map_err(|e| SettingsError::invalid(key, e))
+}
+
+fn size(key: &str, raw: &str) -> Result<u64, SettingsError> {
+    match super::parse_size(raw) {
+        Ok(0) => Err(SettingsError::invalid(key, "must be more than zero")),
+        Ok(n) => Ok(n),
+        Err(e) => Err(SettingsError::invalid(key, e)),
+    }
 }
 
 fn mailbox(key: &str, raw: &str) -> Result<Mailbox, SettingsError> {
@@ -411,6 +423,7 @@ impl RawSettings {
             required: c.required,
             templates_dir: c.templates_dir,
             settle_time: duration("content.settle_time", &c.settle_time)?,
+            max_section_size: size("content.max_section_size", &c.max_section_size)?,
         };
 
         let s = self.schedule;
@@ -476,6 +489,7 @@ impl RawSettings {
             pool_size: m.pool_size,
             rate_per_second: m.rate_per_second,
             timeout: duration("smtp.timeout", &m.timeout)?,
+            max_message_size: size("smtp.max_message_size", &m.max_message_size)?,
             ca_pem: match &m.ca_file {
                 None => None,
                 Some(path) => {

@@ -81,6 +81,8 @@ pub enum StoreError {
     },
     #[error("the lease '{name}' is held by {holder} now, so these results are not recorded")]
     LeaseLost { name: String, holder: String },
+    #[error("the store was made by an older gazette and needs updating")]
+    Outdated,
 }
 
 /// How long a statement waits for another connection's write lock before failing.
@@ -92,7 +94,7 @@ pub struct Store {
     pool: SqlitePool,
     /// Held (shared) for as long as any clone of the store lives, so that `restore`
     /// can tell that no process has the store open.
-    _lock: std::sync::Arc<StoreLock>,
+    _lock: Option<std::sync::Arc<StoreLock>>,
 }
 
 /// The migrations compiled into this binary.
@@ -101,6 +103,14 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 /// The newest schema version this binary knows.
 pub(crate) fn newest_known_migration() -> i64 {
     MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
+}
+
+fn options_path(url: &str) -> Result<PathBuf, StoreError> {
+    let options = SqliteConnectOptions::from_str(url).map_err(|e| StoreError::Url {
+        url: url.to_owned(),
+        reason: e.to_string(),
+    })?;
+    Ok(options.get_filename().to_owned())
 }
 
 /// The database file a `sqlite:` url names; None for any other kind of url.
@@ -190,12 +200,61 @@ impl Store {
         MIGRATOR.run(&pool).await?;
         let store = Self {
             pool,
-            _lock: std::sync::Arc::new(lock),
+            _lock: Some(std::sync::Arc::new(lock)),
         };
         store.merge_mailbox_twins().await?;
         store.report_merges().await?;
         store.fill_sources_hashes().await?;
         Ok(store)
+    }
+
+    /// Opens an existing database read-only, for commands that only look: nothing is
+    /// created and nothing is written (no migration either, so an old store is read as
+    /// it is).
+    pub async fn open_read_only(url: &str) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Url {
+                url: url.to_owned(),
+                reason: e.to_string(),
+            })?
+            .create_if_missing(false)
+            .read_only(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await?;
+        // Opening is lazy about the file's contents: read the schema now so a file that
+        // is not a database says so here, once.
+        sqlx::query("SELECT count(*) FROM sqlite_master")
+            .execute(&pool)
+            .await?;
+        // A store from an older gazette lacks tables or columns this one reads; one from a
+        // newer gazette may hold what this one would misread.
+        let newest = newest_known_migration();
+        let applied: Option<i64> =
+            sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
+                .fetch_one(&pool)
+                .await
+                .unwrap_or(None);
+        if applied.unwrap_or(0) < newest {
+            pool.close().await;
+            return Err(StoreError::Outdated);
+        }
+        if let Some(found) = applied.filter(|v| *v > newest) {
+            pool.close().await;
+            return Err(StoreError::NewerSchema {
+                path: options_path(url)?,
+                found,
+                known: newest,
+            });
+        }
+        // The lock tells a restore that this process reads the store; a store in a
+        // folder this user cannot write to is read without it.
+        let lock = StoreLock::shared(&options_path(url)?)
+            .ok()
+            .map(std::sync::Arc::new);
+        Ok(Self { pool, _lock: lock })
     }
 
     /// Whether the database file `url` names exists (without creating it): lets a dry run

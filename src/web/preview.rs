@@ -37,10 +37,7 @@ pub(super) async fn preview(State(state): State<WebState>, headers: HeaderMap) -
     }
     let content = &state.settings().content;
     let dir = content.sections_dir.clone();
-    let options = ComposeOptions {
-        required: content.required.clone(),
-        settle_time: content.settle_time,
-    };
+    let options = ComposeOptions::from(content);
     let id = next_issue_id(&state);
     let composed = tokio::task::spawn_blocking(move || {
         compose::compose(&dir, id, &options, std::time::SystemTime::now())

@@ -56,10 +56,7 @@ struct Rendered {
 fn render_fixture(issue: &ExpectedIssue, settings: &Settings) -> Rendered {
     let work = TempDir::new("fixture");
     copy_sections(&support::repo_root().join(&issue.dir), work.path());
-    let options = ComposeOptions {
-        required: settings.content.required.clone(),
-        settle_time: settings.content.settle_time,
-    };
+    let options = ComposeOptions::from(&settings.content);
     let composed = compose::compose(
         work.path(),
         IssueId::parse(&issue.date).unwrap(),

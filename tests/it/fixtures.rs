@@ -32,6 +32,7 @@ fn each_fixture_composes_to_the_declared_kinds_files_and_signature() {
         let options = ComposeOptions {
             required: vec!["introduction".into()],
             settle_time: std::time::Duration::ZERO,
+            max_section_size: 1 << 20,
         };
         let issue = compose::compose(
             work.path(),
