@@ -47,8 +47,9 @@ fn report(issue: &Issue, rendered: Option<&RenderedIssue>) {
     if let Some(r) = rendered {
         println!("Subject: {}", r.subject);
         println!(
-            "HTML {:.1} KB, text {:.1} KB",
+            "HTML {:.1} KB ({:.1} KB as sent), text {:.1} KB",
             r.html.literal_len() as f64 / 1024.0,
+            r.html_size_as_sent() as f64 / 1024.0,
             r.text.literal_len() as f64 / 1024.0
         );
     }
@@ -63,15 +64,7 @@ fn report(issue: &Issue, rendered: Option<&RenderedIssue>) {
 
 /// Adds the size warning Gmail's clipping calls for.
 fn size_warning(issue: &mut Issue, rendered: &RenderedIssue) {
-    let size = rendered.html.literal_len();
-    if size > render::HTML_SIZE_LIMIT {
-        issue
-            .diagnostics
-            .push(compose::Diagnostic::issue_warning(format!(
-                "the HTML part is {} KB; Gmail clips messages over 102 KB",
-                size / 1024
-            )));
-    }
+    issue.diagnostics.extend(rendered.size_warning());
 }
 
 /// `gazette check`.

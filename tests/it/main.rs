@@ -12,6 +12,7 @@ mod faults;
 mod inbox;
 mod inbox_trust;
 mod mailstack_delivery;
+mod readers;
 mod send_now;
 mod subscribers;
 mod web;
