@@ -88,8 +88,9 @@ fn report(issue: &Issue, rendered: Option<&RenderedIssue>) {
     if let Some(r) = rendered {
         println!("Subject: {}", r.subject);
         println!(
-            "HTML {:.1} KB, text {:.1} KB",
+            "HTML {:.1} KB ({:.1} KB as sent), text {:.1} KB",
             r.html.literal_len() as f64 / 1024.0,
+            r.html_size_as_sent() as f64 / 1024.0,
             r.text.literal_len() as f64 / 1024.0
         );
     }
@@ -106,15 +107,7 @@ fn report(issue: &Issue, rendered: Option<&RenderedIssue>) {
 /// error when the message would be larger than `[smtp] max_message_size` (a relay
 /// refuses such a message for every recipient alike).
 pub fn size_checks(ctx: &Context, issue: &mut Issue, rendered: &RenderedIssue) {
-    let size = rendered.html.literal_len();
-    if size > render::HTML_SIZE_LIMIT {
-        issue
-            .diagnostics
-            .push(compose::Diagnostic::issue_warning(format!(
-                "the HTML part is {} KB; Gmail clips messages over 102 KB",
-                size / 1024
-            )));
-    }
+    issue.diagnostics.extend(rendered.size_warning());
     let limit = ctx.settings.smtp.max_message_size;
     match message_size(ctx, issue.id, rendered) {
         Ok(bytes) => {

@@ -74,6 +74,8 @@ pub struct Section {
     pub title: String,
     pub author: Option<String>,
     pub signature: Option<String>,
+    /// The inbox snippet line (`preheader = "…"`), when the editor wrote one.
+    pub preheader: Option<String>,
     /// The Markdown body, without front matter or the title heading.
     pub body: String,
     /// The line of the file where `body` starts (1-based), for messages about the body.
@@ -98,6 +100,7 @@ struct FrontMatter {
     order: Option<i64>,
     author: Option<String>,
     signature: Option<String>,
+    preheader: Option<String>,
 }
 
 /// Splits `20-deep-dives` into `(Some(20), "deep-dives")`.
@@ -156,6 +159,7 @@ pub fn parse_section(path: &Path, text: &str) -> Result<(Section, Vec<Diagnostic
         ("title", &front.title),
         ("author", &front.author),
         ("signature", &front.signature),
+        ("preheader", &front.preheader),
     ] {
         if value.as_deref().is_some_and(|v| v.contains(['\r', '\n'])) {
             return Err(Diagnostic::error(
@@ -213,6 +217,10 @@ pub fn parse_section(path: &Path, text: &str) -> Result<(Section, Vec<Diagnostic
                 .filter(|_| kind == SectionKind::Introduction)
                 .map(|s| s.trim().to_owned())
                 .filter(|s| !s.is_empty()),
+            preheader: front
+                .preheader
+                .map(|p| p.trim().replace(['\u{e000}', '\u{e001}'], ""))
+                .filter(|p| !p.is_empty()),
             body,
             body_line,
         },
@@ -310,7 +318,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 /// The keys front matter may carry.
-const FRONT_MATTER_KEYS: [&str; 5] = ["title", "kind", "order", "author", "signature"];
+const FRONT_MATTER_KEYS: [&str; 6] = ["title", "kind", "order", "author", "signature", "preheader"];
 
 /// A front-matter value, whichever language it was written in.
 enum FrontValue {
@@ -408,6 +416,7 @@ fn split_front_matter<'a>(
             "kind" => front.kind = Some(text_value(value)?),
             "author" => front.author = Some(text_value(value)?),
             "signature" => front.signature = Some(text_value(value)?),
+            "preheader" => front.preheader = Some(text_value(value)?),
             "order" => match value {
                 FrontValue::Integer(n) => front.order = Some(n),
                 FrontValue::Text(_) => {
@@ -589,7 +598,7 @@ pub(crate) fn markdown_options() -> Options {
 }
 
 /// What is worth telling an editor about a body: links that go nowhere, raw HTML,
-/// link-list items without a link.
+/// link-list items without a link, images without alt text.
 fn lint_body(path: &Path, body: &str, body_line: usize, kind: SectionKind) -> Vec<Diagnostic> {
     let line_at = |offset: usize| body_line + body[..offset.min(body.len())].matches('\n').count();
     let mut out = Vec::new();
@@ -603,8 +612,31 @@ fn lint_body(path: &Path, body: &str, body_line: usize, kind: SectionKind) -> Ve
     let mut link_text: Option<(usize, String, String)> = None;
     let mut item_depth = 0usize;
     let mut item_has_link = Vec::new();
+    // An image being read: where it starts, its address and its alt text so far.
+    let mut image: Option<(usize, String, String)> = None;
     for (event, range) in parser.into_offset_iter() {
+        if let Some((_, _, alt)) = image.as_mut()
+            && let Event::Text(t) | Event::Code(t) = &event
+        {
+            alt.push_str(t);
+        }
         match event {
+            Event::Start(Tag::Image { dest_url, .. }) => {
+                image = Some((range.start, dest_url.to_string(), String::new()));
+            }
+            Event::End(TagEnd::Image) => {
+                if let Some((start, dest, alt)) = image.take()
+                    && alt.trim().is_empty()
+                {
+                    out.push(Diagnostic::warning(
+                        path,
+                        Some(line_at(start)),
+                        format!(
+                            "the image '{dest}' has no alt text; screen readers and mail that blocks images show nothing"
+                        ),
+                    ));
+                }
+            }
             Event::Start(Tag::Link {
                 dest_url,
                 link_type,

@@ -11,14 +11,60 @@ use pulldown_cmark::{CowStr, Event, HeadingLevel, Parser, Tag, TagEnd};
 /// Where plain text wraps, as the samples do: near 76 columns.
 pub const TEXT_WIDTH: usize = 76;
 
+/// The longest [`link_label`] before it is shortened with an ellipsis.
+const LABEL_WIDTH: usize = 40;
+
+/// A web address as a reader-friendly label: the host without `www.` and the path,
+/// without scheme, query or fragment, shortened to about 40 characters.
+/// `https://www.bbc.co.uk/sounds/play/m000zdtf` reads `bbc.co.uk/sounds/play/m000zdtf`.
+pub fn link_label(url: &str) -> String {
+    let lower = url.to_ascii_lowercase();
+    let Some(rest) = ["https://", "http://"]
+        .iter()
+        .find(|scheme| lower.starts_with(*scheme))
+        .map(|scheme| &url[scheme.len()..])
+    else {
+        return url.to_owned();
+    };
+    let rest = rest.split(['?', '#']).next().unwrap_or(rest);
+    let rest = rest.trim_end_matches('/');
+    let rest = rest
+        .strip_prefix("www.")
+        .or_else(|| rest.strip_prefix("WWW."))
+        .unwrap_or(rest);
+    if rest.chars().count() <= LABEL_WIDTH {
+        return rest.to_owned();
+    }
+    let cut: String = rest.chars().take(LABEL_WIDTH - 1).collect();
+    // End at a path step or word when one is near, so the label does not stop mid-word.
+    let separators = ['/', '-', '_', '.'];
+    let at_a_break = rest
+        .chars()
+        .nth(LABEL_WIDTH - 1)
+        .is_some_and(|c| separators.contains(&c));
+    let cut = match cut.rfind(separators) {
+        Some(at) if !at_a_break && at >= LABEL_WIDTH / 2 => cut[..at].to_owned(),
+        _ => cut,
+    };
+    format!("{cut}…")
+}
+
 /// Renders a section body as HTML. Headings inside a body start at `<h3>`, below the
-/// section title.
+/// section title. A web address written as its own link text (`<https://…>`) is shown as
+/// its [`link_label`]: the text part keeps the full address.
 pub fn to_html(markdown: &str) -> String {
     let mut html = String::with_capacity(markdown.len() * 3 / 2);
-    let mut link_kept = Vec::new();
+    // Per open link: whether it is kept, and its address when it is a web address.
+    let mut link_kept: Vec<(bool, Option<String>)> = Vec::new();
     let mut in_image = 0usize;
     let events = Parser::new_ext(markdown, markdown_options()).filter_map(|event| match event {
         Event::Html(raw) | Event::InlineHtml(raw) => Some(Event::Text(raw)),
+        Event::Text(text) => match link_kept.last() {
+            Some((true, Some(dest))) if text.trim() == dest => {
+                Some(Event::Text(link_label(dest).into()))
+            }
+            _ => Some(Event::Text(text)),
+        },
         Event::Start(Tag::Link {
             link_type,
             dest_url,
@@ -26,7 +72,8 @@ pub fn to_html(markdown: &str) -> String {
             id,
         }) => {
             let keep = is_safe_link(&dest_url);
-            link_kept.push(keep);
+            let web = is_web_url(&dest_url).then(|| dest_url.to_string());
+            link_kept.push((keep, web));
             keep.then_some(Event::Start(Tag::Link {
                 link_type,
                 dest_url,
@@ -36,7 +83,7 @@ pub fn to_html(markdown: &str) -> String {
         }
         Event::End(TagEnd::Link) => link_kept
             .pop()
-            .unwrap_or(false)
+            .is_some_and(|(kept, _)| kept)
             .then_some(Event::End(TagEnd::Link)),
         Event::Start(Tag::Image { dest_url, .. }) if !is_web_url(&dest_url) => {
             in_image += 1;
@@ -441,6 +488,26 @@ mod tests {
             html.contains("<a href=\"https://ok.example\">y</a>"),
             "{html}"
         );
+    }
+
+    #[test]
+    fn bare_web_addresses_read_as_labels_in_html() {
+        let html = to_html(
+            "Sign up: <https://www.eventbrite.co.uk/e/care-review-focus-on-kinship-care-tickets-177266227057> or [ours](https://example.org/x)\n",
+        );
+        assert!(
+            html.contains(
+                "<a href=\"https://www.eventbrite.co.uk/e/care-review-focus-on-kinship-care-tickets-177266227057\">eventbrite.co.uk/e/care-review-focus-on…</a>"
+            ),
+            "{html}"
+        );
+        assert!(html.contains(">ours</a>"), "{html}");
+        assert_eq!(
+            link_label("https://www.bbc.co.uk/sounds/play/m000zdtf"),
+            "bbc.co.uk/sounds/play/m000zdtf"
+        );
+        assert_eq!(link_label("https://example.org/"), "example.org");
+        assert_eq!(link_label("mailto:a@example.org"), "mailto:a@example.org");
     }
 
     #[test]

@@ -15,7 +15,7 @@ mod quoted_printable;
 mod templates;
 
 pub use mailbox::{encode_mailbox, mailbox_header};
-pub use markdown::{TEXT_WIDTH, to_html, to_text, wrap};
+pub use markdown::{TEXT_WIDTH, link_label, to_html, to_text, wrap};
 pub use message::{MessageError, MessageOptions, build_message, message_id};
 pub use notice::{editor_notice, hold_text, proof_message};
 pub use personalize::{
@@ -32,4 +32,24 @@ pub struct RenderedIssue {
     pub subject: crate::domain::HeaderText,
     pub html: Personalized,
     pub text: Personalized,
+}
+
+impl RenderedIssue {
+    /// The HTML part's size as sent: its quoted-printable bytes, which is what Gmail's
+    /// clipping counts (accented letters take 6 bytes there, not 2), without the few
+    /// bytes a recipient's own values add.
+    pub fn html_size_as_sent(&self) -> usize {
+        self.html.encoded_len()
+    }
+
+    /// The warning Gmail's clipping calls for, when the HTML part as sent is too large.
+    pub fn size_warning(&self) -> Option<crate::compose::Diagnostic> {
+        let size = self.html_size_as_sent();
+        (size > HTML_SIZE_LIMIT).then(|| {
+            crate::compose::Diagnostic::issue_warning(format!(
+                "the HTML part is {} KB as sent; Gmail clips messages over 102 KB",
+                size / 1024
+            ))
+        })
+    }
 }

@@ -247,6 +247,12 @@ impl Personalized {
         })
     }
 
+    /// Size of the issue-wide text as quoted-printable with CRLF line ends, without slot
+    /// values: what the text takes in a message.
+    pub fn encoded_len(&self) -> usize {
+        self.encoded_len
+    }
+
     /// Size of the issue-wide text, without slot values.
     pub fn literal_len(&self) -> usize {
         self.literal_len

@@ -112,6 +112,8 @@ struct SectionContext<'a> {
 struct IssueContext {
     id: String,
     date: String,
+    /// The inbox snippet: hidden at the top of the HTML, not in the text part.
+    preheader: Option<String>,
     sections: Vec<SectionEntry>,
 }
 
@@ -161,6 +163,7 @@ impl Renderer {
         });
         tera.register_filter("date", date_filter);
         tera.register_filter("wrap", wrap_filter);
+        tera.register_filter("link_label", link_label_filter);
         tera.autoescape_on(vec![".html"]);
         for (name, text) in &templates {
             tera.add_raw_template(name, text)
@@ -264,6 +267,7 @@ impl Renderer {
             &IssueContext {
                 id: issue.id.to_string(),
                 date: issue.id.to_string(),
+                preheader: preheader(&issue.sections),
                 sections: entries,
             },
         );
@@ -292,6 +296,51 @@ impl Renderer {
             text: Personalized::parse(&text, false),
         })
     }
+}
+
+/// The longest preheader; inbox snippets show less than this.
+const PREHEADER_WIDTH: usize = 140;
+
+/// The inbox snippet: the introduction's `preheader`, else its first sentence. Without
+/// an introduction, the first section stands in for it.
+fn preheader(sections: &[Section]) -> Option<String> {
+    let intro = sections
+        .iter()
+        .find(|s| s.kind == crate::compose::SectionKind::Introduction)
+        .or_else(|| sections.first())?;
+    if let Some(p) = &intro.preheader {
+        return Some(p.clone());
+    }
+    let text = markdown::to_text(&intro.body);
+    let paragraph = text.split("\n\n").find(|p| !p.trim().is_empty())?;
+    let paragraph = paragraph.split_whitespace().collect::<Vec<_>>().join(" ");
+    let sentence = first_sentence(&paragraph);
+    if sentence.chars().count() <= PREHEADER_WIDTH {
+        return Some(sentence.to_owned());
+    }
+    let mut out = String::new();
+    for word in sentence.split(' ') {
+        if out.chars().count() + word.chars().count() + 1 > PREHEADER_WIDTH - 1 {
+            break;
+        }
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
+    out.push('…');
+    Some(out)
+}
+
+/// `text` up to and including its first `.`, `!` or `?` that ends a word.
+fn first_sentence(text: &str) -> &str {
+    let mut chars = text.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        if matches!(c, '.' | '!' | '?') && chars.peek().is_none_or(|(_, n)| n.is_whitespace()) {
+            return &text[..i + c.len_utf8()];
+        }
+    }
+    text
 }
 
 /// Collapses runs of blank lines a template's tags leave behind and trims line ends.
@@ -341,16 +390,27 @@ fn date_filter(value: &Value, args: &HashMap<String, Value>) -> tera::Result<Val
 }
 
 /// `{{ text | wrap(indent="  ") }}`: wraps text at 76 columns, keeping URLs whole.
+/// `first="- "` starts the first line differently, for list entries.
 fn wrap_filter(value: &Value, args: &HashMap<String, Value>) -> tera::Result<Value> {
     let raw = value
         .as_str()
         .ok_or_else(|| tera::Error::msg("wrap: expects text"))?;
     let indent = args.get("indent").and_then(Value::as_str).unwrap_or("");
+    let first = args.get("first").and_then(Value::as_str).unwrap_or(indent);
     let wrapped: Vec<String> = raw
         .split('\n')
-        .map(|line| markdown::wrap(line.trim(), indent, indent))
+        .enumerate()
+        .map(|(i, line)| markdown::wrap(line.trim(), if i == 0 { first } else { indent }, indent))
         .collect();
     Ok(Value::String(wrapped.join("\n")))
+}
+
+/// `{{ url | link_label }}`: a web address as a short label (see [`markdown::link_label`]).
+fn link_label_filter(value: &Value, _: &HashMap<String, Value>) -> tera::Result<Value> {
+    let raw = value
+        .as_str()
+        .ok_or_else(|| tera::Error::msg("link_label: expects a web address"))?;
+    Ok(Value::String(markdown::link_label(raw)))
 }
 
 #[cfg(test)]
@@ -378,5 +438,12 @@ mod tests {
         );
         args.insert("format".to_owned(), Value::String("%Q".into()));
         assert!(date_filter(&Value::String("2021-09-01".into()), &args).is_err());
+    }
+
+    #[test]
+    fn first_sentences_end_at_a_full_stop_followed_by_space() {
+        assert_eq!(first_sentence("It is 3.5 km. Then more."), "It is 3.5 km.");
+        assert_eq!(first_sentence("No stop at all"), "No stop at all");
+        assert_eq!(first_sentence("Why? Because."), "Why?");
     }
 }

@@ -4,7 +4,6 @@
 use super::{WebState, error_page, html::esc, security};
 use crate::compose::{self, ComposeOptions, Issue};
 use crate::domain::IssueId;
-use crate::render::HTML_SIZE_LIMIT;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
@@ -81,15 +80,7 @@ pub(super) async fn preview(State(state): State<WebState>, headers: HeaderMap) -
                 .into_response();
         }
     };
-    let size = rendered.html.literal_len();
-    if size > HTML_SIZE_LIMIT {
-        issue
-            .diagnostics
-            .push(compose::Diagnostic::issue_warning(format!(
-                "the HTML part is {} KB; Gmail clips messages over 102 KB",
-                size / 1024
-            )));
-    }
+    issue.diagnostics.extend(rendered.size_warning());
     let banner = report(&issue, Some(rendered.subject.as_str()));
     Html(insert_after_body_tag(
         &rendered.html.without_recipient(),

@@ -252,8 +252,14 @@ fn reference_issues_render_completely_in_both_parts() {
 
         // Footer: sign-up link, UNSUBSCRIBE instructions, this recipient's one-click link.
         let one_click = format!("{}/unsubscribe/{}", settings.newsletter.public_url, r.token);
+        // The text part shows both addresses; the HTML links them under short labels.
+        assert!(r.text.contains(&e.signup_url), "{name}: no sign-up link");
+        assert!(r.text.contains(&one_click), "{name}: no one-click link");
+        for href in [&e.signup_url, &one_click] {
+            let href = format!("href=\"{}\"", href.replace('&', "&amp;"));
+            assert!(r.html.contains(&href), "{name}: HTML lacks {href}");
+        }
         for part in [&r.text, &visible] {
-            assert!(part.contains(&e.signup_url), "{name}: no sign-up link");
             assert!(
                 part.contains("UNSUBSCRIBE in the subject"),
                 "{name}: no UNSUBSCRIBE instructions"
@@ -262,7 +268,6 @@ fn reference_issues_render_completely_in_both_parts() {
                 part.contains(&e.unsubscribe_address),
                 "{name}: no mailbox to reply to"
             );
-            assert!(part.contains(&one_click), "{name}: no one-click link");
         }
 
         // Wrapping: within 78 columns unless the line holds a longer URL.

@@ -18,6 +18,7 @@ mod inbox_trust;
 mod judges;
 mod mailstack_delivery;
 mod outages;
+mod readers;
 mod send_now;
 mod slots;
 mod subscribers;

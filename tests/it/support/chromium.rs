@@ -223,3 +223,51 @@ pub fn decode_png(bytes: &[u8]) -> Image {
         pixels,
     }
 }
+
+/// Takes a `width`×`height` screenshot of `url` into `out`. Unlike `--dump-dom`,
+/// `--screenshot` lays the page out at the window's width.
+pub async fn screenshot_at(work: &Path, url: &str, out: &Path, width: u32, height: u32) {
+    let profile = work.join(format!("profile-{}", unique()));
+    let mut args: Vec<String> = common_args(&profile)
+        .into_iter()
+        .filter(|a| !a.starts_with("--window-size="))
+        .collect();
+    args.push(format!("--window-size={width},{height}"));
+    args.push(format!("--screenshot={}", out.display()));
+    args.push(url.to_owned());
+    let output = run(&args).await;
+    assert!(
+        out.is_file(),
+        "chromium wrote no screenshot of {url}: {}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// The `scrollWidth` of `html` laid out `width` px wide: the document is loaded into an
+/// `<iframe width=… srcdoc=…>` (the window size does not reach `--dump-dom`'s layout) and
+/// a script writes the frame's width into the dumped DOM.
+pub async fn scroll_width(work: &Path, html: &str, width: u32) -> u32 {
+    let escaped = html
+        .replace('&', "&amp;")
+        .replace('"', "&quot;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
+    let page = format!(
+        "<!DOCTYPE html><html><body style=\"margin:0\">\
+         <iframe id=\"f\" width=\"{width}\" height=\"900\" style=\"border:0\" srcdoc=\"{escaped}\"></iframe>\
+         <script>window.addEventListener('load', function () {{\
+         var d = document.getElementById('f').contentDocument.documentElement;\
+         document.body.setAttribute('data-scroll-width', d.scrollWidth); }});</script>\
+         </body></html>"
+    );
+    let path = work.join(format!("frame-{width}-{}.html", unique()));
+    std::fs::write(&path, page).expect("write the frame page");
+    let dom = dump_dom(work, &format!("file://{}", path.display())).await;
+    let value = dom
+        .split("data-scroll-width=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("no data-scroll-width in the dumped DOM:\n{dom}"));
+    value.parse().expect("a width in pixels")
+}
