@@ -79,6 +79,14 @@ pub enum Command {
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
+    /// Check, before the first send, what receiving servers will think: DKIM key, SPF,
+    /// DMARC, the public URL and one-click unsubscribe, the web secret, the relay, and the
+    /// 2-day unsubscribe rule. Exits 1 if anything is a problem.
+    Doctor {
+        /// DNS server to ask (default: the system's resolver).
+        #[arg(long, value_name = "IP:PORT")]
+        resolver: Option<std::net::SocketAddr>,
+    },
     /// Read the newsletter's mailbox: unsubscribe, count bounces, leave the rest unread.
     Inbox {
         /// Process what is in the mailbox now, then exit (else run until interrupted).

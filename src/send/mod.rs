@@ -21,7 +21,7 @@ pub use configured::ConfiguredTransport;
 pub use file::FileTransport;
 pub use message::{DKIM_HEADERS, MessageError, MessageFactory, dkim_config, dkim_signer};
 pub use policy::RetryPolicy;
-pub use smtp::SmtpTransport;
+pub use smtp::{RelayProbe, SmtpTransport, StartTlsProbe};
 pub use stub::StubTransport;
 pub use transport::{OutgoingMessage, SendError, Transport};
 pub use worker::{BatchReport, DeliveryWorker, Outcome, WorkerError};
