@@ -220,7 +220,8 @@ async fn dkim_key(lookup: &Lookup, name: &str, ours: &str) -> Check {
                     Verdict::Problem,
                     format!(
                         "the key published at {name} is not the configured private key's: \
-                         every signature will fail"
+                         every signature will fail (published: \"{}\")",
+                        records.join("\", \"")
                     ),
                 )
                 .fix(format!(
