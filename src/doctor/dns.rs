@@ -148,10 +148,13 @@ pub(super) async fn check_dkim(settings: &Settings, lookup: &Lookup) -> Vec<Chec
             ];
         }
     };
-    let mut checks = Vec::new();
-    for (name, value) in signer.dns_records() {
-        checks.push(dkim_key(lookup, &name, &value).await);
-    }
+    let records = signer.dns_records();
+    let mut checks = futures::future::join_all(
+        records
+            .iter()
+            .map(|(name, value)| dkim_key(lookup, name, value)),
+    )
+    .await;
     let from = from_domain(settings);
     let d = dkim.domain.to_ascii_lowercase();
     checks.push(if aligned(&d, &from) {
@@ -201,7 +204,7 @@ async fn dkim_key(lookup: &Lookup, name: &str, ours: &str) -> Check {
                 .filter(|t| tag(t, "p").is_some())
                 .map(|t| tag(&t, "p").unwrap_or_default().to_owned())
                 .collect();
-            if keys.iter().any(|p| *p == our_p) {
+            if keys.contains(&our_p) {
                 Check::new(
                     CheckKind::DkimKey,
                     Verdict::Ok,

@@ -189,14 +189,23 @@ pub async fn examine(
     store: Option<&Store>,
     options: &DoctorOptions,
 ) -> Report {
-    let mut checks = Vec::new();
     let lookup = dns::Lookup::new(options);
-    checks.extend(dns::check_dkim(settings, &lookup).await);
-    checks.push(dns::check_spf(settings, &lookup).await);
-    checks.push(dns::check_dmarc(settings, &lookup).await);
-    checks.extend(http::check_web(settings, options.timeout).await);
+    // Side by side: offline, every lookup waits for its timeout, and they need not
+    // wait for each other.
+    let (dkim, spf, dmarc, web, relay, unsubscribes) = tokio::join!(
+        dns::check_dkim(settings, &lookup),
+        dns::check_spf(settings, &lookup),
+        dns::check_dmarc(settings, &lookup),
+        http::check_web(settings, options.timeout),
+        relay::check_relay(settings),
+        unsubscribes::check_unsubscribes(store),
+    );
+    let mut checks = dkim;
+    checks.push(spf);
+    checks.push(dmarc);
+    checks.extend(web);
     checks.push(secret::check_secret(settings));
-    checks.extend(relay::check_relay(settings).await);
-    checks.push(unsubscribes::check_unsubscribes(store).await);
+    checks.extend(relay);
+    checks.push(unsubscribes);
     Report { checks }
 }
