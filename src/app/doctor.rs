@@ -13,11 +13,11 @@ pub async fn run(
     ctx: &Context,
     resolver: Option<std::net::SocketAddr>,
 ) -> anyhow::Result<ExitCode> {
-    // Doctor only reads: a store that does not exist yet is not created.
-    let exists = crate::store::sqlite_file(&ctx.settings.store.url)
-        .ok()
-        .flatten()
-        .is_some_and(|path| path.exists());
+    // Doctor only reads: an SQLite store that does not exist yet is not created.
+    let exists = match crate::store::sqlite_file(&ctx.settings.store.url) {
+        Ok(Some(path)) => path.exists(),
+        _ => true,
+    };
     let store = if exists {
         Some(ctx.open_store().await?)
     } else {

@@ -259,7 +259,7 @@ pub(super) async fn check_spf(settings: &Settings, lookup: &Lookup) -> Check {
         .domain()
         .to_ascii_lowercase();
     let from = from_domain(settings);
-    let suggestion = format!("v=spf1 a:{} ~all", settings.smtp.host);
+    let suggestion = spf_suggestion(&settings.smtp.host);
     let records = match lookup.txt(&envelope).await {
         TxtAnswer::Failed(why) => {
             return Check::new(
@@ -336,6 +336,18 @@ pub(super) async fn check_spf(settings: &Settings, lookup: &Lookup) -> Check {
         .fix("use a reply_to address at the From domain, or make sure DKIM passes");
     }
     check
+}
+
+/// An SPF record naming the relay: by address, by name, or (a relay on this machine)
+/// the domain's mail servers.
+fn spf_suggestion(relay: &str) -> String {
+    match relay.parse::<std::net::IpAddr>() {
+        Ok(ip) if ip.is_loopback() => "v=spf1 mx ~all".to_owned(),
+        Ok(std::net::IpAddr::V4(ip)) => format!("v=spf1 ip4:{ip} ~all"),
+        Ok(std::net::IpAddr::V6(ip)) => format!("v=spf1 ip6:{ip} ~all"),
+        Err(_) if relay.eq_ignore_ascii_case("localhost") => "v=spf1 mx ~all".to_owned(),
+        Err(_) => format!("v=spf1 a:{relay} ~all"),
+    }
 }
 
 /// The DMARC record for the From domain: `_dmarc.<domain>`, else the parent domains'
@@ -430,6 +442,16 @@ mod tests {
         assert!(!aligned("example.org", "example.com"));
         assert!(!aligned("org", "example.org"));
         assert!(!aligned("ample.org", "example.org"));
+    }
+
+    #[test]
+    fn the_spf_suggestion_names_the_relay() {
+        assert_eq!(
+            spf_suggestion("smtp.example.net"),
+            "v=spf1 a:smtp.example.net ~all"
+        );
+        assert_eq!(spf_suggestion("192.0.2.7"), "v=spf1 ip4:192.0.2.7 ~all");
+        assert_eq!(spf_suggestion("127.0.0.1"), "v=spf1 mx ~all");
     }
 
     #[test]

@@ -22,17 +22,17 @@ use crate::store::Store;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-/// How a check came out.
+/// How a check came out, from best to worst.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Verdict {
     /// Nothing to fix.
     Ok,
     /// Mail goes out, but a receiver may think less of it.
     Warning,
-    /// Mail will be refused, filed as spam, or a rule (RFC 8058, the 2-day rule) is broken.
-    Problem,
     /// The check could not be made (no DNS answer, for example); its fix says what to do.
     CouldNotCheck,
+    /// Mail will be refused, filed as spam, or a rule (RFC 8058, the 2-day rule) is broken.
+    Problem,
 }
 
 impl Verdict {
@@ -208,4 +208,27 @@ pub async fn examine(
     checks.extend(relay);
     checks.push(unsubscribes);
     Report { checks }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_problem_fails_the_report() {
+        let check = |verdict| Check::new(CheckKind::Spf, verdict, "");
+        let mut report = Report {
+            checks: vec![
+                check(Verdict::Ok),
+                check(Verdict::Warning),
+                check(Verdict::CouldNotCheck),
+            ],
+        };
+        assert!(!report.has_problem());
+        assert_eq!(report.verdict(CheckKind::Spf), Some(Verdict::CouldNotCheck));
+        report.checks.push(check(Verdict::Problem));
+        assert!(report.has_problem());
+        assert_eq!(report.verdict(CheckKind::Spf), Some(Verdict::Problem));
+        assert_eq!(report.verdict(CheckKind::Dmarc), None);
+    }
 }
