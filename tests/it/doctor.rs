@@ -525,8 +525,8 @@ fn the_command_prints_each_check_and_exits_1_on_a_problem() {
             (DOMAIN, SPF),
         ],
     );
-    let settings = dkim_settings(&dir, &rsa, &ed, &[]);
-    drop(settings);
+    // Writes `gazette.toml` into the folder, for the binary to read.
+    dkim_settings(&dir, &rsa, &ed, &[]);
     let config = dir.path().join("gazette.toml");
     let resolver = dns.addr().to_string();
     let out = gazette(&[
