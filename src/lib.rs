@@ -15,11 +15,14 @@
 //! - [`inbox`]: reads the newsletter's mailbox; unsubscribes, counts bounces, answers.
 //! - [`web`]: the sign-up form, confirm and unsubscribe links, archive, preview,
 //!   health and metrics over HTTP.
+//! - [`doctor`]: `gazette doctor`'s checks of DNS, the web, the relay and the store: what a
+//!   receiving server will think of our mail.
 //! - [`app`]: wiring; the only module that knows the whole pipeline, with `main.rs`
 //!   as a thin shell around it.
 
 pub mod app;
 pub mod compose;
+pub mod doctor;
 pub mod domain;
 pub mod inbox;
 pub mod render;

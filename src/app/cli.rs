@@ -89,6 +89,16 @@ pub enum Command {
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
+    /// Tell what receiving servers will think before the first send.
+    ///
+    /// Checks the DKIM key in DNS, SPF, DMARC, the public URL and one-click unsubscribe,
+    /// the web secret, the relay, and the 2-day unsubscribe rule, each with its fix.
+    /// Exits 1 if anything is a problem.
+    Doctor {
+        /// DNS server to ask (default: the system's resolver).
+        #[arg(long, value_name = "IP:PORT")]
+        resolver: Option<std::net::SocketAddr>,
+    },
     /// Read the newsletter's mailbox: unsubscribe, count bounces, leave the rest unread.
     ///
     /// With --once, process what is there now and exit; otherwise poll every

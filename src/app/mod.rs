@@ -8,6 +8,7 @@ mod cli;
 pub mod content;
 pub mod daemon;
 pub mod delivery;
+mod doctor;
 pub mod import;
 mod inbox;
 pub mod subscribers;
@@ -160,6 +161,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Proof => daemon::proof(&ctx).await,
         Command::Web => web::run(&ctx).await,
         Command::Inbox { once } => inbox::run(&ctx, once).await,
+        Command::Doctor { resolver } => doctor::run(&ctx, resolver).await,
         Command::Backup { file } => backup::backup(&ctx, &file).await,
         Command::Restore { file } => backup::restore(&ctx, &file).await,
     }

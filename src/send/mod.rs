@@ -25,7 +25,7 @@ pub use file::FileTransport;
 pub use message::{DKIM_HEADERS, MessageError, MessageFactory, dkim_config, dkim_signer};
 pub use policy::RetryPolicy;
 pub use relay_size::announced_size;
-pub use smtp::SmtpTransport;
+pub use smtp::{RelayProbe, SmtpTransport, StartTlsProbe};
 pub use stub::StubTransport;
 pub use transport::{OutgoingMessage, SendError, Transport};
 pub use worker::{BatchReport, DeliveryWorker, Outcome, RunEnd, WorkerError};

@@ -174,15 +174,8 @@ impl SmtpTransport {
         tcp.set_nodelay(true)
             .map_err(|e| SendError::Local(format!("setting TCP_NODELAY: {e}")))?;
         let tls = || {
-            let mut builder = TlsParameters::builder(self.host.clone());
-            if let Some(pem) = &self.ca_pem {
-                let cert = lettre::transport::smtp::client::Certificate::from_pem(pem)
-                    .map_err(|e| SendError::Local(format!("smtp.ca_file: {e}")))?;
-                builder = builder.add_root_certificate(cert);
-            }
-            builder
-                .build_rustls()
-                .map_err(|e| SendError::Local(format!("TLS setup: {e}")))
+            // TLS parameters are built from our own settings: a failure is local.
+            self.tls_parameters()
         };
         let greeting = Stage::Session("the greeting or EHLO");
         let mut conn = match self.tls {
@@ -231,6 +224,93 @@ impl SmtpTransport {
             .await?;
         }
         Ok(conn)
+    }
+
+    fn tls_parameters(&self) -> Result<TlsParameters, SendError> {
+        let mut builder = TlsParameters::builder(self.host.clone());
+        if let Some(pem) = &self.ca_pem {
+            let cert = lettre::transport::smtp::client::Certificate::from_pem(pem)
+                .map_err(|e| SendError::Local(format!("smtp.ca_file: {e}")))?;
+            builder = builder.add_root_certificate(cert);
+        }
+        builder
+            .build_rustls()
+            .map_err(|e| SendError::Local(format!("TLS setup: {e}")))
+    }
+
+    /// Opens one session step by step, as [`send`](Transport::send) would, and says how
+    /// far it got: for `gazette doctor`. Sends no mail; ends with QUIT.
+    pub async fn probe(&self) -> RelayProbe {
+        let mut probe = RelayProbe {
+            answered: Err(String::new()),
+            starttls: None,
+            auth: None,
+        };
+        let steps = async {
+            let tcp = TcpStream::connect((self.host.as_str(), self.port))
+                .await
+                .map_err(|e| format!("cannot connect to {}:{}: {e}", self.host, self.port))?;
+            let conn = match self.tls {
+                Tls::Implicit => {
+                    let tls = self.tls_parameters().map_err(|e| e.to_string())?;
+                    let stream = ImplicitTls::handshake(tcp, tls)
+                        .await
+                        .map_err(|e| format!("TLS handshake: {e}"))?;
+                    AsyncSmtpConnection::connect_with_transport(Box::new(stream), &self.hello).await
+                }
+                _ => AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &self.hello).await,
+            }
+            .map_err(|e| format!("no SMTP greeting and EHLO reply: {e}"))?;
+            Ok::<_, String>(conn)
+        };
+        let mut conn = match tokio::time::timeout(self.timeout, steps).await {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => {
+                probe.answered = Err(e);
+                return probe;
+            }
+            Err(_) => {
+                probe.answered = Err(format!(
+                    "no answer from {}:{} within {:?}",
+                    self.host, self.port, self.timeout
+                ));
+                return probe;
+            }
+        };
+        probe.answered = Ok(conn.server_info().name().to_owned());
+        if self.tls == Tls::StartTls {
+            let result = if !conn.can_starttls() {
+                Err(StartTlsProbe::NotOffered)
+            } else {
+                match self.tls_parameters() {
+                    Err(e) => Err(StartTlsProbe::Failed(e.to_string())),
+                    Ok(tls) => {
+                        match tokio::time::timeout(self.timeout, conn.starttls(tls, &self.hello))
+                            .await
+                        {
+                            Ok(Ok(())) => Ok(()),
+                            Ok(Err(e)) => Err(StartTlsProbe::Failed(e.to_string())),
+                            Err(_) => Err(StartTlsProbe::Failed("timed out".into())),
+                        }
+                    }
+                }
+            };
+            let failed = result.is_err();
+            probe.starttls = Some(result);
+            if failed {
+                return probe;
+            }
+        }
+        if let Some(credentials) = &self.credentials {
+            let auth = conn.auth(&[Mechanism::Plain, Mechanism::Login], credentials);
+            probe.auth = Some(match tokio::time::timeout(self.timeout, auth).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err("timed out".into()),
+            });
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(2), conn.quit()).await;
+        probe
     }
 
     fn take_idle(&self) -> Option<AsyncSmtpConnection> {
@@ -315,6 +395,26 @@ impl Transport for SmtpTransport {
     fn concurrency(&self) -> usize {
         self.pool_size
     }
+}
+
+/// How far [`SmtpTransport::probe`] got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayProbe {
+    /// The server's name from its EHLO reply, or why there was none.
+    pub answered: Result<String, String>,
+    /// With `tls = "starttls"`: whether STARTTLS was offered and the handshake worked.
+    pub starttls: Option<Result<(), StartTlsProbe>>,
+    /// With credentials configured: whether AUTH was accepted.
+    pub auth: Option<Result<(), String>>,
+}
+
+/// Why STARTTLS did not work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartTlsProbe {
+    /// The EHLO reply did not list STARTTLS.
+    NotOffered,
+    /// It was offered, but the handshake (or the certificate) failed.
+    Failed(String),
 }
 
 /// A TLS session over our own socket, for implicit TLS (port 465).

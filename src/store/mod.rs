@@ -10,6 +10,7 @@
 //! Times are whole seconds (UTC) in the database; [`ts`] and [`from_ts`] convert.
 
 mod backup;
+mod doctor;
 mod inbox;
 mod issues;
 mod leases;
@@ -21,6 +22,7 @@ mod subscribers;
 mod web;
 
 pub use backup::{BackupError, BackupSummary, RestoreReport, restore, verify_backup};
+pub use doctor::{LateDelivery, UnsubscribeAudit};
 pub use inbox::{
     InboxDisposition, InboxEffect, InboxEntry, InboxFigures, InboxLimits, InboxRecorded,
     OwedNotice, UNVERIFIED_REPORT,

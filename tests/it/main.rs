@@ -8,6 +8,7 @@ mod crash;
 mod daemon;
 mod delivery_support;
 mod dkim;
+mod doctor;
 mod editors;
 mod faults;
 mod fixtures;

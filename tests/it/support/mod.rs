@@ -3,6 +3,7 @@
 
 pub mod chromium;
 pub mod dkim;
+pub mod dnsmasq;
 pub mod http;
 pub mod judges;
 pub mod mailstack;
