@@ -102,6 +102,11 @@ impl MessageFactory {
         }
     }
 
+    /// Whether messages are DKIM-signed (the costly part of building one).
+    pub fn signs(&self) -> bool {
+        self.dkim.is_some()
+    }
+
     /// The message of `issue` for one ledger row. The same row always gives the same
     /// message (same Message-ID and Date), so a resend after a crash is a true duplicate
     /// that receiving systems can recognise.

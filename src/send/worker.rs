@@ -250,7 +250,8 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 pub struct DeliveryWorker<T: Transport> {
     store: Store,
     transport: T,
-    messages: MessageFactory,
+    /// Shared with the blocking threads that sign messages.
+    messages: Arc<MessageFactory>,
     policy: RetryPolicy,
     pace: Pace,
     batch_size: u32,
@@ -280,7 +281,7 @@ impl<T: Transport> DeliveryWorker<T> {
         Self {
             store,
             transport,
-            messages,
+            messages: Arc::new(messages),
             policy,
             pace: Pace::new(rate_per_second),
             batch_size,
@@ -610,9 +611,22 @@ impl<T: Transport> DeliveryWorker<T> {
                 if end_ref.is_cancelled() {
                     return (i, row, Attempt::NotTried);
                 }
-                let message = match messages.build(&issue, &row) {
+                let built = if messages.signs() {
+                    // An RSA signature is CPU work of about a millisecond: done on the
+                    // blocking pool, it runs on every core while this task keeps the
+                    // connections busy, instead of one signature at a time here.
+                    let (factory, issue, job) = (Arc::clone(messages), issue, row.clone());
+                    tokio::task::spawn_blocking(move || {
+                        factory.build(&issue, &job).map_err(|e| e.to_string())
+                    })
+                    .await
+                    .unwrap_or_else(|e| Err(format!("building the message failed: {e}")))
+                } else {
+                    messages.build(&issue, &row).map_err(|e| e.to_string())
+                };
+                let message = match built {
                     Ok(message) => message,
-                    Err(e) => return (i, row, Attempt::Unbuildable(e.to_string())),
+                    Err(e) => return (i, row, Attempt::Unbuildable(e)),
                 };
                 tokio::select! {
                     biased;
