@@ -12,8 +12,12 @@ use subtle::ConstantTimeEq;
 /// What a token allows; part of what is signed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenPurpose {
-    /// Unsubscribe links, the one-click POST, the mailto token and our Message-IDs.
+    /// Unsubscribe links, the one-click POST and the mailto token. Message-IDs of
+    /// issues sent before [`Self::Message`] existed carry it too.
     Unsubscribe,
+    /// Our issues' Message-IDs: they name the recipient for replies and bounces, but
+    /// are not a capability (a forwarded message's Message-ID unsubscribes nobody).
+    Message,
     /// The link in a sign-up confirmation message. It names the sign-up request, not
     /// the subscriber, so each link is good for its own request only.
     Confirm,
@@ -29,6 +33,7 @@ impl TokenPurpose {
             // taken for a request of the same number.
             Self::Confirm => "confirm-request",
             Self::Resubscribe => "resubscribe",
+            Self::Message => "message-id",
         }
     }
 }

@@ -82,7 +82,7 @@ pub fn build_message(
         .raw_header(mailbox_header("To", &to))
         .subject(rendered.subject.as_str())
         .date(options.date.into())
-        .message_id(Some(message_id(n, options.issue, &links.token)))
+        .message_id(Some(message_id(n, options.issue, &links.message_token)))
         .raw_header(raw_header("List-Id", list_id))
         .raw_header(raw_header(
             "List-Unsubscribe",

@@ -66,6 +66,8 @@ pub struct Recipient {
 #[derive(Debug, Clone)]
 pub struct RecipientLinks {
     pub token: String,
+    /// The token in this recipient's Message-ID (not the unsubscribe token).
+    pub message_token: String,
     pub unsubscribe_url: String,
     pub unsubscribe_mailto: String,
 }
@@ -83,6 +85,7 @@ impl RecipientLinks {
                 newsletter.reply_to.email
             ),
             token,
+            message_token: key.sign(TokenPurpose::Message, recipient_id).to_string(),
         }
     }
 }
@@ -306,6 +309,7 @@ mod tests {
         };
         let links = RecipientLinks {
             token: "t".into(),
+            message_token: "m".into(),
             unsubscribe_url: "u".into(),
             unsubscribe_mailto: "m".into(),
         };
@@ -339,6 +343,7 @@ mod tests {
         };
         let links = RecipientLinks {
             token: "t".into(),
+            message_token: "m".into(),
             unsubscribe_url: "https://example.org/unsubscribe/abc?x=1&y=2".into(),
             unsubscribe_mailto: "m".into(),
         };

@@ -518,7 +518,7 @@ fn preview_writes_the_whole_message() {
         message_id.starts_with("2021-11-01.") && message_id.ends_with("@example.org"),
         "{message_id}"
     );
-    assert_eq!(key.find_in(TokenPurpose::Unsubscribe, message_id), Some(0));
+    assert_eq!(key.find_in(TokenPurpose::Message, message_id), Some(0));
     assert!(
         header("Content-Type").starts_with("multipart/alternative"),
         "{}",

@@ -326,7 +326,7 @@ async fn a_report_about_our_message_counts_once_for_that_subscriber_only() {
     let token = s
         .ctx
         .tokens
-        .sign(TokenPurpose::Unsubscribe, ada)
+        .sign(TokenPurpose::Message, ada)
         .to_string();
     let expected = message_id(
         &s.ctx.settings.newsletter,

@@ -114,3 +114,30 @@ fn spamassassin_finds_nothing_wrong_with_the_headers_of_an_issue() {
         assert!(fired.is_empty(), "{file}: {fired:?} (all: {rules:?})");
     }
 }
+
+#[test]
+fn the_message_id_does_not_carry_the_unsubscribe_token() {
+    let dir = TempDir::new("judges-message-id");
+    for (file, bytes) in issue_messages(&dir) {
+        let text = String::from_utf8_lossy(&bytes);
+        let parsed = python_parse(&bytes);
+        let message_id = parsed.message_id.expect("a Message-ID");
+        // The token is the last path segment of the one-click URL.
+        let token = text
+            .lines()
+            .find(|l| l.starts_with("List-Unsubscribe:"))
+            .and_then(|l| l.split("/unsubscribe/").nth(1))
+            .and_then(|rest| rest.split('>').next())
+            .expect("an unsubscribe URL")
+            .to_owned();
+        assert!(!token.is_empty(), "{file}");
+        assert!(
+            !message_id.contains(&token),
+            "{file}: {message_id} carries the unsubscribe token {token}"
+        );
+        assert!(
+            message_id.ends_with("@example.org>"),
+            "{file}: {message_id}"
+        );
+    }
+}

@@ -95,7 +95,7 @@ fn every_subscriber_gets_their_own_complete_message_in_their_mailbox() {
         assert!(message_id.starts_with("2021-09-01."), "{message_id}");
         assert!(message_id.ends_with("@example.org"), "{message_id}");
         assert_eq!(
-            ctx.tokens.find_in(TokenPurpose::Unsubscribe, message_id),
+            ctx.tokens.find_in(TokenPurpose::Message, message_id),
             Some(*id)
         );
 

@@ -9,7 +9,7 @@
 //! left for a person.
 
 use super::Recognizer;
-use crate::domain::{IssueId, TokenPurpose};
+use crate::domain::IssueId;
 use crate::inbox::dsn::{Action, Status};
 use crate::inbox::incoming::{Incoming, Report};
 use crate::store::{Store, StoreError};
@@ -133,14 +133,14 @@ fn our_message(id: &str, r: &Recognizer) -> Option<OurMessage> {
     let (issue, token) = local.split_once('.')?;
     Some(OurMessage {
         issue: IssueId::parse(issue).ok()?,
-        subscriber_id: r.tokens.verify(TokenPurpose::Unsubscribe, token)?,
+        subscriber_id: r.message_token(token)?,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::TokenKey;
+    use crate::domain::{TokenKey, TokenPurpose};
 
     fn recognizer() -> Recognizer {
         Recognizer {

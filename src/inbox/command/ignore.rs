@@ -4,7 +4,6 @@
 //! too. RFC 3834 lists the signs; we add the common non-standard headers.
 
 use super::Recognizer;
-use crate::domain::TokenPurpose;
 use crate::inbox::incoming::{Incoming, Report, ReturnPath};
 
 /// Why a message is ignored.
@@ -60,7 +59,7 @@ impl IgnoreReason {
             id.to_ascii_lowercase()
                 .trim_end_matches('>')
                 .ends_with(&format!("@{}", r.message_id_domain))
-                && r.tokens.find_in(TokenPurpose::Unsubscribe, id).is_some()
+                && r.find_message_token(id).is_some()
         });
         if own_id || m.from.as_deref().is_some_and(|f| r.is_own_address(f)) {
             return Some(Self::OwnMail);

@@ -20,7 +20,7 @@ pub use ignore::IgnoreReason;
 pub use unsubscribe::{Unsubscribe, Via};
 
 use super::incoming::Incoming;
-use crate::domain::TokenKey;
+use crate::domain::{TokenKey, TokenPurpose};
 
 /// What the worker needs to recognise our own mail and our tokens.
 #[derive(Debug, Clone)]
@@ -33,6 +33,22 @@ pub struct Recognizer {
 }
 
 impl Recognizer {
+    /// The subscriber a Message-ID token names: one of ours, or (for issues sent before
+    /// Message-IDs had their own tokens) an unsubscribe token.
+    pub fn message_token(&self, token: &str) -> Option<i64> {
+        self.tokens
+            .verify(TokenPurpose::Message, token)
+            .or_else(|| self.tokens.verify(TokenPurpose::Unsubscribe, token))
+    }
+
+    /// The subscriber named by the first Message-ID token of ours in `text` (see
+    /// [`Self::message_token`]).
+    pub fn find_message_token(&self, text: &str) -> Option<i64> {
+        self.tokens
+            .find_in(TokenPurpose::Message, text)
+            .or_else(|| self.tokens.find_in(TokenPurpose::Unsubscribe, text))
+    }
+
     /// Whether `address` is one of ours.
     pub fn is_own_address(&self, address: &str) -> bool {
         let lower = address.trim().to_ascii_lowercase();

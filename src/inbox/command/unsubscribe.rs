@@ -40,7 +40,7 @@ impl Unsubscribe {
         let token_subscriber = r
             .tokens
             .find_in(TokenPurpose::Unsubscribe, subject)
-            .or_else(|| r.tokens.find_in(TokenPurpose::Unsubscribe, &m.thread));
+            .or_else(|| r.find_message_token(&m.thread));
         let sender = m
             .from
             .as_deref()
