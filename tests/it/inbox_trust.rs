@@ -323,11 +323,7 @@ async fn a_report_about_our_message_counts_once_for_that_subscriber_only() {
     );
     // A Message-ID of ours that names the issue and Ada with a genuine token is what
     // proves it; the token alone is what `message_id` builds.
-    let token = s
-        .ctx
-        .tokens
-        .sign(TokenPurpose::Message, ada)
-        .to_string();
+    let token = s.ctx.tokens.sign(TokenPurpose::Message, ada).to_string();
     let expected = message_id(
         &s.ctx.settings.newsletter,
         IssueId::parse(ISSUE).unwrap(),
