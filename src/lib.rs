@@ -5,7 +5,8 @@
 //! Data flows one way: sections folder → compose → render → delivery ledger → SMTP, and
 //! mailbox → inbox worker → commands → store.
 //!
-//! - [`domain`]: parsed values (addresses, header text, issue ids, tokens, schedules).
+//! - [`domain`]: parsed values (addresses, header text, issue ids, tokens, schedules), and
+//!   the one rule for naming a worker process and telling whether it still lives.
 //! - [`settings`]: `config/gazette.toml` plus `GAZETTE__…` overrides, checked.
 //! - [`compose`]: reads the sections folder into an [`compose::Issue`].
 //! - [`render`]: tera templates to HTML and text, then one message per recipient.
@@ -18,7 +19,9 @@
 //! - [`doctor`]: `gazette doctor`'s checks of DNS, the web, the relay and the store: what a
 //!   receiving server will think of our mail.
 //! - [`app`]: wiring; the only module that knows the whole pipeline, with `main.rs`
-//!   as a thin shell around it.
+//!   as a thin shell around it. `app/shutdown.rs` holds the stop signal every command
+//!   waits on, so commands do not import one another for it; `serve` shares one store
+//!   and one renderer between its workers and its web side.
 
 pub mod app;
 pub mod compose;

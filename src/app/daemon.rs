@@ -39,34 +39,6 @@ const CLAIM_GRACE: chrono::Duration = chrono::Duration::seconds(60);
 /// How soon to look again while another daemon is still freezing an earlier slot.
 const CLAIM_RECHECK: chrono::Duration = chrono::Duration::seconds(2);
 
-/// This scheduler's name in the slots it claims: host, process and a counter, so two
-/// schedulers in one process are two claimants.
-fn claimant_name() -> String {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    format!("{}:{}:{n}", host.trim(), std::process::id())
-}
-
-/// True when `claimant` names a process on this host that no longer exists (it was
-/// killed or crashed): its claim can be settled without waiting.
-fn claimant_is_gone(claimant: &str) -> bool {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    // `host:pid:n`, or `host:pid` from before the counter was added.
-    let parts: Vec<&str> = claimant.split(':').collect();
-    let (their_host, pid) = match parts.as_slice() {
-        [h, p, n] if n.parse::<u64>().is_ok() => (*h, p.parse::<u32>().ok()),
-        [h, p] => (*h, p.parse::<u32>().ok()),
-        _ => return false,
-    };
-    match pid {
-        Some(pid) if their_host == host.trim() => {
-            pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists()
-        }
-        _ => false,
-    }
-}
-
 /// Mail to the editors: proofs and notices. Not newsletter mail, so not in the ledger;
 /// with the file transport it goes to `<outbox_dir>/editors/<kind>/<issue>/<n>.eml`.
 pub async fn send_to_editors(
@@ -135,7 +107,7 @@ impl<'a> Scheduler<'a> {
     pub fn new(ctx: &'a Context, store: Store) -> Self {
         Self {
             timing: Timing::from(&ctx.settings.schedule),
-            daemon_id: claimant_name(),
+            daemon_id: crate::domain::process_name(),
             since: tokio::sync::OnceCell::new(),
             claim_retries: std::sync::Mutex::default(),
             ctx,
@@ -176,7 +148,9 @@ impl<'a> Scheduler<'a> {
         };
         for claim in self.store.unfinished_claims().await? {
             let ours = claim.claimed_by == self.daemon_id;
-            if !ours && !claimant_is_gone(&claim.claimed_by) && now - claim.claimed_at < CLAIM_GRACE
+            if !ours
+                && !crate::domain::process_is_gone(&claim.claimed_by)
+                && now - claim.claimed_at < CLAIM_GRACE
             {
                 // Another daemon is freezing it right now.
                 block(now + CLAIM_RECHECK);
@@ -751,22 +725,6 @@ pub fn archive_sources(
     Ok(())
 }
 
-/// Resolves when the process gets SIGTERM or SIGINT.
-pub(crate) async fn termination() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot listen for SIGTERM");
-            return std::future::pending().await;
-        }
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: stopping"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
-    }
-}
-
 /// `gazette serve`: the scheduler, the delivery worker, the inbox worker and the web
 /// server until SIGTERM or SIGINT. In-flight messages finish and are recorded before it exits.
 pub async fn serve(ctx: &Context) -> anyhow::Result<ExitCode> {
@@ -776,7 +734,7 @@ pub async fn serve(ctx: &Context) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("settings key `web.bind`: cannot listen on {bind}"))?;
     tracing::info!(address = %listener.local_addr()?, "web server listening");
-    let web_state = super::web::web_state(ctx).await?;
+    let web_state = super::web::web_state_with(ctx, store.clone())?;
     let clock = SystemClock;
     let shutdown = CancellationToken::new();
     let scheduler = Scheduler::new(ctx, store.clone());
@@ -798,7 +756,7 @@ pub async fn serve(ctx: &Context) -> anyhow::Result<ExitCode> {
         let shutdown = shutdown.clone();
         async move {
             tokio::select! {
-                () = termination() => shutdown.cancel(),
+                () = super::shutdown::termination() => shutdown.cancel(),
                 () = shutdown.cancelled() => {}
             }
         }

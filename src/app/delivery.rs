@@ -287,7 +287,7 @@ pub async fn send_now(
     let signals = {
         let stop = stop.clone();
         tokio::spawn(async move {
-            super::daemon::termination().await;
+            super::shutdown::termination().await;
             stop.cancel();
         })
     };

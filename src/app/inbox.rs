@@ -56,7 +56,7 @@ pub async fn run(ctx: &Context, once: bool) -> anyhow::Result<ExitCode> {
         Ok(())
     } else {
         worker
-            .run_until_stopped(&clock, super::daemon::termination())
+            .run_until_stopped(&clock, super::shutdown::termination())
             .await
             .context("running the inbox worker")
     };

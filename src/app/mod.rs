@@ -11,6 +11,7 @@ pub mod delivery;
 mod doctor;
 pub mod import;
 mod inbox;
+mod shutdown;
 pub mod subscribers;
 mod web;
 
@@ -44,7 +45,8 @@ pub fn init_tracing() {
 /// Everything commands share, built once from settings.
 pub struct Context {
     pub settings: Settings,
-    pub renderer: Renderer,
+    /// Shared by every part of a process (the daemon's scheduler and its web side).
+    pub renderer: std::sync::Arc<Renderer>,
     pub tokens: TokenKey,
 }
 
@@ -68,7 +70,7 @@ impl Context {
         );
         Ok(Self {
             settings,
-            renderer,
+            renderer: std::sync::Arc::new(renderer),
             tokens,
         })
     }

@@ -2,6 +2,7 @@
 
 use super::Context;
 use crate::send::ConfiguredTransport;
+use crate::store::Store;
 use crate::web::{self, WebState};
 use anyhow::Context as _;
 use std::process::ExitCode;
@@ -9,16 +10,17 @@ use std::sync::Arc;
 
 /// The web state for `ctx`: opens the store and the configured transport.
 pub async fn web_state(ctx: &Context) -> anyhow::Result<WebState> {
-    let renderer = crate::render::Renderer::new(
-        ctx.settings.content.templates_dir.as_deref(),
-        &ctx.settings.newsletter.subject,
-    )
-    .context("loading templates")?;
     let store = ctx.open_store().await?;
+    web_state_with(ctx, store)
+}
+
+/// The web state for `ctx` over an already open `store`, sharing `ctx`'s renderer: the
+/// daemon's web side uses the same pool and templates as its workers.
+pub(crate) fn web_state_with(ctx: &Context, store: Store) -> anyhow::Result<WebState> {
     let dkim = ctx.dkim()?;
     Ok(WebState::new(
         Arc::new(ctx.settings.clone()),
-        Arc::new(renderer),
+        ctx.renderer.clone(),
         ctx.tokens.clone(),
         store,
         Arc::new(ConfiguredTransport::for_side_mail(
@@ -36,7 +38,7 @@ pub async fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(bind)
         .await
         .with_context(|| format!("binding [web] bind = {bind}"))?;
-    web::serve(state, listener, super::daemon::termination())
+    web::serve(state, listener, super::shutdown::termination())
         .await
         .context("serving the web")?;
     Ok(ExitCode::SUCCESS)

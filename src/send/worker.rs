@@ -100,28 +100,6 @@ const LEASE_RENEWAL: chrono::Duration = chrono::Duration::minutes(1);
 /// How often a worker on standby asks for the lease again.
 const STANDBY_RETRY: chrono::Duration = chrono::Duration::seconds(5);
 
-/// This worker's name in the lease table: host, process and a counter, so two workers
-/// in one process are two holders.
-fn holder_name() -> String {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    format!("{}:{}:{n}", host.trim(), std::process::id())
-}
-
-/// True when `holder` names a process on this host that no longer exists.
-fn holder_is_gone(holder: &str) -> bool {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    let mut parts = holder.rsplitn(3, ':');
-    let (_n, pid, their_host) = (parts.next(), parts.next(), parts.next());
-    match (their_host, pid.and_then(|p| p.parse::<u32>().ok())) {
-        (Some(h), Some(pid)) if h == host.trim() => {
-            pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists()
-        }
-        _ => false,
-    }
-}
-
 /// How a batch (or several) ended.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BatchReport {
@@ -286,7 +264,7 @@ impl<T: Transport> DeliveryWorker<T> {
             pace: Pace::new(rate_per_second),
             batch_size,
             issues: HashMap::new(),
-            holder: holder_name(),
+            holder: crate::domain::process_name(),
             lease_renewed_at: None,
             lease_ttl: LEASE_TTL,
             lease_renewal: LEASE_RENEWAL,
@@ -726,7 +704,7 @@ impl<T: Transport> DeliveryWorker<T> {
         let Some(holder) = self.store.lease_holder(LEASE).await? else {
             return Ok(Some(String::new()));
         };
-        if holder_is_gone(&holder)
+        if crate::domain::process_is_gone(&holder)
             && self
                 .store
                 .take_over_lease(LEASE, &holder, &self.holder, now + self.lease_ttl)
