@@ -2,24 +2,12 @@
 
 use crate::delivery_support::{issue_id, smtp_config};
 use crate::support::mailstack::SmtpSink;
-use crate::support::{TempDir, describe, fixture, repo_root};
+use crate::support::{TempDir, describe, fixture, gazette_command as gazette};
 use gazette::store::{self, BackupError, Store, StoreError, SubscriberStatus};
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 const SUBSCRIBERS: usize = 1500;
-
-fn gazette(config: &Path, args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_gazette"));
-    command
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .current_dir(repo_root())
-        .env("GAZETTE_LOG", "warn");
-    command
-}
 
 fn store_url(dir: &TempDir) -> String {
     format!("sqlite://{}", dir.path().join("gazette.db").display())

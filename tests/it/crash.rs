@@ -3,8 +3,8 @@
 
 use crate::delivery_support::smtp_config;
 use crate::support::mailstack::SmtpSink;
-use crate::support::{TempDir, describe, repo_root};
-use std::process::{Command, Stdio};
+use crate::support::{TempDir, describe, gazette_command as gazette};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 const SUBSCRIBERS: usize = 3000;
@@ -12,17 +12,6 @@ const POOL: usize = 4;
 /// Rows per batch: the worker takes `pool_size × 16` rows and records their results
 /// together, so at most one batch is sent but unrecorded when the process dies.
 const IN_FLIGHT: usize = POOL * 16;
-
-fn gazette(config: &std::path::Path, args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_gazette"));
-    command
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .current_dir(repo_root())
-        .env("GAZETTE_LOG", "warn");
-    command
-}
 
 #[test]
 fn a_killed_send_resumes_and_duplicates_stay_within_what_was_in_flight() {

@@ -7,7 +7,7 @@ use crate::delivery_support::{
     add_subscribers, context, file_config, freeze, issue_id, smtp_config,
 };
 use crate::support::mailstack::{SmtpSink, free_port};
-use crate::support::{TempDir, describe, repo_root};
+use crate::support::{TempDir, describe, gazette_command};
 use chrono::{DateTime, Duration as Span, Utc};
 use gazette::app::{Context, delivery};
 use gazette::send::{ConfiguredTransport, DeliveryWorker, Outcome};
@@ -16,17 +16,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-fn gazette_command(config: &Path, args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_gazette"));
-    command
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .current_dir(repo_root())
-        .env("GAZETTE_LOG", "warn");
-    command
-}
 
 fn run(config: &Path, args: &[&str]) -> Output {
     gazette_command(config, args).output().expect("run gazette")

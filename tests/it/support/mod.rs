@@ -101,6 +101,19 @@ pub fn write_config(dir: &Path, overrides: &[(&str, &str)]) -> PathBuf {
     path
 }
 
+/// The real `gazette` binary with `--config config` and `args`, in the repository root,
+/// logging warnings only; not started yet.
+pub fn gazette_command(config: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_gazette"));
+    command
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .current_dir(repo_root())
+        .env("GAZETTE_LOG", "warn");
+    command
+}
+
 /// Runs the real `gazette` binary with `args`, in the repository root.
 pub fn gazette(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_gazette"))
