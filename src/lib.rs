@@ -9,9 +9,12 @@
 //!   the one rule for naming a worker process and telling whether it still lives.
 //! - [`settings`]: `config/gazette.toml` plus `GAZETTE__…` overrides, checked.
 //! - [`compose`]: reads the sections folder into an [`compose::Issue`].
-//! - [`render`]: tera templates to HTML and text, then one message per recipient.
+//! - [`render`]: tera templates to HTML and text, then one message per recipient; every
+//!   outgoing message of any kind is built by `render::compose` and signed by
+//!   `render::finish`.
 //! - [`store`]: subscribers, frozen issues and the delivery ledger (all SQL lives here).
-//! - [`send`]: the delivery engine: transports (file, SMTP, a test double) and the worker
+//! - [`send`]: the delivery engine: transports taking an envelope and bytes (file, SMTP, a
+//!   test double) and the worker
 //!   that drains the ledger with the retry policy.
 //! - [`inbox`]: reads the newsletter's mailbox; unsubscribes, counts bounces, answers.
 //! - [`web`]: the sign-up form, confirm and unsubscribe links, archive, preview,

@@ -277,11 +277,12 @@ pub async fn preview(
     size_checks(ctx, &mut issue, &rendered);
     let recipient = sample_recipient();
     let links = RecipientLinks::new(&ctx.settings.newsletter, &ctx.tokens, recipient.id);
+    let date = chrono::Utc::now();
     let message = render::build_message(
         MessageOptions {
             newsletter: &ctx.settings.newsletter,
             issue: issue.id,
-            date: chrono::Utc::now(),
+            date,
         },
         &rendered,
         &recipient,
@@ -300,7 +301,12 @@ pub async fn preview(
         "issue.txt",
         rendered.text.fill(&recipient, &links).as_bytes(),
     )?;
-    write("issue.eml", &message.formatted())?;
+    // Signed as it would be sent, so any verifier can check it.
+    let dkim = ctx.dkim_signer()?;
+    write(
+        "issue.eml",
+        &render::finish(&message, date, dkim.as_deref()),
+    )?;
     report(&issue, Some(&rendered));
     println!(
         "Wrote issue.html, issue.txt and issue.eml to {}",

@@ -40,11 +40,12 @@ const CLAIM_GRACE: chrono::Duration = chrono::Duration::seconds(60);
 const CLAIM_RECHECK: chrono::Duration = chrono::Duration::seconds(2);
 
 /// Mail to the editors: proofs and notices. Not newsletter mail, so not in the ledger;
-/// with the file transport it goes to `<outbox_dir>/editors/<kind>/<issue>/<n>.eml`.
+/// with the file transport each message is a new file in `<outbox_dir>/editors/<kind>/<issue>/`.
 pub async fn send_to_editors(
     ctx: &Context,
     kind: &str,
     issue: IssueId,
+    now: DateTime<Utc>,
     build: impl Fn(&Mailbox) -> Result<Message, render::MessageError>,
 ) -> anyhow::Result<usize> {
     let editors = &ctx.settings.newsletter.editors;
@@ -52,20 +53,18 @@ pub async fn send_to_editors(
         tracing::warn!(kind, %issue, "no editors configured ([newsletter] editors); nobody is told");
         return Ok(0);
     }
-    let transport = ConfiguredTransport::for_side_mail(&ctx.settings, &format!("editors/{kind}"));
+    let transport =
+        ConfiguredTransport::for_side_mail(&ctx.settings, &format!("editors/{kind}/{issue}"));
+    let dkim = ctx.dkim_signer()?;
     let result = async {
-        for (i, editor) in editors.iter().enumerate() {
+        for editor in editors {
             let message = build(editor)?;
             let envelope = lettre::address::Envelope::new(
                 Some(ctx.settings.newsletter.from.email.clone()),
                 vec![editor.email.clone()],
             )?;
-            let outgoing = OutgoingMessage {
-                issue,
-                subscriber_id: i as i64 + 1,
-                envelope,
-                bytes: message.formatted(),
-            };
+            let outgoing =
+                OutgoingMessage::new(envelope, render::finish(&message, now, dkim.as_deref()));
             transport
                 .send(&outgoing)
                 .await
@@ -413,7 +412,7 @@ impl<'a> Scheduler<'a> {
         body: &str,
         now: DateTime<Utc>,
     ) -> anyhow::Result<()> {
-        send_to_editors(self.ctx, kind, issue, |editor| {
+        send_to_editors(self.ctx, kind, issue, now, |editor| {
             render::editor_notice(&self.ctx.settings.newsletter, editor, subject, body, now)
         })
         .await?;
@@ -485,7 +484,7 @@ impl<'a> Scheduler<'a> {
         let diagnostics: Vec<Diagnostic> = issue.diagnostics.clone();
         match self.ctx.renderer.render_issue(newsletter, issue) {
             Ok(rendered) => {
-                send_to_editors(self.ctx, "proof", issue.id, |editor| {
+                send_to_editors(self.ctx, "proof", issue.id, now, |editor| {
                     render::proof_message(
                         newsletter,
                         editor,

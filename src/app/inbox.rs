@@ -12,7 +12,7 @@ use std::process::ExitCode;
 /// The inbox worker for `ctx`'s settings.
 pub fn inbox_worker(ctx: &Context, store: Store) -> anyhow::Result<Worker<ConfiguredTransport>> {
     let settings = &ctx.settings;
-    let dkim = ctx.dkim()?;
+    let dkim = ctx.dkim_signer()?;
     let source = source_from_settings(settings)?;
     Ok(Worker::new(
         settings,

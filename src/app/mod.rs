@@ -75,17 +75,7 @@ impl Context {
         })
     }
 
-    /// The DKIM signing configuration, if `[dkim]` is set.
-    pub fn dkim(&self) -> anyhow::Result<Option<lettre::message::dkim::DkimConfig>> {
-        self.settings
-            .dkim
-            .as_ref()
-            .map(crate::send::dkim_config)
-            .transpose()
-            .context("loading the DKIM key")
-    }
-
-    /// The DKIM signer for issues, if `[dkim]` is set.
+    /// The DKIM signer for every message, if `[dkim]` is set.
     pub fn dkim_signer(&self) -> anyhow::Result<Option<std::sync::Arc<crate::domain::DkimSigner>>> {
         self.settings
             .dkim

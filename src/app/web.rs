@@ -17,7 +17,7 @@ pub async fn web_state(ctx: &Context) -> anyhow::Result<WebState> {
 /// The web state for `ctx` over an already open `store`, sharing `ctx`'s renderer: the
 /// daemon's web side uses the same pool and templates as its workers.
 pub(crate) fn web_state_with(ctx: &Context, store: Store) -> anyhow::Result<WebState> {
-    let dkim = ctx.dkim()?;
+    let dkim = ctx.dkim_signer()?;
     Ok(WebState::new(
         Arc::new(ctx.settings.clone()),
         ctx.renderer.clone(),

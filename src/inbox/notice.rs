@@ -5,15 +5,15 @@
 //! be used to send mail to third parties. `Auto-Submitted: auto-replied` (RFC 3834) keeps
 //! well-behaved auto-responders from answering it.
 
-use crate::domain::{IssueId, TokenKey, TokenPurpose};
+use crate::domain::DkimSigner;
+use crate::domain::{TokenKey, TokenPurpose};
+use crate::render::{self, Content, Kind, Outgoing};
 use crate::send::OutgoingMessage;
 use crate::settings::Newsletter;
 use crate::store::OwedNotice;
 use chrono::{DateTime, Utc};
-use lettre::Message;
 use lettre::message::Mailbox;
-use lettre::message::dkim::DkimConfig;
-use lettre::message::header::{ContentType, HeaderName, HeaderValue};
+use lettre::message::header::{HeaderName, HeaderValue};
 
 /// Why a notice could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -39,7 +39,7 @@ pub fn resubscribe_url(newsletter: &Newsletter, tokens: &TokenKey, subscriber_id
 pub fn build_notice(
     newsletter: &Newsletter,
     tokens: &TokenKey,
-    dkim: Option<&DkimConfig>,
+    dkim: Option<&DkimSigner>,
     notice: &OwedNotice,
     now: DateTime<Utc>,
 ) -> Result<OutgoingMessage, NoticeError> {
@@ -61,35 +61,30 @@ pub fn build_notice(
         list = newsletter.name,
         email = notice.email,
     );
-    let mut message = Message::builder()
-        .from(newsletter.from.clone())
-        .reply_to(newsletter.reply_to.clone())
-        .to(to)
-        .subject(format!(
-            "You have been unsubscribed from {}",
-            newsletter.name
-        ))
-        .date(now.into())
+    let subject = format!("You have been unsubscribed from {}", newsletter.name);
+    let message = render::compose(Outgoing {
+        kind: Kind::UnsubscribeNotice,
+        from: &newsletter.from,
+        reply_to: Some(&newsletter.reply_to),
+        to: &to,
+        subject: &subject,
+        date: now,
         // Our domain: if the notice comes back to our mailbox, it is recognised as ours.
-        .message_id(Some(format!(
+        message_id: Some(format!(
             "<notice.{}.{}@{}>",
             notice.id, notice.subscriber_id, newsletter.message_id_domain
-        )))
-        .raw_header(header("Auto-Submitted", "auto-replied"))
-        .raw_header(header("X-Auto-Response-Suppress", "All"))
-        .raw_header(header("List-Id", &format!("<{}>", newsletter.list_id)))
-        .header(ContentType::TEXT_PLAIN)
-        .body(body)
-        .map_err(|e| fail(&e))?;
-    if let Some(dkim) = dkim {
-        message.sign(dkim);
-    }
-    let envelope = message.envelope().clone();
-    Ok(OutgoingMessage {
-        // The transport files messages by issue; notices are filed by the day they go.
-        issue: IssueId::new(now.date_naive()),
-        subscriber_id: notice.subscriber_id,
-        envelope,
-        bytes: message.formatted(),
+        )),
+        id_domain: &newsletter.message_id_domain,
+        headers: vec![
+            header("X-Auto-Response-Suppress", "All"),
+            header("List-Id", &format!("<{}>", newsletter.list_id)),
+        ],
+        content: Content::Text(body),
     })
+    .map_err(|e| fail(&e))?;
+    let envelope = message.envelope().clone();
+    Ok(OutgoingMessage::new(
+        envelope,
+        render::finish(&message, now, dkim),
+    ))
 }

@@ -17,6 +17,7 @@ use super::notice::build_notice;
 use super::source::{
     Disposition, ImapConfig, ImapSource, MaildirSource, MessageRef, Source, SourceError,
 };
+use crate::domain::DkimSigner;
 use crate::domain::{Clock, TokenKey};
 use crate::send::Transport;
 use crate::settings::{InboxKind, Settings};
@@ -24,7 +25,6 @@ use crate::store::{
     InboxDisposition, InboxLimits, InboxRecorded, Store, StoreError, UNVERIFIED_REPORT,
 };
 use chrono::{DateTime, Utc};
-use lettre::message::dkim::DkimConfig;
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -81,7 +81,7 @@ pub struct Worker<T: Transport> {
     recognizer: Recognizer,
     newsletter: crate::settings::Newsletter,
     tokens: TokenKey,
-    dkim: Option<DkimConfig>,
+    dkim: Option<std::sync::Arc<DkimSigner>>,
     limits: InboxLimits,
     poll_interval: Duration,
 }
@@ -122,7 +122,7 @@ impl<T: Transport> Worker<T> {
         store: Store,
         transport: T,
         tokens: TokenKey,
-        dkim: Option<DkimConfig>,
+        dkim: Option<std::sync::Arc<DkimSigner>>,
     ) -> Self {
         let n = &settings.newsletter;
         let recognizer = Recognizer {
@@ -290,7 +290,7 @@ impl<T: Transport> Worker<T> {
                 let result = match build_notice(
                     &self.newsletter,
                     &self.tokens,
-                    self.dkim.as_ref(),
+                    self.dkim.as_deref(),
                     &notice,
                     now,
                 ) {

@@ -1,11 +1,11 @@
 //! The whole message one recipient gets: headers, text part and HTML part.
 
-use super::mailbox::mailbox_header;
+use super::outgoing::raw_header;
 use super::{Recipient, RecipientLinks, RenderedIssue};
 use crate::domain::IssueId;
 use crate::settings::Newsletter;
 use lettre::Message;
-use lettre::message::header::{ContentTransferEncoding, HeaderName, HeaderValue};
+use lettre::message::header::ContentTransferEncoding;
 use lettre::message::{Body, Mailbox, MultiPart};
 
 /// Why a message could not be built.
@@ -36,10 +36,6 @@ pub struct MessageOptions<'a> {
 /// reply comes from another address, and a resend after a crash carries the same id.
 pub fn message_id(newsletter: &Newsletter, issue: IssueId, token: &str) -> String {
     format!("<{issue}.{token}@{}>", newsletter.message_id_domain)
-}
-
-fn raw_header(name: &'static str, value: String) -> HeaderValue {
-    HeaderValue::new(HeaderName::new_from_ascii_str(name), value)
 }
 
 /// Builds the message for one recipient.
@@ -73,31 +69,32 @@ pub fn build_message(
     } else {
         format!("<{}>", n.list_id)
     };
-    Message::builder()
-        .from(n.from.clone())
-        .raw_header(mailbox_header("From", &n.from))
-        .reply_to(n.reply_to.clone())
-        .raw_header(mailbox_header("Reply-To", &n.reply_to))
-        .to(to.clone())
-        .raw_header(mailbox_header("To", &to))
-        .subject(rendered.subject.as_str())
-        .date(options.date.into())
-        .message_id(Some(message_id(n, options.issue, &links.message_token)))
-        .raw_header(raw_header("List-Id", list_id))
-        .raw_header(raw_header(
-            "List-Unsubscribe",
-            format!(
-                "<{}>, <{}>",
-                links.unsubscribe_url, links.unsubscribe_mailto
+    super::outgoing::compose(super::outgoing::Outgoing {
+        kind: super::outgoing::Kind::Issue,
+        from: &n.from,
+        reply_to: Some(&n.reply_to),
+        to: &to,
+        subject: rendered.subject.as_str(),
+        date: options.date,
+        message_id: Some(message_id(n, options.issue, &links.message_token)),
+        id_domain: &n.message_id_domain,
+        headers: vec![
+            raw_header("List-Id", list_id),
+            raw_header(
+                "List-Unsubscribe",
+                format!(
+                    "<{}>, <{}>",
+                    links.unsubscribe_url, links.unsubscribe_mailto
+                ),
             ),
-        ))
-        .raw_header(raw_header(
-            "List-Unsubscribe-Post",
-            "List-Unsubscribe=One-Click".into(),
-        ))
-        .multipart(MultiPart::alternative_plain_html(text, html))
-        .map_err(|source| MessageError::Build {
-            recipient: recipient.email.to_string(),
-            source,
-        })
+            raw_header("List-Unsubscribe-Post", "List-Unsubscribe=One-Click".into()),
+        ],
+        content: super::outgoing::Content::Alternative(MultiPart::alternative_plain_html(
+            text, html,
+        )),
+    })
+    .map_err(|source| MessageError::Build {
+        recipient: recipient.email.to_string(),
+        source,
+    })
 }

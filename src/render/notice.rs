@@ -1,20 +1,13 @@
 //! Messages to the editors: proofs of the next issue, and notices about held or missed
 //! issues. They are not newsletter mail: no list headers, no unsubscribe links.
 
+use super::outgoing::{Content, Kind, Outgoing, compose};
 use super::{MessageError, Recipient, RecipientLinks, RenderedIssue, wrap};
 use crate::compose::Diagnostic;
 use crate::domain::{HeaderText, IssueId, SubscriberEmail};
 use crate::settings::Newsletter;
 use lettre::Message;
-use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
-
-fn auto_generated() -> HeaderValue {
-    HeaderValue::new(
-        HeaderName::new_from_ascii_str("Auto-Submitted"),
-        "auto-generated".into(),
-    )
-}
 
 fn build_error(to: &Mailbox, source: lettre::error::Error) -> MessageError {
     MessageError::Build {
@@ -23,21 +16,30 @@ fn build_error(to: &Mailbox, source: lettre::error::Error) -> MessageError {
     }
 }
 
-/// The headers every message to an editor carries. A subject that cannot be a header
+/// Every message to an editor goes through here. A subject that cannot be a header
 /// (a line break from a template) is refused, as for subscribers' messages.
 fn editor_message(
     newsletter: &Newsletter,
+    kind: Kind,
     editor: &Mailbox,
     subject: &str,
     date: chrono::DateTime<chrono::Utc>,
-) -> Result<lettre::message::MessageBuilder, MessageError> {
+    content: Content,
+) -> Result<Message, MessageError> {
     let subject = HeaderText::parse(subject).map_err(|e| MessageError::Subject(e.to_string()))?;
-    Ok(Message::builder()
-        .from(newsletter.from.clone())
-        .to(editor.clone())
-        .subject(subject.as_str())
-        .date(date.into())
-        .raw_header(auto_generated()))
+    compose(Outgoing {
+        kind,
+        from: &newsletter.from,
+        reply_to: None,
+        to: editor,
+        subject: subject.as_str(),
+        date,
+        message_id: None,
+        id_domain: &newsletter.message_id_domain,
+        headers: Vec::new(),
+        content,
+    })
+    .map_err(|e| build_error(editor, e))
 }
 
 /// The warnings block put on top of a proof, as text.
@@ -99,12 +101,12 @@ pub fn proof_message(
     };
     editor_message(
         newsletter,
+        Kind::Proof,
         editor,
         &format!("[PROOF] {}", rendered.subject),
         date,
-    )?
-    .multipart(MultiPart::alternative_plain_html(text, html))
-    .map_err(|e| build_error(editor, e))
+        Content::Alternative(MultiPart::alternative_plain_html(text, html)),
+    )
 }
 
 /// A plain-text notice to one editor (an issue held, given up, or missed).
@@ -117,12 +119,12 @@ pub fn editor_notice(
 ) -> Result<Message, MessageError> {
     editor_message(
         newsletter,
+        Kind::EditorNotice,
         editor,
         &format!("[{}] {subject}", newsletter.name),
         date,
-    )?
-    .body(body.to_owned())
-    .map_err(|e| build_error(editor, e))
+        Content::Text(body.to_owned()),
+    )
 }
 
 /// The text of a notice listing what holds an issue.

@@ -7,19 +7,12 @@ use crate::render::{self, MessageOptions, Recipient, RecipientLinks};
 use crate::settings::{Dkim, Newsletter};
 use crate::store::{DueDelivery, FrozenIssue};
 use lettre::address::Envelope;
-use lettre::message::dkim::{
-    DkimCanonicalization, DkimCanonicalizationType, DkimConfig, DkimSigningAlgorithm,
-    DkimSigningKey,
-};
-use lettre::message::header::HeaderName;
 
 /// Why a message could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum MessageError {
     #[error(transparent)]
     Build(#[from] render::MessageError),
-    #[error("settings key `dkim.private_key_file`: not a PKCS#1 RSA key in PEM form ({0})")]
-    DkimKey(String),
     #[error("settings key `{key}`: {source}")]
     Dkim {
         key: &'static str,
@@ -27,37 +20,6 @@ pub enum MessageError {
     },
     #[error("cannot make the envelope for {0}")]
     Envelope(String),
-}
-
-/// The headers a DKIM signature covers: RFC 8058 wants List-Unsubscribe and
-/// List-Unsubscribe-Post signed, which lettre's default list leaves out.
-pub const DKIM_HEADERS: [&str; 7] = [
-    "From",
-    "To",
-    "Subject",
-    "Date",
-    "Message-ID",
-    "List-Unsubscribe",
-    "List-Unsubscribe-Post",
-];
-
-/// Builds DKIM settings from `[dkim]`.
-pub fn dkim_config(dkim: &Dkim) -> Result<DkimConfig, MessageError> {
-    let key = DkimSigningKey::new(dkim.private_key.expose(), DkimSigningAlgorithm::Rsa)
-        .map_err(|e| MessageError::DkimKey(e.to_string()))?;
-    Ok(DkimConfig::new(
-        dkim.selector.clone(),
-        dkim.domain.clone(),
-        key,
-        DKIM_HEADERS
-            .iter()
-            .map(|h| HeaderName::new_from_ascii_str(h))
-            .collect(),
-        DkimCanonicalization {
-            header: DkimCanonicalizationType::Relaxed,
-            body: DkimCanonicalizationType::Relaxed,
-        },
-    ))
 }
 
 /// Builds the DKIM signer from `[dkim]`: the RSA key, and the Ed25519 key beside it when
@@ -141,14 +103,10 @@ impl MessageFactory {
             .map_err(|_| MessageError::Envelope(row.email.to_string()))?;
         let envelope = Envelope::new(Some(self.newsletter.reply_to.email.clone()), vec![to])
             .map_err(|_| MessageError::Envelope(row.email.to_string()))?;
-        Ok(OutgoingMessage {
-            issue: issue.id,
-            subscriber_id: row.subscriber_id,
+        Ok(OutgoingMessage::named(
             envelope,
-            bytes: match &self.dkim {
-                Some(dkim) => dkim.sign(&message.formatted(), issue.message_date.timestamp()),
-                None => message.formatted(),
-            },
-        })
+            render::finish(&message, issue.message_date, self.dkim.as_deref()),
+            format!("{}/{}", issue.id, row.subscriber_id),
+        ))
     }
 }

@@ -22,7 +22,7 @@ mod worker;
 
 pub use configured::ConfiguredTransport;
 pub use file::FileTransport;
-pub use message::{DKIM_HEADERS, MessageError, MessageFactory, dkim_config, dkim_signer};
+pub use message::{MessageError, MessageFactory, dkim_signer};
 pub use policy::RetryPolicy;
 pub use relay_size::announced_size;
 pub use smtp::{RelayProbe, SmtpTransport, StartTlsProbe};

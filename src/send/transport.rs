@@ -1,16 +1,39 @@
 //! The transport boundary: one message in, accepted or an error that says what kind.
 
-use crate::domain::IssueId;
 use lettre::address::Envelope;
 use std::future::Future;
 
-/// One message ready to go: who it is for, and its bytes (RFC 5322, CRLF line ends).
+/// One message ready to go: who it is for, and its bytes (RFC 5322, CRLF line ends) —
+/// lettre's shape, whatever kind of message it is.
 #[derive(Debug, Clone)]
 pub struct OutgoingMessage {
-    pub issue: IssueId,
-    pub subscriber_id: i64,
     pub envelope: Envelope,
     pub bytes: Vec<u8>,
+    /// A stable name for mail that may be sent again after a crash (an issue's
+    /// `<issue>/<subscriber id>`): the file transport writes it under that name, so a
+    /// resend replaces the earlier copy. SMTP ignores it. Mail without one gets a fresh,
+    /// unique name that sorts by the time it was written.
+    pub name: Option<String>,
+}
+
+impl OutgoingMessage {
+    /// A message with no stable name.
+    pub fn new(envelope: Envelope, bytes: Vec<u8>) -> Self {
+        Self {
+            envelope,
+            bytes,
+            name: None,
+        }
+    }
+
+    /// A message the file transport writes under `name` (a relative path, no extension).
+    pub fn named(envelope: Envelope, bytes: Vec<u8>, name: String) -> Self {
+        Self {
+            envelope,
+            bytes,
+            name: Some(name),
+        }
+    }
 }
 
 /// Why a message was not accepted. The delivery policy keys on the kind, never on text.

@@ -4,14 +4,14 @@
 //! requester typed except that address: no name in the greeting or in `To`. The name
 //! waits in the request until the link is used.
 
-use crate::domain::{IssueId, SubscriberEmail, TokenKey, TokenPurpose};
+use crate::domain::DkimSigner;
+use crate::domain::{SubscriberEmail, TokenKey, TokenPurpose};
+use crate::render::{self, Content, Kind, Outgoing};
 use crate::send::OutgoingMessage;
 use crate::settings::Newsletter;
 use chrono::{DateTime, Utc};
-use lettre::Message;
 use lettre::message::Mailbox;
-use lettre::message::dkim::DkimConfig;
-use lettre::message::header::{ContentType, HeaderName, HeaderValue};
+use lettre::message::header::{HeaderName, HeaderValue};
 
 /// Why the confirmation could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -48,7 +48,7 @@ pub struct Signup<'a> {
 pub fn build_confirmation(
     newsletter: &Newsletter,
     tokens: &TokenKey,
-    dkim: Option<&DkimConfig>,
+    dkim: Option<&DkimSigner>,
     signup: Signup<'_>,
     valid_days: u64,
     now: DateTime<Utc>,
@@ -73,38 +73,33 @@ pub fn build_confirmation(
          message: you will not hear from us again.\n",
         list = newsletter.name,
     );
-    let mut message = Message::builder()
-        .from(newsletter.from.clone())
-        .reply_to(newsletter.reply_to.clone())
-        .to(to)
-        .subject(format!("Confirm your subscription to {}", newsletter.name))
-        .date(now.into())
+    let subject = format!("Confirm your subscription to {}", newsletter.name);
+    let message = render::compose(Outgoing {
+        kind: Kind::Confirmation,
+        from: &newsletter.from,
+        reply_to: Some(&newsletter.reply_to),
+        to: &to,
+        subject: &subject,
+        date: now,
         // Our domain: if it comes back to our mailbox it is recognised as ours.
-        .message_id(Some(format!(
+        message_id: Some(format!(
             "<confirm.{request_id}.{}@{}>",
             now.timestamp_micros(),
             newsletter.message_id_domain
-        )))
-        .raw_header(header("Auto-Submitted", "auto-generated"))
-        .raw_header(header("X-Auto-Response-Suppress", "All"))
-        .header(ContentType::TEXT_PLAIN)
-        .body(body)
-        .map_err(|e| fail(&e))?;
-    if let Some(dkim) = dkim {
-        message.sign(dkim);
-    }
+        )),
+        id_domain: &newsletter.message_id_domain,
+        headers: vec![header("X-Auto-Response-Suppress", "All")],
+        content: Content::Text(body),
+    })
+    .map_err(|e| fail(&e))?;
     // Bounces go to the polled mailbox, like an issue's.
     let envelope = lettre::address::Envelope::new(
         Some(newsletter.reply_to.email.clone()),
         message.envelope().to().to_vec(),
     )
     .map_err(|e| fail(&e))?;
-    Ok(OutgoingMessage {
-        // The transport files messages by issue; confirmations are filed by the day
-        // they go, as the inbox worker's notices are.
-        issue: IssueId::new(now.date_naive()),
-        subscriber_id,
+    Ok(OutgoingMessage::new(
         envelope,
-        bytes: message.formatted(),
-    })
+        render::finish(&message, now, dkim),
+    ))
 }

@@ -35,6 +35,7 @@ pub use limits::{SignupLimits, SignupQuota};
 pub use metrics::{StoreFigures, WebCounters};
 pub use security::{CONTENT_SECURITY_POLICY, PREVIEW_USER};
 
+use crate::domain::DkimSigner;
 use crate::domain::{Clock, SystemClock, TokenKey};
 use crate::render::Renderer;
 use crate::send::{OutgoingMessage, SendError, Transport};
@@ -46,7 +47,6 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use futures::future::BoxFuture;
-use lettre::message::dkim::DkimConfig;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -89,7 +89,7 @@ struct Inner {
     tokens: TokenKey,
     store: Store,
     mailer: Arc<dyn Mailer>,
-    dkim: Option<DkimConfig>,
+    dkim: Option<std::sync::Arc<DkimSigner>>,
     clock: Arc<dyn Clock>,
     limits: SignupLimits,
     counters: WebCounters,
@@ -107,7 +107,7 @@ impl WebState {
         tokens: TokenKey,
         store: Store,
         mailer: Arc<dyn Mailer>,
-        dkim: Option<DkimConfig>,
+        dkim: Option<std::sync::Arc<DkimSigner>>,
     ) -> Self {
         let limits = SignupLimits::new(SignupQuota {
             per_ip_per_hour: settings.web.signups_per_ip_per_hour,

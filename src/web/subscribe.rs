@@ -180,7 +180,7 @@ async fn send_confirmation(
     let message = match build_confirmation(
         &state.settings().newsletter,
         &state.inner.tokens,
-        state.inner.dkim.as_ref(),
+        state.inner.dkim.as_deref(),
         Signup {
             request_id,
             subscriber_id,

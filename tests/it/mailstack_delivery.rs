@@ -5,7 +5,6 @@ use crate::support::TempDir;
 use crate::support::mailstack::{MailStack, PASSWORD};
 use gazette::app::delivery;
 use gazette::domain::{SystemClock, TokenPurpose};
-use gazette::send::DKIM_HEADERS;
 use gazette::store::Store;
 use mail_parser::MessageParser;
 use std::process::Command;
@@ -141,7 +140,15 @@ fn every_subscriber_gets_their_own_complete_message_in_their_mailbox() {
             .expect("h= tag")
             .split_whitespace()
             .collect();
-        for header in DKIM_HEADERS {
+        for header in [
+            "From",
+            "To",
+            "Subject",
+            "Date",
+            "Message-ID",
+            "List-Unsubscribe",
+            "List-Unsubscribe-Post",
+        ] {
             assert!(
                 signed.split(':').any(|h| h == header.to_ascii_lowercase()),
                 "{header} not signed: {signed}"

@@ -10,6 +10,7 @@ mod delivery_support;
 mod dkim;
 mod doctor;
 mod editors;
+mod every_message;
 mod faults;
 mod fixtures;
 mod identity;

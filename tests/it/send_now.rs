@@ -133,7 +133,7 @@ async fn a_subscriber_who_leaves_mid_send_is_skipped_and_a_frozen_issue_is_ident
     assert_eq!((report.sent, report.skipped), (1, 1));
     let sent = worker.transport().sent();
     assert_eq!(sent.len(), 1);
-    assert_eq!(sent[0].subscriber_id, ids[0]);
+    assert_eq!(sent[0].name, Some(format!("{}/{}", issue_id(), ids[0])));
     assert_eq!(
         store.delivery(issue_id(), ids[1]).await.unwrap().unwrap().0,
         DeliveryStatus::Skipped

@@ -155,3 +155,45 @@ pub async fn add_active(store: &gazette::store::Store, email: &str) -> i64 {
         .unwrap();
     subscriber.id
 }
+
+/// Every file under `dir` (hidden ones aside), relative to it and sorted. Mail that is
+/// not an issue has a fresh, time-based name; it is listed as `<folder>/*.eml`, once per
+/// file, so a test can compare where and how many without knowing the time.
+pub fn files(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            } else if !name.starts_with('.') {
+                let relative = e.path().strip_prefix(dir).unwrap().display().to_string();
+                let fresh = name
+                    .strip_suffix(".eml")
+                    .is_some_and(|stem| stem.parse::<i64>().is_err() && !stem.is_empty());
+                out.push(match fresh {
+                    true => format!("{}/*.eml", &relative[..relative.len() - name.len() - 1]),
+                    false => relative,
+                });
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The text of the one message file in `dir`; fails when there is not exactly one.
+pub fn only_message(dir: &Path) -> String {
+    let mut found: Vec<_> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+        .collect();
+    assert_eq!(found.len(), 1, "{}: {found:?}", dir.display());
+    std::fs::read_to_string(found.pop().unwrap()).unwrap()
+}
