@@ -8,7 +8,10 @@
 //! - [`domain`]: parsed values (addresses, header text, issue ids, tokens, schedules), and
 //!   the one rule for naming a worker process and telling whether it still lives.
 //! - [`settings`]: `config/gazette.toml` plus `GAZETTE__…` overrides, checked.
-//! - [`compose`]: reads the sections folder into an [`compose::Issue`].
+//! - [`compose`]: reads the sections folder into an [`compose::Issue`], and archives its
+//!   files once the issue is frozen.
+//! - [`schedule`]: when each issue, proof and notice is due, and the scheduler that carries
+//!   the plan out through a [`schedule::Newsroom`] (`app` provides the real one).
 //! - [`render`]: tera templates to HTML and text, then one message per recipient; every
 //!   outgoing message of any kind is built by `render::compose` and signed by
 //!   `render::finish`.

@@ -204,9 +204,7 @@ async fn already_sent_error(ctx: &Context, issue: &mut Issue) -> anyhow::Result<
         return Ok(());
     }
     let store = ctx.open_store().await?;
-    let earlier = store
-        .issue_with_sources(&super::daemon::source_pairs(issue))
-        .await?;
+    let earlier = store.issue_with_sources(&issue.source_pairs()).await?;
     store.close().await;
     if let Some(earlier) = earlier {
         issue.diagnostics.insert(

@@ -2,8 +2,7 @@
 //! freeze an issue with its audience, build the worker, deliver what is due.
 
 use super::Context;
-use super::daemon::{archive_sources, source_pairs};
-use crate::compose::Issue;
+use crate::compose::{Issue, archive_sources};
 use crate::domain::{Clock, IssueId, SystemClock};
 use crate::schedule::Timing;
 use crate::send::{
@@ -41,7 +40,7 @@ pub async fn freeze_and_snapshot(
         .renderer
         .render_issue(&ctx.settings.newsletter, issue)
         .context("rendering the issue")?;
-    let frozen = FrozenIssue::new(issue.id, &rendered, source_pairs(issue), now);
+    let frozen = FrozenIssue::new(issue.id, &rendered, issue.source_pairs(), now);
     let outcome = store.freeze_and_snapshot(&frozen, now).await?;
     if !outcome.newly_frozen {
         // Another process froze it between our look and our write: use theirs.
@@ -240,7 +239,7 @@ pub async fn send_now(
         }
         None => {
             let issue = compose_now(ctx, id).await?;
-            if let Some(earlier) = store.issue_with_sources(&source_pairs(&issue)).await? {
+            if let Some(earlier) = store.issue_with_sources(&issue.source_pairs()).await? {
                 bail!(
                     "the files in {} are the same as those of the issue {earlier}, which has been sent; \
                      put the next issue's files there first",
@@ -360,7 +359,7 @@ async fn dry_run_report(ctx: &Context, id: IssueId, transport: &str) -> anyhow::
         None => {
             let issue = compose_now(ctx, id).await?;
             if let Some(store) = &store
-                && let Some(earlier) = store.issue_with_sources(&source_pairs(&issue)).await?
+                && let Some(earlier) = store.issue_with_sources(&issue.source_pairs()).await?
             {
                 bail!(
                     "the files in {} are the same as those of the issue {earlier}, which has been sent; \

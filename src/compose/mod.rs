@@ -6,10 +6,12 @@
 //! Everything an editor should know about comes back as a [`Diagnostic`] naming the file
 //! and line; nothing here renders or sends.
 
+mod archive;
 mod diagnostic;
 mod folder;
 pub(crate) mod section;
 
+pub use archive::{ArchiveError, archive_sources};
 pub use diagnostic::{Diagnostic, Severity};
 pub use folder::{SourceFile, Unsettled, read_folder};
 pub use section::{Section, SectionKind, parse_section};

@@ -18,7 +18,7 @@ mod templates;
 pub use mailbox::{encode_mailbox, mailbox_header};
 pub use markdown::{TEXT_WIDTH, link_label, to_html, to_text, wrap};
 pub use message::{MessageError, MessageOptions, build_message, message_id};
-pub use notice::{editor_notice, hold_text, proof_message};
+pub use notice::{EditorNote, editor_notice, hold_text, proof_message};
 pub use outgoing::{Content, Kind, Outgoing, compose, finish};
 pub use personalize::{
     Personalized, Recipient, RecipientLinks, Slot, escape_html, push_escaped_html,

@@ -134,3 +134,93 @@ pub fn hold_text(issue: IssueId, diagnostics: &[Diagnostic], until: &str) -> Str
         diagnostics_text(diagnostics)
     )
 }
+
+/// A plain notice to the editors about one issue: which outbox folder it goes to (its
+/// kind), its subject (the newsletter's name is put in front when it is sent) and text.
+/// Every wording the scheduler uses lives here, beside the other messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EditorNote {
+    pub kind: &'static str,
+    pub subject: String,
+    pub body: String,
+}
+
+impl EditorNote {
+    /// The issue is held by errors in the sections folder until `until`.
+    pub fn held(issue: IssueId, diagnostics: &[Diagnostic], until: &str) -> Self {
+        Self {
+            kind: "held",
+            subject: format!("Issue {issue} is held"),
+            body: hold_text(issue, diagnostics, until),
+        }
+    }
+
+    /// A held issue's hold window has ended: it will not go out by itself.
+    pub fn given_up(issue: IssueId, due: &str) -> Self {
+        Self {
+            kind: "given-up",
+            subject: format!("Issue {issue} was not sent"),
+            body: format!(
+                "The issue {issue}, due {due}, was held because of errors in the sections folder and the hold window has ended. It has not been sent and will not be sent automatically.\n\nFix the sections and send it with `gazette send-now --date {issue}`, or leave it for the next scheduled issue.\n"
+            ),
+        }
+    }
+
+    /// A slot passed while gazette was not running, beyond the catch-up window.
+    pub fn missed(issue: IssueId, due: &str) -> Self {
+        Self {
+            kind: "missed",
+            subject: format!("Issue {issue} was missed"),
+            body: format!(
+                "The issue {issue}, due {due}, was not sent: gazette was not running at that time and the catch-up window has passed (or a later issue was due).\n\nTo send it anyway: `gazette send-now --date {issue}`.\n"
+            ),
+        }
+    }
+
+    /// A slot whose date already has its issue, with new files waiting in the folder.
+    pub fn slot_not_used(slot: &str, note: &str) -> Self {
+        Self {
+            kind: "missed",
+            subject: format!("Slot {slot} not used"),
+            body: format!(
+                "The slot {slot} was not used: {note}. The files in the sections folder are left where they are, for the next issue.\n"
+            ),
+        }
+    }
+
+    /// A slot claimed but not frozen when gazette stopped, closed for `note`;
+    /// `superseded` when its files went out (or will go out) with another issue.
+    pub fn interrupted(issue: IssueId, due: &str, superseded: bool, note: &str) -> Self {
+        let (kind, subject) = match superseded {
+            true => (
+                "superseded",
+                format!("Issue {issue} was not sent on its own"),
+            ),
+            false => ("given-up", format!("Issue {issue} was not sent")),
+        };
+        Self {
+            kind,
+            subject,
+            body: format!(
+                "The issue {issue}, due {due}, was being prepared when gazette stopped, before it was frozen. Nothing was sent for it: {note}.\n\nIf it should still go out, put its files in the sections folder and run `gazette send-now --date {issue}`.\n"
+            ),
+        }
+    }
+
+    /// The proof could not be rendered (a template error).
+    pub fn proof_failed(
+        issue: IssueId,
+        error: &dyn std::fmt::Display,
+        diagnostics: &[Diagnostic],
+        send_at: &str,
+    ) -> Self {
+        Self {
+            kind: "proof",
+            subject: format!("Proof of {issue} failed"),
+            body: format!(
+                "The proof of the issue {issue} could not be rendered: {error}\n\n{}",
+                hold_text(issue, diagnostics, send_at)
+            ),
+        }
+    }
+}

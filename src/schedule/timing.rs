@@ -53,6 +53,14 @@ impl Timing {
             .map(|t| t.with_timezone(&Utc))
     }
 
+    /// `at` as people read it in the schedule's time zone ("Wednesday 1 September 2021
+    /// at 10:00 BST").
+    pub fn local(&self, at: DateTime<Utc>) -> String {
+        at.with_timezone(&self.timezone)
+            .format("%A %-d %B %Y at %H:%M %Z")
+            .to_string()
+    }
+
     /// The issue id of a slot: its date in the schedule's time zone.
     pub fn issue_id(&self, slot: DateTime<Utc>) -> IssueId {
         IssueId::new(slot.with_timezone(&self.timezone).date_naive())

@@ -5,7 +5,7 @@ use crate::support::mailstack::MailStack;
 use crate::support::{TempDir, copy_sections, describe, files, fixture, write_config};
 use chrono::{DateTime, TimeZone, Utc};
 use gazette::app::Context;
-use gazette::app::daemon::Scheduler;
+use gazette::app::daemon::scheduler as new_scheduler;
 use gazette::domain::IssueId;
 use gazette::schedule::Action;
 use gazette::store::Store;
@@ -70,7 +70,7 @@ async fn proof_goes_out_proof_lead_before_the_slot_and_only_once() {
         ],
     );
     let (ctx, store) = context(&config).await;
-    let scheduler = Scheduler::new(&ctx, store.clone());
+    let scheduler = new_scheduler(&ctx, store.clone());
     let slot = utc(2021, 9, 1, 9, 0); // 10:00 BST
     let report = scheduler.try_once(utc(2021, 8, 31, 8, 59)).await.unwrap();
     assert_eq!(report.actions, vec![]);
@@ -129,7 +129,7 @@ async fn the_slot_fires_in_the_configured_time_zone_across_a_dst_change() {
         ],
     );
     let (ctx, store) = context(&config).await;
-    let scheduler = Scheduler::new(&ctx, store.clone());
+    let scheduler = new_scheduler(&ctx, store.clone());
     let quiet = scheduler.try_once(utc(2026, 10, 24, 8, 59)).await.unwrap();
     assert_eq!(quiet.actions, vec![]);
     assert_eq!(quiet.wake_at, Some(utc(2026, 10, 24, 9, 0)));
@@ -175,7 +175,7 @@ async fn a_hold_tells_the_editors_sends_nothing_and_sends_once_fixed() {
     let intro = std::fs::read(sections.join("introduction.md")).unwrap();
     std::fs::remove_file(sections.join("introduction.md")).unwrap();
     let (ctx, store) = context(&config).await;
-    let scheduler = Scheduler::new(&ctx, store.clone());
+    let scheduler = new_scheduler(&ctx, store.clone());
     let slot = utc(2021, 9, 1, 10, 0);
     let held = scheduler.try_once(slot).await.unwrap();
     assert_eq!(held.actions, vec![Action::Compose(slot)]);
@@ -236,7 +236,7 @@ async fn a_held_slot_is_given_up_when_the_window_ends() {
     );
     std::fs::remove_file(work.path().join("sections/introduction.md")).unwrap();
     let (ctx, store) = context(&config).await;
-    let scheduler = Scheduler::new(&ctx, store.clone());
+    let scheduler = new_scheduler(&ctx, store.clone());
     let slot = utc(2021, 9, 1, 10, 0);
     scheduler.try_once(slot).await.unwrap();
     let report = scheduler.try_once(utc(2021, 9, 1, 11, 0)).await.unwrap();
@@ -275,7 +275,7 @@ async fn a_missed_slot_is_caught_up_once_and_an_old_one_is_reported() {
     let (ctx, store) = context(&config).await;
     // The daemon ran the day before, was down at 10:00, and starts again at 13:00, inside
     // the catch-up window.
-    let before = Scheduler::new(&ctx, store.clone());
+    let before = new_scheduler(&ctx, store.clone());
     assert_eq!(
         before
             .try_once(utc(2021, 8, 31, 12, 0))
@@ -284,12 +284,12 @@ async fn a_missed_slot_is_caught_up_once_and_an_old_one_is_reported() {
             .actions,
         vec![]
     );
-    let scheduler = Scheduler::new(&ctx, store.clone());
+    let scheduler = new_scheduler(&ctx, store.clone());
     let first = scheduler.try_once(utc(2021, 9, 1, 13, 0)).await.unwrap();
     assert_eq!(first.actions, vec![Action::Compose(utc(2021, 9, 1, 10, 0))]);
     assert_eq!(deliver(&ctx, &store, utc(2021, 9, 1, 13, 0)).await, 4);
     // A restart later that day does nothing again.
-    let restarted = Scheduler::new(&ctx, store.clone());
+    let restarted = new_scheduler(&ctx, store.clone());
     assert_eq!(
         restarted
             .try_once(utc(2021, 9, 1, 15, 0))
@@ -329,8 +329,8 @@ async fn two_daemons_sharing_one_store_send_a_slot_once() {
     );
     let (ctx_a, store_a) = context(&config).await;
     let (ctx_b, store_b) = context(&config).await;
-    let a = Scheduler::new(&ctx_a, store_a.clone());
-    let b = Scheduler::new(&ctx_b, store_b.clone());
+    let a = new_scheduler(&ctx_a, store_a.clone());
+    let b = new_scheduler(&ctx_b, store_b.clone());
     let slot = utc(2021, 9, 1, 10, 0);
     let (ra, rb) = tokio::join!(a.try_once(slot), b.try_once(slot));
     ra.unwrap();
@@ -641,7 +641,7 @@ async fn a_second_slot_on_the_same_day_is_not_used_and_its_files_stay() {
         ],
     );
     let (ctx, store) = context(&config).await;
-    let scheduler = Scheduler::new(&ctx, store.clone());
+    let scheduler = new_scheduler(&ctx, store.clone());
     scheduler.try_once(utc(2021, 9, 1, 0, 0)).await.unwrap();
     assert_eq!(deliver(&ctx, &store, utc(2021, 9, 1, 0, 0)).await, 2);
     // New sections arrive; the 06:00 slot would be issue 2021-09-01 again.

@@ -146,7 +146,7 @@ async fn the_daemon_rechecks_unsettled_files_instead_of_holding_and_mailing_edit
     );
     let ctx = Context::from_config(&config).unwrap();
     let store = ctx.open_store().await.unwrap();
-    let scheduler = gazette::app::daemon::Scheduler::new(&ctx, store.clone());
+    let scheduler = gazette::app::daemon::scheduler(&ctx, store.clone());
     let slot = Utc.with_ymd_and_hms(2021, 9, 1, 10, 0, 0).unwrap();
     scheduler.try_once(slot).await.unwrap();
     let editors = work.path().join("outbox/editors");

@@ -10,7 +10,7 @@ use crate::support::{
 use crate::web::TestWeb;
 use chrono::{TimeZone, Utc};
 use gazette::app::Context;
-use gazette::app::daemon::Scheduler;
+use gazette::app::daemon::scheduler as new_scheduler;
 use gazette::domain::TokenPurpose;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -115,7 +115,7 @@ async fn the_issue_the_proof_and_a_held_notice_are_well_formed_and_signed() {
     let ctx = Context::from_config(&config).unwrap();
     let store = ctx.open_store().await.unwrap();
     add_active(&store, "reader@example.org").await;
-    let scheduler = Scheduler::new(&ctx, store.clone());
+    let scheduler = new_scheduler(&ctx, store.clone());
     let outbox = work.path().join("outbox");
 
     // The proof, a day ahead.

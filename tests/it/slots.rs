@@ -5,7 +5,7 @@
 use crate::support::{TempDir, copy_sections, describe, files, fixture, repo_root, write_config};
 use chrono::{DateTime, TimeZone, Utc};
 use gazette::app::Context;
-use gazette::app::daemon::Scheduler;
+use gazette::app::daemon::scheduler as new_scheduler;
 use gazette::domain::IssueId;
 use gazette::schedule::Action;
 use gazette::store::Store;
@@ -144,7 +144,7 @@ async fn send_now_archives_its_files_and_the_days_slot_sends_nothing_more() {
     let day = tomorrow.format("%Y-%m-%d").to_string();
     let slot = tomorrow.and_hms_opt(10, 0, 0).unwrap().and_utc();
     let (ctx, store) = context(&config).await;
-    let scheduler = Scheduler::new(&ctx, store.clone());
+    let scheduler = new_scheduler(&ctx, store.clone());
     // The daemon has been running since midnight.
     let midnight = tomorrow.and_hms_opt(0, 0, 0).unwrap().and_utc();
     scheduler.try_once(midnight).await.unwrap();
@@ -198,7 +198,7 @@ async fn sections_identical_to_a_sent_issue_are_held_not_sent_again() {
         ],
     );
     let (ctx, store) = context(&config).await;
-    let scheduler = Scheduler::new(&ctx, store.clone());
+    let scheduler = new_scheduler(&ctx, store.clone());
     let september = utc(2021, 9, 1, 10, 0);
     scheduler.try_once(september).await.unwrap();
     assert_eq!(deliver(&ctx, &store, september).await, 2);
@@ -254,7 +254,7 @@ async fn a_fresh_store_has_missed_nothing() {
         ],
     );
     let (ctx, store) = context(&config).await;
-    let scheduler = Scheduler::new(&ctx, store.clone());
+    let scheduler = new_scheduler(&ctx, store.clone());
     // First start at 09:00: yesterday's 10:00 slot is inside the catch-up window, but the
     // daemon was never meant to send it.
     let first = scheduler.try_once(utc(2021, 9, 2, 9, 0)).await.unwrap();
@@ -279,7 +279,7 @@ async fn a_fresh_store_has_missed_nothing() {
         ],
     );
     let (ctx, store) = context(&config).await;
-    let scheduler = Scheduler::new(&ctx, store.clone());
+    let scheduler = new_scheduler(&ctx, store.clone());
     let now = utc(2021, 9, 2, 9, 30) + chrono::Duration::seconds(20);
     let first = scheduler.try_once(now).await.unwrap();
     assert_eq!(first.actions[0], Action::Compose(utc(2021, 9, 2, 9, 30)));
@@ -315,7 +315,7 @@ async fn an_interrupted_slot_whose_files_are_gone_is_given_up_once() {
     let (ctx, store) = context(&config).await;
     let slot = utc(2021, 9, 1, 10, 0);
     block_freezing(&ctx.settings.store.url).await;
-    Scheduler::new(&ctx, store.clone())
+    new_scheduler(&ctx, store.clone())
         .try_once(slot)
         .await
         .unwrap();
@@ -325,7 +325,7 @@ async fn an_interrupted_slot_whose_files_are_gone_is_given_up_once() {
     std::fs::remove_dir_all(work.path().join("sections")).unwrap();
     std::fs::create_dir_all(work.path().join("sections")).unwrap();
 
-    let restarted = Scheduler::new(&ctx, store.clone());
+    let restarted = new_scheduler(&ctx, store.clone());
     for minutes in [2, 3, 10] {
         restarted
             .try_once(slot + chrono::Duration::minutes(minutes))
@@ -665,7 +665,7 @@ async fn an_every_minute_schedule_left_running_past_midnight_tells_the_editors_o
         ],
     );
     let (ctx, store) = context(&config).await;
-    let scheduler = Scheduler::new(&ctx, store.clone());
+    let scheduler = new_scheduler(&ctx, store.clone());
     let start = utc(2021, 9, 1, 23, 58);
     for minute in 0..6 {
         let now = start + chrono::Duration::minutes(minute) + chrono::Duration::seconds(1);
@@ -800,14 +800,14 @@ async fn the_first_run_started_again_later_that_day_reports_nothing_missed() {
     );
     let (ctx, store) = context(&config).await;
     let first = utc(2021, 9, 2, 9, 30) + chrono::Duration::seconds(20);
-    Scheduler::new(&ctx, store.clone())
+    new_scheduler(&ctx, store.clone())
         .try_once(first)
         .await
         .unwrap();
     assert_eq!(deliver(&ctx, &store, first).await, 2);
     // Stopped with Ctrl-C, started again a quarter of an hour later.
     let again = utc(2021, 9, 2, 9, 45) + chrono::Duration::seconds(10);
-    let report = Scheduler::new(&ctx, store.clone())
+    let report = new_scheduler(&ctx, store.clone())
         .try_once(again)
         .await
         .unwrap();
@@ -844,7 +844,7 @@ async fn a_claim_that_cannot_be_frozen_is_retried_calmly_then_given_up_once() {
     let (ctx, store) = context(&config).await;
     let slot = utc(2021, 9, 1, 10, 0);
     block_freezing(&ctx.settings.store.url).await;
-    let scheduler = Scheduler::new(&ctx, store.clone());
+    let scheduler = new_scheduler(&ctx, store.clone());
     scheduler.try_once(slot).await.unwrap();
     assert_eq!(slot_state(&store, slot).await.as_deref(), Some("claimed"));
     // Still failing: it is tried again at the re-check interval, and the step says when.
