@@ -1,7 +1,7 @@
 //! `/archive`: the issues that have gone out, each as its HTML without the parts that
 //! differ per recipient.
 
-use super::html::{self, esc};
+use super::html;
 use super::{WebState, not_found, store_failed};
 use crate::domain::IssueId;
 use axum::extract::{Path, State};
@@ -13,23 +13,19 @@ pub(super) async fn list(State(state): State<WebState>) -> Response {
         Ok(issues) => issues,
         Err(e) => return store_failed(&state, "listing the archive", &e),
     };
-    let mut body = String::new();
-    if issues.is_empty() {
-        body.push_str("<p>No issues have been sent yet.</p>\n");
-    } else {
-        body.push_str("<ul class=\"archive\">\n");
-        for issue in &issues {
-            body.push_str(&format!(
-                "<li><a href=\"/archive/{id}\">{subject}</a> <span class=\"note\">sent {date}</span></li>\n",
-                id = esc(&issue.id.to_string()),
-                subject = esc(&issue.subject),
-                date = esc(&issue.sent_at.format("%-d %B %Y").to_string()),
-            ));
-        }
-        body.push_str("</ul>\n");
-    }
-    body.push_str("<p><a href=\"/subscribe\">Subscribe</a> to get the next one by email.</p>");
-    html::page(state.name(), "Past issues", &body).into_response()
+    let listed: Vec<_> = issues
+        .iter()
+        .map(|issue| {
+            serde_json::json!({
+                "id": issue.id.to_string(),
+                "subject": issue.subject,
+                "date": issue.sent_at.format("%-d %B %Y").to_string(),
+            })
+        })
+        .collect();
+    let mut values = tera::Context::new();
+    values.insert("issues", &listed);
+    html::page(state.name(), "archive.html", "Past issues", values).into_response()
 }
 
 /// Hides the footer lines that only make sense in someone's own copy (the built-in

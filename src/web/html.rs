@@ -1,67 +1,110 @@
-//! The HTML of gazette's own pages: one small layout, no JavaScript, readable on a phone.
+//! The HTML of gazette's own pages: tera templates in `templates/web/` (one layout, no
+//! JavaScript, readable on a phone), built into the binary.
 //!
-//! Every value that did not come from this file goes through [`esc`]; page bodies are
-//! built with `format!` from escaped pieces, so there is no template that could forget.
+//! Autoescaping is on for every page, with the same escaping as the issue's templates,
+//! so a value from a visitor, the store or the settings can never become markup.
 
 use axum::response::Html;
+use std::sync::LazyLock;
+use tera::{Context, Tera};
 
-/// Escapes text for HTML element content and quoted attribute values.
-pub fn esc(text: &str) -> String {
-    crate::render::escape_html(text)
+/// Every page template, by name.
+const PAGES: &[(&str, &str)] = &[
+    (
+        "layout.html",
+        include_str!("../../templates/web/layout.html"),
+    ),
+    ("forms.html", include_str!("../../templates/web/forms.html")),
+    (
+        "message.html",
+        include_str!("../../templates/web/message.html"),
+    ),
+    (
+        "subscribe.html",
+        include_str!("../../templates/web/subscribe.html"),
+    ),
+    (
+        "check_inbox.html",
+        include_str!("../../templates/web/check_inbox.html"),
+    ),
+    (
+        "archive.html",
+        include_str!("../../templates/web/archive.html"),
+    ),
+    (
+        "link_spent.html",
+        include_str!("../../templates/web/link_spent.html"),
+    ),
+    (
+        "subscribed.html",
+        include_str!("../../templates/web/subscribed.html"),
+    ),
+    (
+        "confirm.html",
+        include_str!("../../templates/web/confirm.html"),
+    ),
+    (
+        "unsubscribe.html",
+        include_str!("../../templates/web/unsubscribe.html"),
+    ),
+    (
+        "unsubscribed.html",
+        include_str!("../../templates/web/unsubscribed.html"),
+    ),
+    (
+        "cannot_resubscribe.html",
+        include_str!("../../templates/web/cannot_resubscribe.html"),
+    ),
+    (
+        "resubscribe.html",
+        include_str!("../../templates/web/resubscribe.html"),
+    ),
+    (
+        "resubscribe_sent.html",
+        include_str!("../../templates/web/resubscribe_sent.html"),
+    ),
+    (
+        "preview_banner.html",
+        include_str!("../../templates/web/preview_banner.html"),
+    ),
+    (
+        "preview_failed.html",
+        include_str!("../../templates/web/preview_failed.html"),
+    ),
+];
+
+static TEMPLATES: LazyLock<Tera> = LazyLock::new(|| {
+    let mut tera = Tera::default();
+    tera.add_raw_templates(PAGES.iter().copied())
+        .expect("the built-in page templates parse (a unit test checks it)");
+    tera.autoescape_on(vec![".html"]);
+    tera.set_escape_fn(crate::render::escape_html);
+    tera
+});
+
+/// `template` rendered with `context`. The templates are built in and tested, so a
+/// failure is a bug: it is logged, and the visitor gets a plain apology.
+pub fn render(template: &str, context: &Context) -> String {
+    TEMPLATES.render(template, context).unwrap_or_else(|e| {
+        let mut chain = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            chain.push_str(": ");
+            chain.push_str(&s.to_string());
+            source = s.source();
+        }
+        tracing::error!(template, error = chain, "web: a page template failed");
+        "<!DOCTYPE html>\n<p>Something went wrong on our side. Please try again later.</p>\n"
+            .to_owned()
+    })
 }
 
-/// Inline styles; the CSP allows inline styles and nothing else.
-const STYLE: &str = "\
-body{margin:0;padding:1rem;font:1.05rem/1.5 system-ui,-apple-system,\"Segoe UI\",Roboto,sans-serif;\
-color:#1b1b1b;background:#fff}\
-main{max-width:36rem;margin:0 auto}\
-h1{font-size:1.5rem;line-height:1.25;margin:.5rem 0 1rem}\
-label{display:block;font-weight:600;margin:1rem 0 .25rem}\
-input[type=email],input[type=text]{box-sizing:border-box;width:100%;padding:.6rem;font:inherit;\
-border:1px solid #767676;border-radius:4px}\
-button{margin-top:1.25rem;padding:.7rem 1.4rem;font:inherit;font-weight:600;color:#fff;\
-background:#1d5fa8;border:0;border-radius:4px;cursor:pointer}\
-.note{color:#555;font-size:.95rem}\
-.error{color:#a4000f;font-weight:600}\
-ul.archive{padding-left:1.2rem}ul.archive li{margin:.4rem 0}\
-a{color:#1d5fa8}\
-footer{margin-top:2rem;border-top:1px solid #ddd;padding-top:.75rem;color:#555;font-size:.9rem}\
-@media (prefers-color-scheme:dark){body{color:#eee;background:#141414}a{color:#8cb8ff}\
-.note,footer{color:#bbb}input[type=email],input[type=text]{background:#222;color:#eee}\
-.error{color:#ff8a8a}}";
-
-/// A whole page: `title` is plain text (escaped here), `body` is HTML built from escaped
-/// parts by the caller.
-pub fn page(newsletter: &str, title: &str, body: &str) -> Html<String> {
-    Html(format!(
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
-<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-<meta name=\"referrer\" content=\"no-referrer\">\n\
-<title>{title} · {name}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n<main>\n\
-<p class=\"note\">{name}</p>\n<h1>{title}</h1>\n{body}\n</main>\n</body>\n</html>\n",
-        title = esc(title),
-        name = esc(newsletter),
-    ))
-}
-
-/// A form whose only field is the RFC 8058 one, posting to `action` (a same-site path).
-pub fn one_click_form(action: &str, button: &str) -> String {
-    format!(
-        "<form method=\"post\" action=\"{}\">\n\
-<input type=\"hidden\" name=\"List-Unsubscribe\" value=\"One-Click\">\n\
-<button type=\"submit\">{}</button>\n</form>",
-        esc(action),
-        esc(button)
-    )
-}
-
-/// A form with no fields posting to `action`.
-pub fn button_form(action: &str, button: &str) -> String {
-    format!(
-        "<form method=\"post\" action=\"{}\">\n<button type=\"submit\">{}</button>\n</form>",
-        esc(action),
-        esc(button)
-    )
+/// A whole page from `template`, titled `title`, with `values` (each escaped by the
+/// template) and the newsletter's name.
+pub fn page(newsletter: &str, template: &str, title: &str, mut values: Context) -> Html<String> {
+    values.insert("newsletter", newsletter);
+    values.insert("title", title);
+    Html(render(template, &values))
 }
 
 #[cfg(test)]
@@ -69,17 +112,50 @@ mod tests {
     use super::*;
 
     #[test]
-    fn escapes_markup_and_quotes() {
-        assert_eq!(
-            esc(r#"<script>"a" & 'b'</script>"#),
-            "&lt;script&gt;&quot;a&quot; &amp; &#39;b&#39;&lt;/script&gt;"
-        );
-    }
-
-    #[test]
-    fn page_escapes_its_title() {
-        let Html(html) = page("News & <Views>", "<b>", "<p>ok</p>");
-        assert!(html.contains("<title>&lt;b&gt; · News &amp; &lt;Views&gt;</title>"));
-        assert!(!html.contains("<script"));
+    fn every_page_renders_and_escapes_what_it_is_given() {
+        let hostile = r#"<script>"a" & 'b'</script>"#;
+        for (name, _) in PAGES {
+            if matches!(*name, "layout.html" | "forms.html") {
+                continue;
+            }
+            let mut c = Context::new();
+            for key in [
+                "message",
+                "error",
+                "email",
+                "name",
+                "action",
+                "resubscribe",
+                "subject",
+                "issue",
+                "verdict",
+                "colour",
+            ] {
+                c.insert(key, hostile);
+            }
+            c.insert("max_email", &254);
+            c.insert("max_name", &100);
+            c.insert("days", &7);
+            c.insert("diagnostics", &[hostile]);
+            c.insert(
+                "issues",
+                &[serde_json::json!({"id": hostile, "subject": hostile, "date": hostile})],
+            );
+            let Html(html) = page(hostile, name, hostile, c);
+            assert!(!html.contains("<script"), "{name}: {html}");
+            assert!(!html.contains("Something went wrong"), "{name}: {html}");
+            if matches!(
+                *name,
+                "confirm.html" | "unsubscribe.html" | "resubscribe.html"
+            ) {
+                assert!(html.contains("<form method=\"post\""), "{name}: {html}");
+            }
+            if *name != "preview_banner.html" {
+                assert!(
+                    html.contains("<title>&lt;script&gt;"),
+                    "{name}: the title is escaped: {html}"
+                );
+            }
+        }
     }
 }

@@ -10,7 +10,7 @@
 //! forwarded too: pressing "Subscribe again" therefore only mails the address a fresh
 //! confirmation, and the subscription comes back when *that* link is used.
 
-use super::html::{self, esc};
+use super::html;
 use super::multipart::one_click_fields;
 use super::subscribe::request_confirmation;
 use super::{CONFIRM_WITHIN_DAYS, WebCounters, WebState, error_page, store_failed};
@@ -58,8 +58,17 @@ fn invalid_link(state: &WebState) -> Response {
     )
 }
 
-fn page(state: &WebState, title: &str, body: &str) -> Response {
-    html::page(state.name(), title, body).into_response()
+fn page(state: &WebState, template: &str, title: &str, values: tera::Context) -> Response {
+    html::page(state.name(), template, title, values).into_response()
+}
+
+/// Values for a page template.
+fn values<const N: usize>(pairs: [(&str, &str); N]) -> tera::Context {
+    let mut c = tera::Context::new();
+    for (k, v) in pairs {
+        c.insert(k, v);
+    }
+    c
 }
 
 fn since(state: &WebState) -> chrono::DateTime<chrono::Utc> {
@@ -67,28 +76,19 @@ fn since(state: &WebState) -> chrono::DateTime<chrono::Utc> {
 }
 
 fn link_spent(state: &WebState) -> Response {
-    let mut response = page(
-        state,
-        "This link has expired",
-        &format!(
-            "<p>This confirmation link has been used or is more than {CONFIRM_WITHIN_DAYS} \
-days old.</p>\n<p><a href=\"/subscribe\">Sign up again</a> to get a new one.</p>"
-        ),
-    );
+    let mut days = tera::Context::new();
+    days.insert("days", &CONFIRM_WITHIN_DAYS);
+    let mut response = page(state, "link_spent.html", "This link has expired", days);
     *response.status_mut() = StatusCode::GONE;
     response
 }
 
 fn subscribed(state: &WebState, email: Option<&str>) -> Response {
-    let who = email.map_or(String::new(), |e| format!(" <strong>{}</strong>", esc(e)));
     page(
         state,
+        "subscribed.html",
         "You are subscribed",
-        &format!(
-            "<p>Thank you. The next issue of the {} newsletter will reach{who}.</p>\n\
-<p><a href=\"/archive\">Read past issues</a>.</p>",
-            esc(state.name())
-        ),
+        values([("email", email.unwrap_or_default())]),
     )
 }
 
@@ -112,13 +112,12 @@ pub(super) async fn confirm_page(
     if request.open {
         page(
             &state,
+            "confirm.html",
             "Confirm your subscription",
-            &format!(
-                "<p>Press the button to receive the {} newsletter at <strong>{}</strong>.</p>\n{}",
-                esc(state.name()),
-                esc(request.email.as_str()),
-                html::button_form(&format!("/confirm/{token}"), "Confirm my subscription"),
-            ),
+            values([
+                ("email", request.email.as_str()),
+                ("action", &format!("/confirm/{token}")),
+            ]),
         )
     } else if request.status == SubscriberStatus::Active {
         subscribed(&state, Some(request.email.as_str()))
@@ -155,12 +154,10 @@ pub(super) async fn confirm(
     }
 }
 
-fn resubscribe_offer(state: &WebState, id: i64) -> String {
+/// Where the "Subscribe again" button on an unsubscribed page posts to.
+fn resubscribe_action(state: &WebState, id: i64) -> String {
     let token = state.inner.tokens.sign(TokenPurpose::Resubscribe, id);
-    format!(
-        "<p class=\"note\">Unsubscribed by mistake?</p>\n{}",
-        html::button_form(&format!("/resubscribe/{token}"), "Subscribe again")
-    )
+    format!("/resubscribe/{token}")
 }
 
 /// GET `/unsubscribe/{token}`: the page behind the link in every issue.
@@ -175,31 +172,27 @@ pub(super) async fn unsubscribe_page(
     match subscriber.status {
         SubscriberStatus::Active | SubscriberStatus::Pending => page(
             &state,
+            "unsubscribe.html",
             "Unsubscribe",
-            &format!(
-                "<p>Press the button to stop receiving the {} newsletter at \
-<strong>{}</strong>.</p>\n{}",
-                esc(state.name()),
-                esc(subscriber.email.as_str()),
-                html::one_click_form(&format!("/unsubscribe/{token}"), "Unsubscribe"),
-            ),
+            values([
+                ("email", subscriber.email.as_str()),
+                ("action", &format!("/unsubscribe/{token}")),
+            ]),
         ),
         SubscriberStatus::Unsubscribed => page(
             &state,
+            "unsubscribed.html",
             "You are unsubscribed",
-            &format!(
-                "<p><strong>{}</strong> no longer receives the newsletter.</p>\n{}",
-                esc(subscriber.email.as_str()),
-                resubscribe_offer(&state, id)
-            ),
+            values([
+                ("email", subscriber.email.as_str()),
+                ("resubscribe", &resubscribe_action(&state, id)),
+            ]),
         ),
         SubscriberStatus::Bounced => page(
             &state,
+            "unsubscribed.html",
             "You are unsubscribed",
-            &format!(
-                "<p><strong>{}</strong> no longer receives the newsletter.</p>",
-                esc(subscriber.email.as_str()),
-            ),
+            values([("email", subscriber.email.as_str())]),
         ),
     }
 }
@@ -259,18 +252,16 @@ pub(super) async fn unsubscribe(
                 WebCounters::bump(&state.inner.counters.unsubscribes);
                 tracing::info!(subscriber = id, "web: unsubscribed");
             }
+            // A bounced address cannot come back by a button: its mailbox did not work.
+            let resubscribe = match was {
+                SubscriberStatus::Bounced => String::new(),
+                _ => resubscribe_action(&state, id),
+            };
             page(
                 &state,
+                "unsubscribed.html",
                 "You are unsubscribed",
-                &format!(
-                    "<p>You will not receive the {} newsletter any more.</p>\n{}",
-                    esc(state.name()),
-                    if was == SubscriberStatus::Bounced {
-                        String::new()
-                    } else {
-                        resubscribe_offer(&state, id)
-                    }
-                ),
+                values([("resubscribe", &resubscribe)]),
             )
         }
         Ok(None) => invalid_link(&state),
@@ -281,9 +272,9 @@ pub(super) async fn unsubscribe(
 fn cannot_resubscribe(state: &WebState) -> Response {
     page(
         state,
+        "cannot_resubscribe.html",
         "Please sign up again",
-        "<p>This link cannot bring this address back. \
-<a href=\"/subscribe\">Sign up again</a> and confirm the message we send.</p>",
+        tera::Context::new(),
     )
 }
 
@@ -300,14 +291,12 @@ pub(super) async fn resubscribe_page(
     match subscriber.status {
         SubscriberStatus::Unsubscribed => page(
             &state,
+            "resubscribe.html",
             "Subscribe again",
-            &format!(
-                "<p>Press the button and we will send a message to <strong>{}</strong> with \
-a link that brings the {} newsletter back.</p>\n{}",
-                esc(subscriber.email.as_str()),
-                esc(state.name()),
-                html::button_form(&format!("/resubscribe/{token}"), "Subscribe again"),
-            ),
+            values([
+                ("email", subscriber.email.as_str()),
+                ("action", &format!("/resubscribe/{token}")),
+            ]),
         ),
         SubscriberStatus::Active => subscribed(&state, Some(subscriber.email.as_str())),
         SubscriberStatus::Pending | SubscriberStatus::Bounced => cannot_resubscribe(&state),
@@ -348,15 +337,9 @@ pub(super) async fn resubscribe(
     } else {
         WebCounters::bump(&state.inner.counters.signups_rate_limited);
     }
-    page(
-        &state,
-        "Check your inbox",
-        &format!(
-            "<p>A message is on its way to <strong>{}</strong> with a link that brings the \
-newsletter back. The link works for {CONFIRM_WITHIN_DAYS} days.</p>",
-            esc(subscriber.email.as_str())
-        ),
-    )
+    let mut sent = values([("email", subscriber.email.as_str())]);
+    sent.insert("days", &CONFIRM_WITHIN_DAYS);
+    page(&state, "resubscribe_sent.html", "Check your inbox", sent)
 }
 
 #[cfg(test)]

@@ -334,11 +334,11 @@ async fn not_found(State(state): State<WebState>) -> Response {
 fn error_page(state: &WebState, status: StatusCode, title: &str, message: &str) -> Response {
     (
         status,
-        html::page(
-            state.name(),
-            title,
-            &format!("<p>{}</p>", html::esc(message)),
-        ),
+        html::page(state.name(), "message.html", title, {
+            let mut values = tera::Context::new();
+            values.insert("message", message);
+            values
+        }),
     )
         .into_response()
 }

@@ -1,7 +1,7 @@
 //! `/preview`: the next issue as it stands in the sections folder, with what `check`
 //! would say on top, for editors holding the `[web] preview_password`.
 
-use super::{WebState, error_page, html::esc, security};
+use super::{WebState, error_page, html, security};
 use crate::compose::{self, ComposeOptions, Issue};
 use crate::domain::IssueId;
 use axum::extract::State;
@@ -72,16 +72,16 @@ pub(super) async fn preview(State(state): State<WebState>, headers: HeaderMap) -
             issue
                 .diagnostics
                 .push(compose::Diagnostic::issue_error(e.to_string()));
-            let body = report(&issue, None);
-            return (
-                StatusCode::OK,
-                super::html::page(state.name(), "Preview", &body),
-            )
+            let values = report(&issue, None);
+            return html::page(state.name(), "preview_failed.html", "Preview", values)
                 .into_response();
         }
     };
     issue.diagnostics.extend(rendered.size_warning());
-    let banner = report(&issue, Some(rendered.subject.as_str()));
+    let banner = html::render(
+        "preview_banner.html",
+        &report(&issue, Some(rendered.subject.as_str())),
+    );
     Html(insert_after_body_tag(
         &rendered.html.without_recipient(),
         &banner,
@@ -89,8 +89,8 @@ pub(super) async fn preview(State(state): State<WebState>, headers: HeaderMap) -
     .into_response()
 }
 
-/// The check's findings as an HTML block.
-fn report(issue: &Issue, subject: Option<&str>) -> String {
+/// The check's findings, for the preview banner.
+fn report(issue: &Issue, subject: Option<&str>) -> tera::Context {
     let errors = issue.errors().count();
     let warnings = issue.warnings().count();
     let verdict = if errors > 0 {
@@ -99,24 +99,14 @@ fn report(issue: &Issue, subject: Option<&str>) -> String {
         format!("{warnings} warning(s): the issue is ready to send.")
     };
     let colour = if errors > 0 { "#a4000f" } else { "#1b5e20" };
-    let mut out = format!(
-        "<div style=\"font:15px/1.45 system-ui,sans-serif;border:2px solid {colour};\
-padding:10px 14px;margin:8px;background:#fff;color:#1b1b1b\">\n\
-<p style=\"margin:0 0 6px\"><strong>Preview of issue {}</strong>{}</p>\n\
-<p style=\"margin:0;color:{colour};font-weight:600\">{}</p>\n",
-        esc(&issue.id.to_string()),
-        subject.map_or(String::new(), |s| format!(" — subject: {}", esc(s))),
-        esc(&verdict),
-    );
-    if !issue.diagnostics.is_empty() {
-        out.push_str("<ul style=\"margin:6px 0 0;padding-left:20px\">\n");
-        for d in &issue.diagnostics {
-            out.push_str(&format!("<li>{}</li>\n", esc(&d.to_string())));
-        }
-        out.push_str("</ul>\n");
-    }
-    out.push_str("</div>\n");
-    out
+    let mut values = tera::Context::new();
+    values.insert("colour", colour);
+    values.insert("issue", &issue.id.to_string());
+    values.insert("subject", &subject.unwrap_or_default());
+    values.insert("verdict", &verdict);
+    let diagnostics: Vec<String> = issue.diagnostics.iter().map(ToString::to_string).collect();
+    values.insert("diagnostics", &diagnostics);
+    values
 }
 
 /// `banner` placed at the start of the document's body (or at the start, if none).

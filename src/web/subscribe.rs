@@ -2,7 +2,7 @@
 //! sends a confirmation link; nothing the visitor sees depends on whether the address
 //! was known.
 
-use super::html::{self, esc};
+use super::html;
 use super::{
     CONFIRM_WITHIN_DAYS, Signup, WebCounters, WebState, build_confirmation, error_page,
     store_failed,
@@ -27,28 +27,13 @@ pub(super) fn form_page(
     name: &str,
     error: Option<&str>,
 ) -> Html<String> {
-    let error = error.map_or(String::new(), |e| {
-        format!("<p class=\"error\" role=\"alert\">{}</p>\n", esc(e))
-    });
-    let body = format!(
-        "<p>Get the {newsletter} newsletter by email. We will send you a message to \
-confirm your address first.</p>\n{error}\
-<form method=\"post\" action=\"/subscribe\">\n\
-<label for=\"email\">Email address</label>\n\
-<input id=\"email\" name=\"email\" type=\"email\" required maxlength=\"{MAX_EMAIL_CHARS}\" \
-autocomplete=\"email\" inputmode=\"email\" value=\"{email}\">\n\
-<label for=\"name\">Name <span class=\"note\">(optional)</span></label>\n\
-<input id=\"name\" name=\"name\" type=\"text\" maxlength=\"{MAX_NAME_CHARS}\" \
-autocomplete=\"name\" value=\"{name}\">\n\
-<button type=\"submit\">Subscribe</button>\n</form>\n\
-<p class=\"note\">You can unsubscribe at any time with the link at the foot of every \
-issue, or by replying with UNSUBSCRIBE in the subject. \
-<a href=\"/archive\">Read past issues</a>.</p>",
-        newsletter = esc(state.name()),
-        email = esc(email),
-        name = esc(name),
-    );
-    html::page(state.name(), "Subscribe", &body)
+    let mut values = tera::Context::new();
+    values.insert("email", email);
+    values.insert("name", name);
+    values.insert("error", &error);
+    values.insert("max_email", &MAX_EMAIL_CHARS);
+    values.insert("max_name", &MAX_NAME_CHARS);
+    html::page(state.name(), "subscribe.html", "Subscribe", values)
 }
 
 pub(super) async fn form(State(state): State<WebState>) -> Html<String> {
@@ -67,14 +52,10 @@ pub(super) struct SignupForm {
 /// What the visitor sees after a sign-up that was not refused outright: the same page
 /// whether the address was new, pending, suppressed, already active or over its limit.
 fn check_your_inbox(state: &WebState, email: &SubscriberEmail) -> Response {
-    let body = format!(
-        "<p>Thank you. If <strong>{email}</strong> can receive the newsletter, a message \
-is on its way there with a link to confirm your subscription.</p>\n\
-<p>The link works for {CONFIRM_WITHIN_DAYS} days. Nothing arrived? Look in your spam \
-folder, or <a href=\"/subscribe\">try again</a> a little later.</p>",
-        email = esc(email.as_str()),
-    );
-    html::page(state.name(), "Check your inbox", &body).into_response()
+    let mut values = tera::Context::new();
+    values.insert("email", email.as_str());
+    values.insert("days", &CONFIRM_WITHIN_DAYS);
+    html::page(state.name(), "check_inbox.html", "Check your inbox", values).into_response()
 }
 
 pub(super) async fn signup(
