@@ -561,14 +561,8 @@ async fn signups_reveal_nothing_and_suppressed_addresses_need_the_confirmation()
     );
     web.wait_for_messages("new@example.org", 1).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let to_new = web
-        .outbox_messages()
-        .iter()
-        .filter(|(_, m)| header(m, "To").is_some_and(|t| t.contains("new@example.org")))
-        .count();
     // Files are named by day and subscriber, so repeated confirmations to one
     // address overwrite each other: count what the metrics saw instead.
-    assert!(to_new >= 1);
     let metrics = prometheus::parse(&web.get("/metrics").await.text()).unwrap();
     assert_eq!(
         metrics.value("gazette_web_signups_rate_limited_total", &[]),
