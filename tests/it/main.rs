@@ -25,5 +25,6 @@ mod send_now;
 mod slots;
 mod subscribers;
 mod takeover;
+mod tls_imap;
 mod web;
 mod web_consent;
