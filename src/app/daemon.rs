@@ -100,6 +100,8 @@ pub struct Scheduler<'a> {
     /// Claims this scheduler failed to settle (a store or rendering error), and when to
     /// try each again: not at every step, so a lasting fault is not an error a second.
     claim_retries: std::sync::Mutex<std::collections::HashMap<DateTime<Utc>, DateTime<Utc>>>,
+    /// Steps finished, shown in `/metrics`: proof that the scheduler is looking.
+    steps: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl<'a> Scheduler<'a> {
@@ -110,9 +112,15 @@ impl<'a> Scheduler<'a> {
             daemon_id: crate::domain::process_name(),
             since: tokio::sync::OnceCell::new(),
             claim_retries: std::sync::Mutex::default(),
+            steps: std::sync::Arc::default(),
             ctx,
             store,
         }
+    }
+
+    /// The count of steps finished, shared with whoever reports it.
+    pub fn step_counter(&self) -> std::sync::Arc<std::sync::atomic::AtomicU64> {
+        self.steps.clone()
     }
 
     /// The schedule's timing rules.
@@ -197,6 +205,8 @@ impl<'a> Scheduler<'a> {
                 );
             }
         }
+        self.steps
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(StepReport {
             actions: plan.actions,
             wake_at: plan.wake_at,
@@ -734,10 +744,11 @@ pub async fn serve(ctx: &Context) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("settings key `web.bind`: cannot listen on {bind}"))?;
     tracing::info!(address = %listener.local_addr()?, "web server listening");
-    let web_state = super::web::web_state_with(ctx, store.clone())?;
     let clock = SystemClock;
     let shutdown = CancellationToken::new();
     let scheduler = Scheduler::new(ctx, store.clone());
+    let web_state = super::web::web_state_with(ctx, store.clone())?
+        .with_scheduler_steps(scheduler.step_counter());
     let mut worker = delivery_worker(ctx, store.clone())?;
     let mut inbox = super::inbox::inbox_worker(ctx, store.clone())?;
     match scheduler.timing().next_slot(clock.now()) {
