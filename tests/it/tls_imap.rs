@@ -1,6 +1,7 @@
-//! TLS from the first byte to the SMTP relay and to the IMAP server, STARTTLS to IMAP,
-//! and the IMAP paths for servers that lack IDLE, MOVE or UIDPLUS: against a real
-//! Postfix and Dovecot on loopback, the store a SQLite file on disk.
+//! TLS from the first byte to the SMTP relay (sending, and `gazette doctor`'s probe) and
+//! to the IMAP server, STARTTLS to IMAP, and the IMAP paths for servers that lack IDLE,
+//! MOVE or UIDPLUS: against a real Postfix and Dovecot on loopback, the store a SQLite
+//! file on disk.
 
 use crate::delivery_support::{add_subscribers, context, freeze, issue_id, smtp_config};
 use crate::inbox::smtp_send;
@@ -249,5 +250,60 @@ async fn the_inbox_is_read_over_starttls_and_over_implicit_tls() {
     assert_eq!(
         flags(&stack.maildir("news").join(".Processed")),
         vec!["S", "S"]
+    );
+}
+
+#[test]
+fn doctor_probes_an_implicit_tls_relay_through_to_auth() {
+    use gazette::doctor::{CheckKind, DoctorOptions, Verdict, examine};
+    let stack = MailStack::start(&["news"]);
+    let dir = TempDir::new("doctor-implicit-tls");
+    let port = stack.smtps_port().to_string();
+    let ca = format!("\"{}\"", stack.tls_ca().display());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    // Nobody answers DNS here: only the relay checks matter.
+    let nobody =
+        std::net::SocketAddr::from(([127, 0, 0, 1], crate::support::mailstack::free_port()));
+    let report_for = |ca_file: Option<&str>| {
+        let mut settings = vec![
+            ("transport.kind", "\"smtp\""),
+            ("smtp.host", "\"127.0.0.1\""),
+            ("smtp.port", port.as_str()),
+            ("smtp.tls", "\"tls\""),
+            ("smtp.username", "\"news\""),
+            ("smtp.timeout", "\"10s\""),
+        ];
+        let password = format!("\"{PASSWORD}\"");
+        settings.push(("smtp.password", &password));
+        if let Some(ca) = ca_file {
+            settings.push(("smtp.ca_file", ca));
+        }
+        let settings =
+            gazette::settings::Settings::load(&write_config(dir.path(), &settings)).unwrap();
+        runtime.block_on(examine(
+            &settings,
+            None,
+            &DoctorOptions {
+                resolver: Some(nobody),
+                timeout: Duration::from_secs(3),
+            },
+        ))
+    };
+
+    let good = report_for(Some(&ca));
+    for kind in [CheckKind::Relay, CheckKind::StartTls, CheckKind::SmtpAuth] {
+        assert_eq!(
+            good.verdict(kind),
+            Some(Verdict::Ok),
+            "{kind:?}: {good:#?}\n{}",
+            stack.log()
+        );
+    }
+    // The certificate is checked during the probe as when sending.
+    let untrusted = report_for(None);
+    assert_eq!(
+        untrusted.verdict(CheckKind::Relay),
+        Some(Verdict::Problem),
+        "{untrusted:#?}"
     );
 }
