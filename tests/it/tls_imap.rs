@@ -307,3 +307,33 @@ fn doctor_probes_an_implicit_tls_relay_through_to_auth() {
         "{untrusted:#?}"
     );
 }
+
+#[test]
+fn the_password_goes_in_plain_text_to_a_loopback_server_only() {
+    use gazette::inbox::{InboxError, SourceError, source_from_settings};
+    let dir = TempDir::new("imap-plain-remote");
+    let settings_for = |host: &str| {
+        let host = format!("\"{host}\"");
+        gazette::settings::Settings::load(&write_config(
+            dir.path(),
+            &[
+                ("inbox.kind", "\"imap\""),
+                ("inbox.host", &host),
+                ("inbox.port", "143"),
+                ("inbox.tls", "\"none\""),
+                ("inbox.username", "\"news\""),
+                ("inbox.password", "\"secret\""),
+            ],
+        ))
+        .unwrap()
+    };
+    let remote = source_from_settings(&settings_for("imap.example.org"));
+    assert!(
+        matches!(&remote, Err(InboxError::Source(SourceError::Tls(why))) if why.contains("tls")),
+        "{remote:?}"
+    );
+    for host in ["127.0.0.1", "localhost", "[::1]"] {
+        let local = source_from_settings(&settings_for(host));
+        assert!(local.is_ok(), "{host}: {local:?}");
+    }
+}
