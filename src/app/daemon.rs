@@ -185,10 +185,11 @@ pub async fn serve(ctx: &Context) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("settings key `web.bind`: cannot listen on {bind}"))?;
     tracing::info!(address = %listener.local_addr()?, "web server listening");
-    let web_state = super::web::web_state_with(ctx, store.clone())?;
     let clock = SystemClock;
     let shutdown = CancellationToken::new();
     let scheduler = scheduler(ctx, store.clone());
+    let web_state = super::web::web_state_with(ctx, store.clone())?
+        .with_scheduler_steps(scheduler.step_counter());
     let mut worker = delivery_worker(ctx, store.clone())?;
     let mut inbox = super::inbox::inbox_worker(ctx, store.clone())?;
     match scheduler.timing().next_slot(clock.now()) {

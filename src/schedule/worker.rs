@@ -94,6 +94,8 @@ pub struct Scheduler<N: Newsroom> {
     /// Claims this scheduler failed to settle (a store or rendering error), and when to
     /// try each again: not at every step, so a lasting fault is not an error a second.
     claim_retries: std::sync::Mutex<std::collections::HashMap<DateTime<Utc>, DateTime<Utc>>>,
+    /// Steps finished, shown in `/metrics`: proof that the scheduler is looking.
+    steps: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl<N: Newsroom> Scheduler<N> {
@@ -106,7 +108,13 @@ impl<N: Newsroom> Scheduler<N> {
             daemon_id: crate::domain::process_name(),
             since: tokio::sync::OnceCell::new(),
             claim_retries: std::sync::Mutex::default(),
+            steps: std::sync::Arc::default(),
         }
+    }
+
+    /// The count of steps finished, shared with whoever reports it.
+    pub fn step_counter(&self) -> std::sync::Arc<std::sync::atomic::AtomicU64> {
+        self.steps.clone()
     }
 
     /// The schedule's timing rules.
@@ -194,6 +202,8 @@ impl<N: Newsroom> Scheduler<N> {
                 );
             }
         }
+        self.steps
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(StepReport {
             actions: plan.actions,
             wake_at: plan.wake_at,

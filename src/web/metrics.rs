@@ -42,6 +42,15 @@ pub struct StoreFigures {
     pub relay: Option<crate::store::RelayStatus>,
 }
 
+/// What this process knows of itself, read at each scrape.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcessFigures {
+    /// Confirmation messages the web has promised and not yet handed to the transport.
+    pub confirmations_in_flight: u64,
+    /// Steps the scheduler in this process has finished (`serve` only).
+    pub scheduler_steps: Option<u64>,
+}
+
 /// A Prometheus label value: backslash, quote and newline escaped.
 fn label(value: &str) -> String {
     value
@@ -56,7 +65,7 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
 }
 
 /// The exposition text for one scrape.
-pub fn render(store: &StoreFigures, web: &WebCounters) -> String {
+pub fn render(store: &StoreFigures, web: &WebCounters, process: &ProcessFigures) -> String {
     let mut out = String::with_capacity(2048);
     family(
         &mut out,
@@ -135,6 +144,26 @@ pub fn render(store: &StoreFigures, web: &WebCounters) -> String {
         );
         let _ = writeln!(out, "gazette_inbox_last_poll_timestamp_seconds {t}");
     }
+    if let Some(n) = process.scheduler_steps {
+        family(
+            &mut out,
+            "gazette_scheduler_steps_total",
+            "counter",
+            "Scheduler steps finished since start: each looks at the slots and does what is due.",
+        );
+        let _ = writeln!(out, "gazette_scheduler_steps_total {n}");
+    }
+    family(
+        &mut out,
+        "gazette_web_confirmations_in_flight",
+        "gauge",
+        "Confirmation messages promised to visitors and not yet handed to the transport.",
+    );
+    let _ = writeln!(
+        out,
+        "gazette_web_confirmations_in_flight {}",
+        process.confirmations_in_flight
+    );
     let counters: [(&str, &str, &AtomicU64); 6] = [
         (
             "gazette_web_signups_total",
@@ -188,13 +217,18 @@ mod tests {
             inbox_last_poll: None,
             relay: None,
         };
-        let text = render(&figures, &WebCounters::default());
+        let text = render(
+            &figures,
+            &WebCounters::default(),
+            &ProcessFigures::default(),
+        );
         assert!(
             text.contains("# TYPE gazette_messages gauge\ngazette_messages{status=\"sent\"} 3\n")
         );
         assert!(text.contains("gazette_subscribers{status=\"we\\\"ird\"} 1\n"));
         assert!(!text.contains("inbox"));
         assert!(!text.contains("relay"));
+        assert!(!text.contains("scheduler"));
         assert!(text.ends_with("gazette_web_rejected_tokens_total 0\n"));
     }
 
@@ -211,7 +245,11 @@ mod tests {
             }),
             ..StoreFigures::default()
         };
-        let text = render(&figures, &WebCounters::default());
+        let text = render(
+            &figures,
+            &WebCounters::default(),
+            &ProcessFigures::default(),
+        );
         assert!(text.contains("\ngazette_relay_up 0\n"), "{text}");
         assert!(text.contains("\ngazette_relay_failures 3\n"), "{text}");
         assert!(text.contains("\ngazette_relay_retry_timestamp_seconds 1700000000\n"));

@@ -32,7 +32,7 @@ mod subscribe;
 
 pub use confirmation::{ConfirmationError, Signup, build_confirmation, confirm_url};
 pub use limits::{SignupLimits, SignupQuota};
-pub use metrics::{StoreFigures, WebCounters};
+pub use metrics::{ProcessFigures, StoreFigures, WebCounters};
 pub use security::{CONTENT_SECURITY_POLICY, PREVIEW_USER};
 
 use crate::domain::DkimSigner;
@@ -95,6 +95,8 @@ struct Inner {
     counters: WebCounters,
     /// Confirmation messages still being sent; [`serve`] waits for them at shutdown.
     background: tokio_util::task::TaskTracker,
+    /// The steps of the scheduler running beside the web (`serve`), for `/metrics`.
+    scheduler_steps: Option<Arc<std::sync::atomic::AtomicU64>>,
 }
 
 impl WebState {
@@ -125,6 +127,7 @@ impl WebState {
                 limits,
                 counters: WebCounters::default(),
                 background: tokio_util::task::TaskTracker::new(),
+                scheduler_steps: None,
             }),
         }
     }
@@ -135,6 +138,19 @@ impl WebState {
             .unwrap_or_else(|_| panic!("with_clock is called before the state is shared"));
         Self {
             inner: Arc::new(Inner { clock, ..inner }),
+        }
+    }
+
+    /// The same state reporting `steps`, the scheduler's step count, in `/metrics`.
+    pub fn with_scheduler_steps(self, steps: Arc<std::sync::atomic::AtomicU64>) -> Self {
+        let inner = Arc::try_unwrap(self.inner).unwrap_or_else(|_| {
+            panic!("with_scheduler_steps is called before the state is shared")
+        });
+        Self {
+            inner: Arc::new(Inner {
+                scheduler_steps: Some(steps),
+                ..inner
+            }),
         }
     }
 
@@ -316,7 +332,18 @@ async fn metrics_text(State(state): State<WebState>) -> Response {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        metrics::render(&figures, &state.inner.counters),
+        metrics::render(
+            &figures,
+            &state.inner.counters,
+            &ProcessFigures {
+                confirmations_in_flight: state.inner.background.len() as u64,
+                scheduler_steps: state
+                    .inner
+                    .scheduler_steps
+                    .as_ref()
+                    .map(|steps| steps.load(std::sync::atomic::Ordering::Relaxed)),
+            },
+        ),
     )
         .into_response()
 }

@@ -64,9 +64,17 @@ fn a_killed_send_resumes_and_duplicates_stay_within_what_was_in_flight() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    // Reading the sink's dump takes long enough to end on a batch boundary; a short,
-    // odd wait moves the kill into the middle of a batch.
-    std::thread::sleep(Duration::from_millis(90));
+    // Reading the sink's dump takes long enough to end on a batch boundary: wait until
+    // the count is well inside a batch, so the kill lands there.
+    let middle = IN_FLIGHT / 4..IN_FLIGHT * 3 / 4;
+    while !middle.contains(&(sink.received_count() % IN_FLIGHT)) {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "send-now ended before it could be killed"
+        );
+        assert!(Instant::now() < deadline, "no count inside a batch");
+        std::thread::sleep(Duration::from_millis(2));
+    }
     // SIGKILL: no destructor, no last transaction, nothing flushed.
     child.kill().unwrap();
     child.wait().unwrap();

@@ -414,6 +414,8 @@ fn serve_sends_on_schedule_through_postfix_stops_on_sigterm_and_never_twice() {
     let slot = Utc::now() + chrono::Duration::seconds(6);
     let cron = cron_at(slot);
     let smtp_port = stack.smtp_port().to_string();
+    let web_port = crate::support::mailstack::free_port();
+    let web_bind = format!("\"127.0.0.1:{web_port}\"");
     let (work, config) = setup(
         "serve",
         0,
@@ -426,7 +428,7 @@ fn serve_sends_on_schedule_through_postfix_stops_on_sigterm_and_never_twice() {
             ("smtp.port", &smtp_port),
             ("smtp.tls", "\"none\""),
             ("newsletter.reply_to", "\"news@gazette.test\""),
-            ("web.bind", "\"127.0.0.1:0\""),
+            ("web.bind", &web_bind),
         ],
     );
     let addresses: Vec<String> = users.iter().map(|u| stack.address(u)).collect();
@@ -456,8 +458,15 @@ fn serve_sends_on_schedule_through_postfix_stops_on_sigterm_and_never_twice() {
     assert!(logs.contains("stopped cleanly"), "{logs}");
 
     // Started again: the slot is claimed, nobody gets it twice.
+    // Until its scheduler has looked at the slot.
     let mut again = spawn();
-    std::thread::sleep(Duration::from_secs(4));
+    crate::support::prometheus::wait_for_at_least(
+        web_port,
+        "gazette_scheduler_steps_total",
+        1.0,
+        Duration::from_secs(30),
+        "the restarted scheduler took no step",
+    );
     assert_eq!(terminate(&mut again).code(), Some(0));
     for user in users {
         assert_eq!(
@@ -607,7 +616,21 @@ fn serve_unsubscribes_a_reply_within_a_poll_and_the_next_issue_skips_them() {
     ]);
     assert!(out.status.success(), "{}", describe(&out));
     stack.wait_for_messages("grace", 2, Duration::from_secs(30));
-    std::thread::sleep(Duration::from_secs(2));
+    // send-now has returned, so the ledger of the next issue is final: Grace's row is
+    // the one sent, and nothing waits to go to anyone else.
+    let counts = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let url = format!("sqlite://{}/gazette.db", work.path().display());
+        let store = gazette::store::Store::open(&url).await.unwrap();
+        let issue = gazette::domain::IssueId::parse(&tomorrow).unwrap();
+        let counts = store.delivery_counts(issue).await.unwrap();
+        store.close().await;
+        counts
+    });
+    assert_eq!(
+        (counts.sent, counts.queued, counts.retrying, counts.unknown),
+        (1, 0, 0, 0),
+        "{counts:?}"
+    );
     assert_eq!(
         stack.messages("ada").len(),
         2,

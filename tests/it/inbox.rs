@@ -360,7 +360,8 @@ async fn replies_through_postfix_and_dovecot_end_as_designed() {
     assert_eq!(store.inbox_message_count().await.unwrap(), recorded);
     let out = run_inbox_once(&config);
     assert!(out.contains("nothing waiting"), "{out}");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let alice_email = gazette::domain::SubscriberEmail::parse("alice@gazette.test").unwrap();
+    assert_eq!(store.notices_sent_to(&alice_email).await.unwrap(), 1);
     assert_eq!(stack.messages("alice").len(), 1, "one notice only");
     assert_eq!(maildir_files(&stack.maildir("news")).len(), 3);
     store.close().await;

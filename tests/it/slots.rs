@@ -534,9 +534,37 @@ fn serve_killed_between_claim_and_freeze_after_its_files_went_out_closes_the_slo
     wait_until(20, "the slot did not reach a final state", &log, || {
         all_slots_final(&url).is_empty()
     });
-    // A few scheduler steps later: still one notice, no error.
-    std::thread::sleep(Duration::from_secs(1));
+    // The editors are told in the step that closed the slot, and the store notes it.
+    wait_until(20, "the editors were not told", &log, || {
+        block_on(async {
+            let store = Store::open(&url).await.unwrap();
+            let told = slots_told(&store).await;
+            store.close().await;
+            told == vec![killed.slot]
+        })
+    });
     let status = terminate(&mut daemon);
+    // A later scheduler step tells nobody again.
+    block_on(async {
+        let ctx = Context::from_config(&killed.config).unwrap();
+        let store = ctx.open_store().await.unwrap();
+        let told_at = async || {
+            store
+                .recent_slots(1000, utc(2999, 1, 1, 0, 0))
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|s| s.at == killed.slot)
+                .and_then(|s| s.editors_told_at)
+        };
+        let before = told_at().await;
+        new_scheduler(&ctx, store.clone())
+            .try_once(Utc::now())
+            .await
+            .unwrap();
+        assert_eq!(told_at().await, before);
+        store.close().await;
+    });
     let text = std::fs::read_to_string(&log).unwrap();
     assert_eq!(status.code(), Some(0), "{text}");
     assert!(!text.contains("ERROR"), "{text}");

@@ -196,16 +196,33 @@ fn read_greeting(stream: TcpStream) -> std::io::Result<String> {
 ///   must cope with; a 550 at RCPT time would be the other shape, not tested here.
 /// * Mail to any other domain fails at once (`default_transport = error:`).
 ///
+/// * TLS everywhere it is optional: STARTTLS on both ports, and implicit TLS (port 465
+///   and 993 style) on [`smtps_port`](Self::smtps_port) and
+///   [`imaps_port`](Self::imaps_port), with a certificate for 127.0.0.1 from a private CA
+///   ([`tls_ca`](Self::tls_ca)).
+///
 /// Dropping the stack stops both servers and removes its directory.
 pub struct MailStack {
     root: PathBuf,
     users: Vec<String>,
+    options: Options,
     smtp_port: u16,
+    smtps_port: u16,
     imap_port: u16,
+    imaps_port: u16,
     lmtp_port: u16,
     auth_port: u16,
     dovecot_pid: Option<u32>,
     postfix_pid: Option<u32>,
+}
+
+/// How a [`MailStack`] differs from the default one.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Dovecot's `imap_capability`: the capabilities IMAP announces after login, in
+    /// place of the full list (to play an older or smaller server). Dovecot still
+    /// understands the commands it no longer announces.
+    pub imap_capability: Option<String>,
 }
 
 impl MailStack {
@@ -214,6 +231,11 @@ impl MailStack {
     ///
     /// Panics, with both servers' logs, if they are not up within 20 seconds.
     pub fn start(users: &[&str]) -> MailStack {
+        MailStack::start_with(users, &Options::default())
+    }
+
+    /// [`MailStack::start`], with `options`.
+    pub fn start_with(users: &[&str], options: &Options) -> MailStack {
         for user in users {
             assert!(
                 !user.is_empty()
@@ -228,7 +250,7 @@ impl MailStack {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let mut stack = MailStack::start_once(users);
+            let mut stack = MailStack::start_once(users, options);
             let shared: Vec<u16> = stack
                 .ports()
                 .into_iter()
@@ -246,37 +268,52 @@ impl MailStack {
         }
     }
 
-    fn start_once(users: &[&str]) -> MailStack {
+    fn start_once(users: &[&str], options: &Options) -> MailStack {
         let root = unique_dir("gazette-mailstack");
         let mut stack = MailStack {
             root,
             users: users.iter().map(|u| u.to_string()).collect(),
+            options: options.clone(),
             smtp_port: free_port(),
+            smtps_port: free_port(),
             imap_port: free_port(),
+            imaps_port: free_port(),
             lmtp_port: free_port(),
             auth_port: free_port(),
             dovecot_pid: None,
             postfix_pid: None,
         };
+        // Both servers present the same certificate.
+        make_self_signed_cert(&stack.root.join("tls"));
         // Dovecot first: Postfix needs its LMTP and auth listeners from the first message.
         stack.start_dovecot();
         stack.start_postfix();
         stack
     }
 
-    /// The Postfix smtpd port on 127.0.0.1.
-    /// The CA certificate (PEM) that signed the one Postfix presents for STARTTLS.
+    /// The CA certificate (PEM) that signed the one Postfix and Dovecot present.
     pub fn tls_ca(&self) -> PathBuf {
         self.root.join("tls/ca.pem")
     }
 
+    /// The Postfix smtpd port on 127.0.0.1 (plain text, STARTTLS offered).
     pub fn smtp_port(&self) -> u16 {
         self.smtp_port
     }
 
-    /// The Dovecot IMAP port on 127.0.0.1 (plaintext LOGIN allowed, no TLS).
+    /// The Postfix smtpd port on 127.0.0.1 that speaks TLS from the first byte.
+    pub fn smtps_port(&self) -> u16 {
+        self.smtps_port
+    }
+
+    /// The Dovecot IMAP port on 127.0.0.1 (plaintext LOGIN allowed, STARTTLS offered).
     pub fn imap_port(&self) -> u16 {
         self.imap_port
+    }
+
+    /// The Dovecot IMAP port on 127.0.0.1 that speaks TLS from the first byte.
+    pub fn imaps_port(&self) -> u16 {
+        self.imaps_port
     }
 
     /// `user@gazette.test`.
@@ -354,10 +391,12 @@ impl MailStack {
         out
     }
 
-    fn ports(&self) -> [u16; 4] {
+    fn ports(&self) -> [u16; 6] {
         [
             self.smtp_port,
+            self.smtps_port,
             self.imap_port,
+            self.imaps_port,
             self.lmtp_port,
             self.auth_port,
         ]
@@ -390,7 +429,10 @@ state_dir = {root}/dovecot/state
 log_path = {root}/log/dovecot.log
 protocols = imap lmtp
 listen = 127.0.0.1
-ssl = no
+# TLS offered, not required: STARTTLS on the IMAP port, implicit TLS on the IMAPS one.
+ssl = yes
+ssl_cert = <{root}/tls/cert.pem
+ssl_key = <{root}/tls/key.pem
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 auth_verbose = yes
@@ -425,9 +467,9 @@ service imap-login {{
   inet_listener imap {{
     port = {imap}
   }}
-  # Built-in default is 993; 0 turns it off.
   inet_listener imaps {{
-    port = 0
+    port = {imaps}
+    ssl = yes
   }}
 }}
 service lmtp {{
@@ -445,9 +487,14 @@ service auth {{
             instance = root.file_name().unwrap().to_string_lossy(),
             root = root.display(),
             imap = self.imap_port,
+            imaps = self.imaps_port,
             lmtp = self.lmtp_port,
             auth = self.auth_port,
         );
+        let mut config = config;
+        if let Some(capability) = &self.options.imap_capability {
+            let _ = writeln!(config, "imap_capability = {capability}");
+        }
         let conf = dir.join("dovecot.conf");
         write_file(&conf, &config);
 
@@ -463,6 +510,7 @@ service auth {{
                 .unwrap_or_else(|| panic!("MailStack: no {}\n{}", pid_file.display(), self.log())),
         );
         self.wait_for(self.imap_port, Some("* OK"), "Dovecot IMAP");
+        self.wait_for(self.imaps_port, None, "Dovecot IMAPS");
         self.wait_for(self.lmtp_port, Some("220"), "Dovecot LMTP");
         self.wait_for(self.auth_port, None, "Dovecot auth");
     }
@@ -474,7 +522,6 @@ service auth {{
         std::fs::create_dir_all(&dir).expect("create postfix dir");
         create_postfix_dirs(&queue, &root.join("postfix-data"));
 
-        make_self_signed_cert(&root.join("tls"));
         let main_cf = format!(
             r#"# Written by tests/it/support/mailstack.rs: a private Postfix for one test.
 compatibility_level = 3.6
@@ -541,6 +588,7 @@ biff = no
         let master_cf = format!(
             "# Written by tests/it/support/mailstack.rs.\n\
              127.0.0.1:{smtp} inet n - n - - smtpd\n\
+             127.0.0.1:{smtps} inet n - n - - smtpd -o smtpd_tls_wrappermode=yes\n\
              cleanup    unix  n - n - 0 cleanup\n\
              qmgr       unix  n - n 300 1 qmgr\n\
              rewrite    unix  - - n - - trivial-rewrite\n\
@@ -563,6 +611,7 @@ biff = no
              scache     unix  - - n - 1 scache\n\
              postlog    unix-dgram n - n - 1 postlogd\n",
             smtp = self.smtp_port,
+            smtps = self.smtps_port,
         );
         write_file(&dir.join("master.cf"), &master_cf);
         // Postfix reads a configuration file again and again, 300 ms apart, for as long as
@@ -608,6 +657,7 @@ biff = no
                 .unwrap_or_else(|| panic!("MailStack: no {}\n{}", pid_file.display(), self.log())),
         );
         self.wait_for(self.smtp_port, Some("220"), "Postfix smtpd");
+        self.wait_for(self.smtps_port, None, "Postfix smtpd (implicit TLS)");
     }
 
     fn wait_for(&self, port: u16, greeting: Option<&str>, what: &str) {

@@ -97,6 +97,51 @@ pub fn parse(text: &str) -> Result<Exposition, String> {
     })
 }
 
+/// `/metrics` of the web side on 127.0.0.1:`port`, parsed; `None` while nothing answers
+/// there. Blocking (plain HTTP/1.0 over a std socket), for tests without a runtime.
+pub fn scrape(port: u16) -> Option<Exposition> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .ok()?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .ok()?;
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).ok()?;
+    let (head, body) = raw.split_once("\r\n\r\n")?;
+    if !head.starts_with("HTTP/1.0 200") && !head.starts_with("HTTP/1.1 200") {
+        return None;
+    }
+    Some(parse(body).unwrap_or_else(|e| panic!("/metrics: {e}\n{body}")))
+}
+
+/// Scrapes 127.0.0.1:`port` every 50 ms until the sample `name` (no labels) reaches
+/// `at_least`; returns its value. Panics with `what` after `timeout`.
+pub fn wait_for_at_least(
+    port: u16,
+    name: &str,
+    at_least: f64,
+    timeout: std::time::Duration,
+    what: &str,
+) -> f64 {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let value = scrape(port).and_then(|e| e.value(name, &[]));
+        if let Some(v) = value
+            && v >= at_least
+        {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: {name} is {value:?} after {timeout:?}, wanted at least {at_least}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 fn is_help_or_type(line: &str) -> bool {
     line.starts_with("# HELP") || line.starts_with("# TYPE")
 }

@@ -1,0 +1,293 @@
+//! Work left behind by a worker that died: the delivery lease and a slot claim, taken
+//! over by another worker on the same SQLite file, with each subscriber served once.
+//! A holder that looks alive (on another host) is waited for until its time is up.
+
+use crate::delivery_support::{add_subscribers, context, freeze, issue_id, smtp_config};
+use crate::support::mailstack::SmtpSink;
+use crate::support::{TempDir, copy_sections, fixture, write_config};
+use chrono::{DateTime, TimeZone, Utc};
+use gazette::app::Context;
+use gazette::app::daemon::scheduler as new_scheduler;
+use gazette::send::{ConfiguredTransport, DeliveryWorker, Outcome};
+use gazette::store::{Store, from_ts, ts};
+use std::time::Duration;
+
+/// The name the delivery worker's lease is kept under.
+const LEASE: &str = "delivery";
+/// A worker on another host: it can never be seen to be gone from here.
+const ELSEWHERE: &str = "elsewhere.example:4242:1";
+
+/// The name a worker of a process that has exited would have left: this host, the pid
+/// of a child that ran and was reaped.
+fn dead_worker_name() -> String {
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    format!("{}:{pid}:1", host.trim())
+}
+
+struct Sending {
+    _dir: TempDir,
+    ctx: Context,
+    store: Store,
+    emails: Vec<String>,
+    t0: DateTime<Utc>,
+}
+
+/// `n` subscribers and a frozen issue, sending to `port`.
+async fn sending(label: &str, port: u16, n: usize) -> Sending {
+    let dir = TempDir::new(label);
+    let ctx = context(&smtp_config(&dir, port, &[]));
+    let store = Store::open(&ctx.settings.store.url).await.unwrap();
+    let emails: Vec<String> = (0..n)
+        .map(|i| format!("reader{i:02}@example.org"))
+        .collect();
+    let refs: Vec<(&str, Option<&str>)> = emails.iter().map(|e| (e.as_str(), None)).collect();
+    add_subscribers(&store, &refs).await;
+    // Whole seconds, as the ledger keeps times.
+    let t0 = from_ts(ts(Utc::now()));
+    freeze(&ctx, &store, t0).await;
+    Sending {
+        _dir: dir,
+        ctx,
+        store,
+        emails,
+        t0,
+    }
+}
+
+fn worker(s: &Sending) -> DeliveryWorker<ConfiguredTransport> {
+    gazette::app::delivery::delivery_worker(&s.ctx, s.store.clone()).unwrap()
+}
+
+/// Steps `w` at `now` until nothing is due; the messages sent.
+async fn drain(w: &mut DeliveryWorker<ConfiguredTransport>, now: DateTime<Utc>) -> u64 {
+    let mut sent = 0;
+    loop {
+        match w.try_once(now).await.unwrap() {
+            Outcome::Worked(report) => sent += report.sent,
+            Outcome::NothingDue { .. } => return sent,
+            other => panic!("the worker should be sending: {other:?}"),
+        }
+    }
+}
+
+/// Every subscriber got the issue exactly once, and the ledger says so.
+async fn each_once(s: &Sending, sink: &SmtpSink) {
+    sink.wait_for_received(s.emails.len(), Duration::from_secs(20));
+    let counts = sink.recipient_counts();
+    for email in &s.emails {
+        assert_eq!(counts.get(email), Some(&1), "{email}: {counts:?}");
+    }
+    assert_eq!(counts.len(), s.emails.len(), "{counts:?}");
+    let ledger = s.store.delivery_counts(issue_id()).await.unwrap();
+    assert_eq!(
+        (ledger.sent, ledger.total()),
+        (s.emails.len() as u64, s.emails.len() as u64),
+        "{ledger:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lease_held_by_a_dead_worker_is_taken_over_and_the_issue_finished_once() {
+    let sink = SmtpSink::start(&[]);
+    let s = sending("lease-dead", sink.port(), 12).await;
+    // The first worker sends one batch, then its process dies holding the lease: the
+    // lease is renamed to a process that has exited, and it has ten minutes left.
+    let mut first = worker(&s).with_batch_size(4);
+    let Outcome::Worked(report) = first.try_once(s.t0).await.unwrap() else {
+        panic!("a batch was due");
+    };
+    assert_eq!(report.sent, 4);
+    let first_name = s.store.lease_holder(LEASE).await.unwrap().unwrap();
+    let dead = dead_worker_name();
+    assert!(
+        s.store
+            .take_over_lease(
+                LEASE,
+                &first_name,
+                &dead,
+                s.t0 + chrono::Duration::minutes(10)
+            )
+            .await
+            .unwrap()
+    );
+    drop(first);
+
+    // Another worker takes the lease over at once and sends the rest.
+    let mut second = worker(&s);
+    let sent = drain(&mut second, s.t0 + chrono::Duration::seconds(1)).await;
+    assert_eq!(sent, 8);
+    let holder = s.store.lease_holder(LEASE).await.unwrap().unwrap();
+    assert_ne!(holder, dead, "the lease still names the dead worker");
+    each_once(&s, &sink).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lease_held_on_another_host_is_waited_for_until_it_expires() {
+    let sink = SmtpSink::start(&[]);
+    let s = sending("lease-expired", sink.port(), 6).await;
+    let expires = s.t0 + chrono::Duration::seconds(60);
+    assert!(
+        s.store
+            .acquire_lease(LEASE, ELSEWHERE, s.t0, expires)
+            .await
+            .unwrap()
+    );
+    let mut w = worker(&s);
+    let outcome = w
+        .try_once(s.t0 + chrono::Duration::seconds(30))
+        .await
+        .unwrap();
+    assert!(
+        matches!(&outcome, Outcome::Standby { holder, .. } if holder == ELSEWHERE),
+        "a live lease was taken: {outcome:?}"
+    );
+    let ledger = s.store.delivery_counts(issue_id()).await.unwrap();
+    assert_eq!((ledger.queued, ledger.sent), (6, 0), "{ledger:?}");
+
+    // Expired: the other host's worker is presumed gone.
+    let sent = drain(&mut w, expires + chrono::Duration::seconds(1)).await;
+    assert_eq!(sent, 6);
+    each_once(&s, &sink).await;
+}
+
+// ---------------------------------------------------------------------------------
+// A slot claimed by a scheduler that died before freezing its issue
+
+fn utc(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(y, m, d, h, min, 0).unwrap()
+}
+
+/// A monthly schedule at 10:00 UTC on the 1st, the September 2021 sections and
+/// `readers` active subscribers, with the file transport.
+async fn scheduled(label: &str, readers: usize) -> (TempDir, Context, Store) {
+    let dir = TempDir::new(label);
+    copy_sections(&fixture("2021-09"), &dir.path().join("sections"));
+    let config = write_config(
+        dir.path(),
+        &[
+            ("schedule.send", "\"0 10 1 * *\""),
+            ("schedule.timezone", "\"UTC\""),
+            ("schedule.proof_lead", "\"0s\""),
+        ],
+    );
+    let ctx = Context::from_config(&config).unwrap();
+    let store = ctx.open_store().await.unwrap();
+    for i in 0..readers {
+        crate::support::add_active(&store, &format!("reader{i}@example.org")).await;
+    }
+    (dir, ctx, store)
+}
+
+async fn slot_state(store: &Store, at: DateTime<Utc>) -> Option<String> {
+    store
+        .recent_slots(1000, utc(2999, 1, 1, 0, 0))
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|s| s.at == at)
+        .map(|s| s.state)
+}
+
+/// Runs the delivery worker until nothing is due at `now`; the messages sent.
+async fn deliver(ctx: &Context, store: &Store, now: DateTime<Utc>) -> u64 {
+    let mut w = gazette::app::delivery::delivery_worker(ctx, store.clone()).unwrap();
+    let mut sent = 0;
+    loop {
+        match w.try_once(now).await.unwrap() {
+            Outcome::Worked(report) => sent += report.sent,
+            Outcome::NothingDue { .. } => break,
+            other => panic!("the worker should be sending: {other:?}"),
+        }
+    }
+    w.release_lease().await.unwrap();
+    sent
+}
+
+#[tokio::test]
+async fn a_slot_claimed_by_a_dead_scheduler_is_finished_at_once_and_sent_once() {
+    let (_dir, ctx, store) = scheduled("claim-dead", 3).await;
+    let slot = utc(2021, 9, 1, 10, 0);
+    let scheduler = new_scheduler(&ctx, store.clone());
+    let issue = scheduler.timing().issue_id(slot);
+    // What a scheduler killed between claim and freeze leaves behind.
+    assert!(
+        store
+            .claim_slot(slot, issue, &dead_worker_name(), slot)
+            .await
+            .unwrap()
+    );
+
+    scheduler
+        .try_once(slot + chrono::Duration::seconds(5))
+        .await
+        .unwrap();
+    assert_eq!(slot_state(&store, slot).await.as_deref(), Some("sent"));
+    assert_eq!(store.latest_issue().await.unwrap(), Some(issue));
+    assert_eq!(
+        deliver(&ctx, &store, slot + chrono::Duration::minutes(1)).await,
+        3
+    );
+
+    // Later steps, by this scheduler and by a fresh one, send nothing more.
+    scheduler
+        .try_once(slot + chrono::Duration::minutes(2))
+        .await
+        .unwrap();
+    new_scheduler(&ctx, store.clone())
+        .try_once(slot + chrono::Duration::minutes(3))
+        .await
+        .unwrap();
+    assert_eq!(
+        deliver(&ctx, &store, slot + chrono::Duration::minutes(4)).await,
+        0
+    );
+    let counts = store.delivery_counts(issue).await.unwrap();
+    assert_eq!((counts.sent, counts.total()), (3, 3), "{counts:?}");
+    assert_eq!(slot_state(&store, slot).await.as_deref(), Some("sent"));
+}
+
+#[tokio::test]
+async fn a_slot_claimed_on_another_host_is_left_to_it_for_a_minute_then_finished_once() {
+    let (_dir, ctx, store) = scheduled("claim-elsewhere", 2).await;
+    let slot = utc(2021, 9, 1, 10, 0);
+    let scheduler = new_scheduler(&ctx, store.clone());
+    let issue = scheduler.timing().issue_id(slot);
+    assert!(
+        store
+            .claim_slot(slot, issue, ELSEWHERE, slot)
+            .await
+            .unwrap()
+    );
+
+    // Within the grace the other daemon may still be freezing it.
+    scheduler
+        .try_once(slot + chrono::Duration::seconds(30))
+        .await
+        .unwrap();
+    assert_eq!(slot_state(&store, slot).await.as_deref(), Some("claimed"));
+    assert_eq!(store.latest_issue().await.unwrap(), None);
+
+    // After it, this scheduler finishes the slot.
+    scheduler
+        .try_once(slot + chrono::Duration::seconds(61))
+        .await
+        .unwrap();
+    assert_eq!(slot_state(&store, slot).await.as_deref(), Some("sent"));
+    assert_eq!(
+        deliver(&ctx, &store, slot + chrono::Duration::minutes(2)).await,
+        2
+    );
+    scheduler
+        .try_once(slot + chrono::Duration::minutes(3))
+        .await
+        .unwrap();
+    assert_eq!(
+        deliver(&ctx, &store, slot + chrono::Duration::minutes(4)).await,
+        0
+    );
+    let counts = store.delivery_counts(issue).await.unwrap();
+    assert_eq!((counts.sent, counts.total()), (2, 2), "{counts:?}");
+}
