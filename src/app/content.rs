@@ -130,32 +130,37 @@ pub fn size_checks(ctx: &Context, issue: &mut Issue, rendered: &RenderedIssue) {
 /// `SIZE` the relay announces is an error too, and a relay that cannot be asked is a
 /// warning. Only explicit commands ask; the daemon goes by `smtp.max_message_size`.
 pub async fn relay_size_check(ctx: &Context, issue: &mut Issue, rendered: &RenderedIssue) {
-    let smtp = &ctx.settings.smtp;
-    if ctx.settings.transport.kind != TransportKind::Smtp || smtp.tls == Tls::Implicit {
+    if ctx.settings.transport.kind != TransportKind::Smtp {
         return;
     }
     let Ok(bytes) = message_size(ctx, issue.id, rendered) else {
         return;
     };
-    let timeout = smtp.timeout.min(Duration::from_secs(10));
-    match crate::send::announced_size(&smtp.host, smtp.port, timeout).await {
-        Ok(Some(relay)) if bytes > relay => issue.diagnostics.insert(
-            0,
-            compose::Diagnostic::issue_error(format!(
-                "each message would be {}, more than the {} the relay at {}:{} accepts (its SIZE); shorten the sections",
-                describe_size(bytes),
-                describe_size(relay),
-                smtp.host,
-                smtp.port
-            )),
-        ),
-        Ok(_) => {}
-        Err(e) => issue
-            .diagnostics
-            .push(compose::Diagnostic::issue_warning(format!(
-                "cannot ask the relay at {}:{} for its size limit: {e}",
-                smtp.host, smtp.port
-            ))),
+    // Every relay of the pool may carry the issue: each one's limit counts.
+    for smtp in ctx.settings.smtp.pool() {
+        if smtp.tls == Tls::Implicit {
+            continue;
+        }
+        let timeout = smtp.timeout.min(Duration::from_secs(10));
+        match crate::send::announced_size(&smtp.host, smtp.port, timeout).await {
+            Ok(Some(relay)) if bytes > relay => issue.diagnostics.insert(
+                0,
+                compose::Diagnostic::issue_error(format!(
+                    "each message would be {}, more than the {} the relay at {}:{} accepts (its SIZE); shorten the sections",
+                    describe_size(bytes),
+                    describe_size(relay),
+                    smtp.host,
+                    smtp.port
+                )),
+            ),
+            Ok(_) => {}
+            Err(e) => issue
+                .diagnostics
+                .push(compose::Diagnostic::issue_warning(format!(
+                    "cannot ask the relay at {}:{} for its size limit: {e}",
+                    smtp.host, smtp.port
+                ))),
+        }
     }
 }
 

@@ -1,9 +1,9 @@
-//! The relay checks: with `[transport] kind = "smtp"`, the relay answers, offers STARTTLS
+//! The relay checks: with `[transport] kind = "smtp"`, each relay of the pool answers, offers STARTTLS
 //! when `tls = "starttls"`, and accepts our AUTH.
 
 use super::{Check, CheckKind, Verdict};
 use crate::send::{SmtpTransport, StartTlsProbe};
-use crate::settings::{Settings, Tls, TransportKind};
+use crate::settings::{Settings, Smtp, Tls, TransportKind};
 
 fn is_loopback(host: &str) -> bool {
     host.eq_ignore_ascii_case("localhost")
@@ -26,7 +26,15 @@ pub(super) async fn check_relay(settings: &Settings) -> Vec<Check> {
             .fix("set [transport] kind = \"smtp\" and [smtp] host, port, tls and credentials"),
         ];
     }
-    let smtp = &settings.smtp;
+    let mut checks = Vec::new();
+    for smtp in settings.smtp.pool() {
+        checks.extend(check_one(settings, &smtp).await);
+    }
+    checks
+}
+
+/// The checks of one relay of the pool (`[smtp]` or one of `[[smtp.relays]]`).
+async fn check_one(settings: &Settings, smtp: &Smtp) -> Vec<Check> {
     let relay = format!("{}:{}", smtp.host, smtp.port);
     let probe = SmtpTransport::new(smtp, &settings.newsletter.message_id_domain)
         .probe()

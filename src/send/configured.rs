@@ -1,13 +1,13 @@
 //! The transport `[transport] kind` names, as one type the worker can hold.
 
-use super::{FileTransport, OutgoingMessage, SendError, SmtpTransport, Transport};
+use super::{FileTransport, OutgoingMessage, RelayPool, SendError, SmtpTransport, Transport};
 use crate::settings::{Settings, TransportKind};
 
 /// The file or SMTP transport, chosen by settings.
 #[derive(Debug)]
 pub enum ConfiguredTransport {
     File(FileTransport),
-    Smtp(SmtpTransport),
+    Smtp(RelayPool<SmtpTransport>),
 }
 
 impl ConfiguredTransport {
@@ -16,9 +16,22 @@ impl ConfiguredTransport {
     pub fn from_settings(settings: &Settings) -> Self {
         match settings.transport.kind {
             TransportKind::File => Self::File(FileTransport::new(&settings.transport.outbox_dir)),
-            TransportKind::Smtp => Self::Smtp(SmtpTransport::new(
-                &settings.smtp,
-                &settings.newsletter.message_id_domain,
+            TransportKind::Smtp => Self::Smtp(RelayPool::new(
+                settings
+                    .smtp
+                    .pool()
+                    .iter()
+                    .map(|relay| {
+                        (
+                            format!("{}:{}", relay.host, relay.port),
+                            SmtpTransport::new(relay, &settings.newsletter.message_id_domain),
+                            relay.priority,
+                            relay.weight,
+                        )
+                    })
+                    .collect(),
+                settings.delivery.relay_retry_initial,
+                settings.delivery.relay_retry_max,
             )),
         }
     }
@@ -39,14 +52,22 @@ impl ConfiguredTransport {
     pub fn describe(&self, settings: &Settings) -> String {
         match self {
             Self::File(_) => format!("files in {}", settings.transport.outbox_dir.display()),
-            Self::Smtp(_) => format!("SMTP {}:{}", settings.smtp.host, settings.smtp.port),
+            Self::Smtp(pool) => format!(
+                "SMTP {}",
+                pool.relays()
+                    .map(|(name, _)| name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         }
     }
 
     /// Closes idle connections (SMTP); nothing for files.
     pub async fn close(&self) {
-        if let Self::Smtp(smtp) = self {
-            smtp.close().await;
+        if let Self::Smtp(pool) = self {
+            for (_, smtp) in pool.relays() {
+                smtp.close().await;
+            }
         }
     }
 }

@@ -4,7 +4,8 @@
 //!   failure is the recipient's (transient, permanent), a request to slow down, an
 //!   unknown outcome, or a fault of the relay or of this machine. Beside it:
 //!   [`FileTransport`] (`.eml` files, the default), [`SmtpTransport`] (lettre over our own
-//!   TCP_NODELAY sockets, a pool, TLS, AUTH, timeouts) and [`StubTransport`] (tests).
+//!   TCP_NODELAY sockets, a pool, TLS, AUTH, timeouts), [`RelayPool`] (several relays by
+//!   priority and weight, a failed one backed off) and [`StubTransport`] (tests).
 //! - [`MessageFactory`] makes each recipient's message from a frozen issue.
 //! - [`RetryPolicy`] decides what a result means for a ledger row.
 //! - [`DeliveryWorker`] drives it: `try_once(now) -> Outcome` and `run_until_stopped`,
@@ -14,6 +15,7 @@ mod configured;
 mod file;
 mod message;
 mod policy;
+mod pool;
 mod relay_size;
 mod smtp;
 mod stub;
@@ -24,6 +26,7 @@ pub use configured::ConfiguredTransport;
 pub use file::FileTransport;
 pub use message::{MessageError, MessageFactory, dkim_signer};
 pub use policy::RetryPolicy;
+pub use pool::RelayPool;
 pub use relay_size::announced_size;
 pub use smtp::{RelayProbe, SmtpTransport, StartTlsProbe};
 pub use stub::StubTransport;

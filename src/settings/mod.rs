@@ -151,6 +151,51 @@ pub struct Smtp {
     pub ca_pem: Option<Vec<u8>>,
     /// The largest message gazette sends (bytes); a bigger issue is held.
     pub max_message_size: u64,
+    /// This relay's place in the pool: lower is used first.
+    pub priority: u32,
+    /// Its share of the load among relays of the same priority.
+    pub weight: u32,
+    /// `[[smtp.relays]]`: more relays beside this one.
+    pub relays: Vec<Relay>,
+}
+
+/// One more relay in `[[smtp.relays]]`, with what it left out taken from `[smtp]`.
+#[derive(Debug, Clone)]
+pub struct Relay {
+    pub host: String,
+    pub port: u16,
+    pub tls: Tls,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub ca_pem: Option<Vec<u8>>,
+    pub priority: u32,
+    pub weight: u32,
+}
+
+impl Smtp {
+    /// Every relay, `[smtp]`'s own first, each as a whole `[smtp]` (the shared keys —
+    /// pool size, rate, timeout, size limit — from `[smtp]`).
+    pub fn pool(&self) -> Vec<Smtp> {
+        let mut all = vec![Smtp {
+            relays: Vec::new(),
+            ..self.clone()
+        }];
+        for r in &self.relays {
+            all.push(Smtp {
+                host: r.host.clone(),
+                port: r.port,
+                tls: r.tls,
+                username: r.username.clone(),
+                password: r.password.clone(),
+                ca_pem: r.ca_pem.clone(),
+                priority: r.priority,
+                weight: r.weight,
+                relays: Vec::new(),
+                ..self.clone()
+            });
+        }
+        all
+    }
 }
 
 /// `[delivery]`: the retry policy for temporary failures.

@@ -1,8 +1,8 @@
 //! The settings file as written, before any value is checked.
 
 use super::{
-    Content, Delivery, Dkim, Inbox, InboxKind, IpNet, Newsletter, Schedule, Secret, Settings,
-    SettingsError, Smtp, Store, Tls, Transport, TransportKind, Web, parse_duration,
+    Content, Delivery, Dkim, Inbox, InboxKind, IpNet, Newsletter, Relay, Schedule, Secret,
+    Settings, SettingsError, Smtp, Store, Tls, Transport, TransportKind, Web, parse_duration,
 };
 use crate::domain::{HeaderText, SendSchedule};
 use lettre::message::Mailbox;
@@ -144,6 +144,30 @@ struct RawSmtp {
     timeout: String,
     ca_file: Option<PathBuf>,
     max_message_size: String,
+    priority: u32,
+    weight: u32,
+    relays: Vec<RawRelay>,
+}
+
+/// One more relay in `[[smtp.relays]]`; what it leaves out is taken from `[smtp]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRelay {
+    host: String,
+    port: Option<u16>,
+    tls: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+    password_file: Option<PathBuf>,
+    ca_file: Option<PathBuf>,
+    #[serde(default)]
+    priority: u32,
+    #[serde(default = "one")]
+    weight: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 impl Default for RawSmtp {
@@ -160,6 +184,9 @@ impl Default for RawSmtp {
             timeout: "30s".into(),
             ca_file: None,
             max_message_size: "10MB".into(),
+            priority: 0,
+            weight: 1,
+            relays: Vec::new(),
         }
     }
 }
@@ -310,6 +337,22 @@ fn url(key: &str, raw: &str) -> Result<String, SettingsError> {
             format!("'{raw}' is not an http(s) URL"),
         ))
     }
+}
+
+/// The PEM certificates in `path`, for `key`.
+fn ca_pem(key: &str, path: Option<&std::path::Path>) -> Result<Option<Vec<u8>>, SettingsError> {
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    let pem = std::fs::read(path)
+        .map_err(|e| SettingsError::invalid(key, format!("{}: {e}", path.display())))?;
+    if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+        return Err(SettingsError::invalid(
+            key,
+            format!("{} holds no PEM certificate", path.display()),
+        ));
+    }
+    Ok(Some(pem))
 }
 
 fn tls(key: &str, raw: &str) -> Result<Tls, SettingsError> {
@@ -480,7 +523,10 @@ impl RawSettings {
                 "must be at least 1",
             ));
         }
-        let smtp = Smtp {
+        if m.weight == 0 {
+            return Err(SettingsError::invalid("smtp.weight", "must be at least 1"));
+        }
+        let mut smtp = Smtp {
             tls: tls("smtp.tls", &m.tls)?,
             password: secret("smtp.password", m.password, m.password_file)?,
             username: m.username.filter(|u| !u.is_empty()),
@@ -490,27 +536,54 @@ impl RawSettings {
             rate_per_second: m.rate_per_second,
             timeout: duration("smtp.timeout", &m.timeout)?,
             max_message_size: size("smtp.max_message_size", &m.max_message_size)?,
-            ca_pem: match &m.ca_file {
-                None => None,
-                Some(path) => {
-                    let pem = std::fs::read(path).map_err(|e| {
-                        SettingsError::invalid("smtp.ca_file", format!("{}: {e}", path.display()))
-                    })?;
-                    if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
-                        return Err(SettingsError::invalid(
-                            "smtp.ca_file",
-                            format!("{} holds no PEM certificate", path.display()),
-                        ));
-                    }
-                    Some(pem)
-                }
-            },
+            ca_pem: ca_pem("smtp.ca_file", m.ca_file.as_deref())?,
+            priority: m.priority,
+            weight: m.weight,
+            relays: Vec::new(),
         };
         if smtp.password.is_some() != smtp.username.is_some() {
             return Err(SettingsError::invalid(
                 "smtp.username",
                 "set both smtp.username and smtp.password (or neither)",
             ));
+        }
+        for (i, r) in m.relays.into_iter().enumerate() {
+            let key = |name: &str| format!("smtp.relays[{i}].{name}");
+            if r.host.trim().is_empty() {
+                return Err(SettingsError::invalid(&key("host"), "must not be empty"));
+            }
+            if r.weight == 0 {
+                return Err(SettingsError::invalid(&key("weight"), "must be at least 1"));
+            }
+            let password = secret(&key("password"), r.password, r.password_file)?;
+            let username = r.username.filter(|u| !u.is_empty());
+            let (username, password) = match (username, password) {
+                (None, None) => (smtp.username.clone(), smtp.password.clone()),
+                (Some(u), Some(p)) => (Some(u), Some(p)),
+                _ => {
+                    return Err(SettingsError::invalid(
+                        &key("username"),
+                        "set both username and password for this relay (or neither, to use [smtp]'s)",
+                    ));
+                }
+            };
+            let relay = Relay {
+                tls: match &r.tls {
+                    Some(raw) => tls(&key("tls"), raw)?,
+                    None => smtp.tls,
+                },
+                ca_pem: match &r.ca_file {
+                    Some(path) => ca_pem(&key("ca_file"), Some(path))?,
+                    None => smtp.ca_pem.clone(),
+                },
+                port: r.port.unwrap_or(smtp.port),
+                host: r.host,
+                username,
+                password,
+                priority: r.priority,
+                weight: r.weight,
+            };
+            smtp.relays.push(relay);
         }
 
         let d = self.delivery;

@@ -22,6 +22,7 @@ mod mailstack_delivery;
 mod notice_limits;
 mod outages;
 mod readers;
+mod relay_pool;
 mod send_now;
 mod slots;
 mod subscribers;

@@ -141,6 +141,22 @@ async fn wait_unsubscribed(store: &Store, id: i64) {
     }
 }
 
+/// Polls every 50 ms until the messages in `folder` carry exactly `expected` flags;
+/// fails after 30 s. The store records a message before the mailbox is told, so
+/// "unsubscribed" alone does not mean the message has been filed yet.
+async fn wait_flags(folder: &Path, expected: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while flags(folder) != expected {
+        assert!(
+            Instant::now() < deadline,
+            "{} has {:?}",
+            folder.display(),
+            flags(folder)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Runs `gazette inbox --once` with `env`; its output.
 fn inbox_once(config: &Path, env: &[(&str, &Path)]) -> std::process::Output {
     let mut command = gazette_command(config, &["inbox", "--once"]);
@@ -182,14 +198,14 @@ async fn a_server_without_idle_move_or_uidplus_is_polled_and_filed_by_copy() {
     // Mail arriving later is found by the next poll, without IDLE to announce it.
     request_unsubscribe(&stack, &ctx, bob, 2);
     wait_unsubscribed(&store, bob).await;
-    stop.send(()).unwrap();
-    running.await.unwrap().unwrap();
-
     // Without MOVE: copied to Processed, and without UIDPLUS the originals are only
     // flagged deleted (seen, trashed), not expunged with whatever else is deleted.
     let maildir = stack.maildir("news");
-    assert_eq!(flags(&maildir.join(".Processed")), vec!["S", "S"]);
-    assert_eq!(flags(&maildir), vec!["ST", "ST"]);
+    wait_flags(&maildir.join(".Processed"), &["S", "S"]).await;
+    wait_flags(&maildir, &["ST", "ST"]).await;
+    stop.send(()).unwrap();
+    running.await.unwrap().unwrap();
+    assert_eq!(flags(&maildir), vec!["ST", "ST"], "still there once stopped");
     assert_eq!(store.inbox_message_count().await.unwrap(), 2);
 }
 
