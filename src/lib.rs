@@ -10,7 +10,8 @@
 //! - [`settings`]: `config/gazette.toml` plus `GAZETTE__…` overrides, checked.
 //! - [`compose`]: reads the sections folder into an [`compose::Issue`].
 //! - [`render`]: tera templates to HTML and text, then one message per recipient.
-//! - [`store`]: subscribers, frozen issues and the delivery ledger (all SQL lives here).
+//! - [`store`]: subscribers, frozen issues and the delivery ledger (all SQL lives here);
+//!   one unsubscribe operation that every channel uses.
 //! - [`send`]: the delivery engine: transports (file, SMTP, a test double) and the worker
 //!   that drains the ledger with the retry policy.
 //! - [`inbox`]: reads the newsletter's mailbox; unsubscribes, counts bounces, answers.

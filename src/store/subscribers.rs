@@ -330,44 +330,6 @@ impl Store {
         Ok(n.max(0) as u64)
     }
 
-    /// Sets a subscriber's status; returns the status it had. Unknown ids are an error.
-    pub async fn set_status(
-        &self,
-        id: i64,
-        status: SubscriberStatus,
-        now: DateTime<Utc>,
-    ) -> Result<SubscriberStatus, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let id = resolve_id(&mut tx, id).await?;
-        let before: Option<String> =
-            sqlx::query_scalar("SELECT status FROM subscribers WHERE id = ?1")
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let before = status_from_db(&before.ok_or(StoreError::NoSuchSubscriber(id))?)?;
-        if before != status {
-            sqlx::query("UPDATE subscribers SET status = ?2, updated_at = ?3 WHERE id = ?1")
-                .bind(id)
-                .bind(status.as_str())
-                .bind(ts(now))
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(before)
-    }
-
-    /// Unsubscribes `id` (the inbox worker and the web's one-click POST call this).
-    /// Returns the status it had.
-    pub async fn unsubscribe(
-        &self,
-        id: i64,
-        now: DateTime<Utc>,
-    ) -> Result<SubscriberStatus, StoreError> {
-        self.set_status(id, SubscriberStatus::Unsubscribed, now)
-            .await
-    }
-
     /// Makes a pending subscriber active and records the confirmation as their consent
     /// (the web's confirm link). Returns the status it had; only `pending` changes.
     pub async fn confirm(

@@ -44,13 +44,21 @@ pub fn page(newsletter: &str, title: &str, body: &str) -> Html<String> {
     ))
 }
 
-/// A form whose only field is the RFC 8058 one, posting to `action` (a same-site path).
+/// The field the unsubscribe page's button sends beside the RFC 8058 one, so the
+/// consent record can tell the page from a mail provider's one-click POST.
+pub const FROM_PAGE: (&str, &str) = ("from", "page");
+
+/// The unsubscribe page's button: the RFC 8058 field and [`FROM_PAGE`], posting to
+/// `action` (a same-site path).
 pub fn one_click_form(action: &str, button: &str) -> String {
     format!(
         "<form method=\"post\" action=\"{}\">\n\
 <input type=\"hidden\" name=\"List-Unsubscribe\" value=\"One-Click\">\n\
+<input type=\"hidden\" name=\"{}\" value=\"{}\">\n\
 <button type=\"submit\">{}</button>\n</form>",
         esc(action),
+        FROM_PAGE.0,
+        FROM_PAGE.1,
         esc(button)
     )
 }
