@@ -214,7 +214,7 @@ async fn reactivate(
 }
 
 /// The CSV columns of `list` and `export`.
-pub const CSV_HEADER: [&str; 11] = [
+pub const CSV_HEADER: [&str; 14] = [
     "email",
     "name",
     "status",
@@ -226,6 +226,9 @@ pub const CSV_HEADER: [&str; 11] = [
     "updated_at",
     "reactivated_at",
     "reactivated_by",
+    "withdrawn_at",
+    "withdrawn_source",
+    "withdrawn_evidence",
 ];
 
 fn time(t: DateTime<Utc>) -> String {
@@ -263,6 +266,14 @@ pub fn write_csv(subscribers: &[Subscriber], out: impl Write) -> anyhow::Result<
                 .map(|r| time(r.at))
                 .unwrap_or_default(),
             s.reactivated.as_ref().map_or("", |r| r.by.as_str()),
+            &s.withdrawn.as_ref().map(|w| time(w.at)).unwrap_or_default(),
+            s.withdrawn.as_ref().map_or("", |w| w.source.as_str()),
+            &*spreadsheet_safe(
+                s.withdrawn
+                    .as_ref()
+                    .and_then(|w| w.evidence.as_deref())
+                    .unwrap_or(""),
+            ),
         ])?;
     }
     writer.flush()?;

@@ -238,15 +238,13 @@ async fn every_channel_records_the_same_withdrawal_and_no_further_issue_goes_out
             SubscriberStatus::Unsubscribed,
             "{channel}"
         );
+        let withdrawn = store.consent_withdrawn(leaver.id).await.unwrap();
+        assert_eq!(subscriber.withdrawn, withdrawn, "{}", leaver.email);
         let Withdrawn {
             at,
             source,
             evidence,
-        } = store
-            .consent_withdrawn(leaver.id)
-            .await
-            .unwrap()
-            .unwrap_or_else(|| panic!("{}: no withdrawal recorded", leaver.email));
+        } = withdrawn.unwrap_or_else(|| panic!("{}: no withdrawal recorded", leaver.email));
         assert!(before <= at && at <= after, "{}: {at}", leaver.email);
         let evidence = evidence.unwrap_or_else(|| panic!("{}: no evidence", leaver.email));
         let expected = match channel {
@@ -290,6 +288,41 @@ async fn every_channel_records_the_same_withdrawal_and_no_further_issue_goes_out
             ),
         }
     }
+
+    // The export shows the record, in the same columns whatever the channel.
+    let export = run_ok(&web.config, &["subscribers", "export"]);
+    let mut csv = csv::Reader::from_reader(export.as_bytes());
+    let header = csv.headers().unwrap().clone();
+    let column = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let (email, source, evidence) = (
+        column("email"),
+        column("withdrawn_source"),
+        column("withdrawn_evidence"),
+    );
+    let exported: Vec<(String, String, String)> = csv
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            (
+                r[email].to_owned(),
+                r[source].to_owned(),
+                r[evidence].to_owned(),
+            )
+        })
+        .collect();
+    for leaver in &leavers {
+        let record = store.consent_withdrawn(leaver.id).await.unwrap().unwrap();
+        assert!(
+            exported.contains(&(
+                leaver.email.to_owned(),
+                record.source,
+                record.evidence.unwrap()
+            )),
+            "{}: {exported:?}",
+            leaver.email
+        );
+    }
+    assert!(exported.contains(&("stay@example.org".into(), String::new(), String::new())));
 
     // The next issue goes to the one who stayed, and to none of those who left.
     web.send_now("2021-09-01");
