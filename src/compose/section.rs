@@ -902,4 +902,23 @@ date = \"2024-01-01\"\n+++\nx\n",
         assert_eq!(lines, vec![Some(1), Some(4)], "{w:?}");
         assert!(w[1].message.contains("U+0000, U+001B"), "{w:?}");
     }
+
+    #[test]
+    fn slot_markers_leave_every_field_with_a_warning() {
+        let text = "+++\ntitle = \"T \u{e000}email\u{e001}\"\nauthor = \"A \u{e000}name\u{e001}\"\n\
+                    signature = \"S \u{e000}email\u{e001}\"\npreheader = \"P \u{e001}\"\n+++\n\
+                    Body \u{e000}unsubscribe_url\u{e001}\n";
+        let (s, w) = parse("introduction.md", text).unwrap();
+        assert_eq!(s.title, "T email");
+        assert_eq!(s.author.as_deref(), Some("A name"));
+        assert_eq!(s.signature.as_deref(), Some("S email"));
+        assert_eq!(s.preheader.as_deref(), Some("P"));
+        assert_eq!(s.body.trim(), "Body unsubscribe_url");
+        let lines: Vec<_> = w.iter().map(|d| d.line).collect();
+        assert_eq!(lines, [2, 3, 4, 5, 7].map(Some), "{w:?}");
+        assert!(w[0].message.contains("U+E000, U+E001"), "{w:?}");
+        // A file name that gives the title is editor text too.
+        let (s, _) = parse("20-\u{e000}email\u{e001}.md", "Body\n").unwrap();
+        assert_eq!(s.title, "Email");
+    }
 }
