@@ -15,7 +15,8 @@
 //! - [`render`]: tera templates to HTML and text, then one message per recipient; every
 //!   outgoing message of any kind is built by `render::compose` and signed by
 //!   `render::finish`.
-//! - [`store`]: subscribers, frozen issues and the delivery ledger (all SQL lives here).
+//! - [`store`]: subscribers, frozen issues and the delivery ledger (all SQL lives here);
+//!   one unsubscribe operation that every channel uses.
 //! - [`send`]: the delivery engine: transports taking an envelope and bytes (file, SMTP, a
 //!   test double) and the worker
 //!   that drains the ledger with the retry policy.

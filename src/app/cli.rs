@@ -131,10 +131,16 @@ pub enum SubscribersCommand {
         #[arg(long)]
         name: Option<String>,
     },
-    /// Unsubscribe an address (it stays on the suppression list).
+    /// Unsubscribe an address (it stays on the suppression list), recording the
+    /// withdrawal of consent.
+    ///
+    /// The record says when, `cli`, and who did it, as every other way of leaving does.
     Remove {
         /// The address to unsubscribe.
         email: String,
+        /// Who is doing it, for the record (default: `cli:$USER`).
+        #[arg(long, value_name = "WHO")]
+        by: Option<String>,
     },
     /// Make a bounced address active again, recording who did it and when.
     ///

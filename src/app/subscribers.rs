@@ -7,7 +7,7 @@ use super::import::import_file;
 use super::{Context, SubscribersCommand};
 use crate::domain::{HeaderText, SubscriberEmail};
 use crate::store::{
-    Consent, NewSubscriber, ReactivateOutcome, Store, Subscriber, SubscriberStatus,
+    Consent, NewSubscriber, ReactivateOutcome, Store, Subscriber, SubscriberStatus, Withdrawal,
 };
 use anyhow::{Context as _, bail};
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -42,7 +42,9 @@ pub async fn run(ctx: &Context, command: SubscribersCommand) -> anyhow::Result<E
         SubscribersCommand::Add { email, name } => {
             add(&store, &email, name.as_deref(), now).await?
         }
-        SubscribersCommand::Remove { email } => remove(&store, &email, now).await?,
+        SubscribersCommand::Remove { email, by } => {
+            remove(&store, &email, by.as_deref(), now).await?
+        }
         SubscribersCommand::List { status } => {
             write_csv(&store.subscribers(status).await?, std::io::stdout().lock())?;
             ExitCode::SUCCESS
@@ -110,13 +112,22 @@ async fn add(
     }
 }
 
-/// `subscribers remove`: unsubscribes; the address stays on the suppression list.
-async fn remove(store: &Store, email: &str, now: DateTime<Utc>) -> anyhow::Result<ExitCode> {
+/// `subscribers remove`: withdraws the subscriber's consent, recording who did it; the
+/// address stays on the suppression list.
+async fn remove(
+    store: &Store,
+    email: &str,
+    by: Option<&str>,
+    now: DateTime<Utc>,
+) -> anyhow::Result<ExitCode> {
     let email = parse_email(email)?;
+    let how = Withdrawal::CommandLine { by: operator(by)? };
     let Some(subscriber) = store.subscriber_by_email(&email).await? else {
         bail!("{email} is not a subscriber");
     };
-    let before = store.unsubscribe(subscriber.id, now).await?;
+    let Some(before) = store.unsubscribe(subscriber.id, &how, now).await? else {
+        bail!("{email} is not a subscriber");
+    };
     if before == SubscriberStatus::Unsubscribed {
         println!("{email} was already unsubscribed");
     } else {
@@ -151,15 +162,10 @@ async fn import(store: &Store, file: &Path, now: DateTime<Utc>) -> anyhow::Resul
     })
 }
 
-/// `subscribers reactivate`: brings a bounced address back, recording who did it.
-async fn reactivate(
-    store: &Store,
-    email: &str,
-    by: Option<&str>,
-    now: DateTime<Utc>,
-) -> anyhow::Result<ExitCode> {
-    let email = parse_email(email)?;
-    let by = match by.map(str::trim).filter(|b| !b.is_empty()) {
+/// Who runs a command that the record names them in: `--by`, else `cli:$USER`, else
+/// `cli`.
+fn operator(by: Option<&str>) -> anyhow::Result<String> {
+    Ok(match by.map(str::trim).filter(|b| !b.is_empty()) {
         Some(by) => HeaderText::parse(by)
             .map_err(|e| anyhow::anyhow!("--by {e}"))?
             .as_str()
@@ -168,7 +174,18 @@ async fn reactivate(
             .ok()
             .filter(|u| !u.is_empty())
             .map_or_else(|| "cli".to_owned(), |u| format!("cli:{u}")),
-    };
+    })
+}
+
+/// `subscribers reactivate`: brings a bounced address back, recording who did it.
+async fn reactivate(
+    store: &Store,
+    email: &str,
+    by: Option<&str>,
+    now: DateTime<Utc>,
+) -> anyhow::Result<ExitCode> {
+    let email = parse_email(email)?;
+    let by = operator(by)?;
     match store.reactivate(&email, &by, now).await? {
         ReactivateOutcome::Reactivated(s) => {
             println!("reactivated {} (was bounced; by {by})", s.email);
@@ -197,7 +214,7 @@ async fn reactivate(
 }
 
 /// The CSV columns of `list` and `export`.
-pub const CSV_HEADER: [&str; 11] = [
+pub const CSV_HEADER: [&str; 14] = [
     "email",
     "name",
     "status",
@@ -209,6 +226,9 @@ pub const CSV_HEADER: [&str; 11] = [
     "updated_at",
     "reactivated_at",
     "reactivated_by",
+    "withdrawn_at",
+    "withdrawn_source",
+    "withdrawn_evidence",
 ];
 
 fn time(t: DateTime<Utc>) -> String {
@@ -246,6 +266,14 @@ pub fn write_csv(subscribers: &[Subscriber], out: impl Write) -> anyhow::Result<
                 .map(|r| time(r.at))
                 .unwrap_or_default(),
             s.reactivated.as_ref().map_or("", |r| r.by.as_str()),
+            &s.withdrawn.as_ref().map(|w| time(w.at)).unwrap_or_default(),
+            s.withdrawn.as_ref().map_or("", |w| w.source.as_str()),
+            &*spreadsheet_safe(
+                s.withdrawn
+                    .as_ref()
+                    .and_then(|w| w.evidence.as_deref())
+                    .unwrap_or(""),
+            ),
         ])?;
     }
     writer.flush()?;

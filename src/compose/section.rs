@@ -117,7 +117,12 @@ pub(crate) fn strip_order_prefix(stem: &str) -> (Option<i64>, &str) {
 
 /// `in-case-you-missed-it` → `In case you missed it`.
 fn title_from_stem(stem: &str) -> String {
-    let words = stem.replace(['-', '_'], " ");
+    // A file name is editor text too.
+    let words: String = stem
+        .chars()
+        .filter(|c| !is_hidden_character(*c))
+        .map(|c| if matches!(c, '-' | '_') { ' ' } else { c })
+        .collect();
     let mut chars = words.trim().chars();
     match chars.next() {
         Some(first) => first.to_uppercase().chain(chars).collect(),
@@ -189,9 +194,7 @@ pub fn parse_section(path: &Path, text: &str) -> Result<(Section, Vec<Diagnostic
         .map(|t| t.trim().to_owned())
         .filter(|t| !t.is_empty())
         .or(heading)
-        .unwrap_or_else(|| title_from_stem(stem))
-        .replace(['\u{e000}', '\u{e001}'], "");
-    let body = body.replace(['\u{e000}', '\u{e001}'], "");
+        .unwrap_or_else(|| title_from_stem(stem));
     if body.trim().is_empty() {
         let what = if kind == SectionKind::Events {
             "the events section is empty"
@@ -200,7 +203,7 @@ pub fn parse_section(path: &Path, text: &str) -> Result<(Section, Vec<Diagnostic
         };
         warnings.push(Diagnostic::warning(path, None, what));
     }
-    warnings.extend(lint_body(path, &body, body_line, kind));
+    warnings.extend(lint_body(path, body, body_line, kind));
 
     Ok((
         Section {
@@ -219,9 +222,9 @@ pub fn parse_section(path: &Path, text: &str) -> Result<(Section, Vec<Diagnostic
                 .filter(|s| !s.is_empty()),
             preheader: front
                 .preheader
-                .map(|p| p.trim().replace(['\u{e000}', '\u{e001}'], ""))
+                .map(|p| p.trim().to_owned())
                 .filter(|p| !p.is_empty()),
-            body,
+            body: body.to_owned(),
             body_line,
         },
         warnings,
@@ -241,15 +244,25 @@ fn front_line(text: &str, key: &str) -> Option<usize> {
 }
 
 /// Characters that do not belong in a newsletter and can hide what a text says: C0/C1
-/// control characters other than tab and line ends (NUL, ESC, …) and the bidirectional
-/// overrides and isolates (U+202A–U+202E, U+2066–U+2069) that reorder text on screen.
+/// control characters other than tab and line ends (NUL, ESC, …), the bidirectional
+/// overrides and isolates (U+202A–U+202E, U+2066–U+2069) that reorder text on screen,
+/// and the two private-use characters rendering marks per-recipient slots with
+/// ([`SLOT_MARKERS`]).
 fn is_hidden_character(c: char) -> bool {
     (c.is_control() && !matches!(c, '\n' | '\t' | '\r'))
         || ('\u{202a}'..='\u{202e}').contains(&c)
         || ('\u{2066}'..='\u{2069}').contains(&c)
+        || SLOT_MARKERS.contains(&c)
 }
 
-/// Removes hidden characters, with a warning for each line that had some.
+/// What rendering puts around a recipient's field (`render::personalize`). Editor text
+/// that kept them could make a title or a signature print each reader's address or
+/// unsubscribe link, so they go with the other hidden characters.
+const SLOT_MARKERS: [char; 2] = ['\u{e000}', '\u{e001}'];
+
+/// Removes hidden characters from the whole file, before the front matter is read: every
+/// field an editor supplies (title, author, signature, preheader, body) passes this one
+/// rule. A warning for each line that had some.
 fn strip_hidden_characters<'a>(
     path: &Path,
     text: &'a str,
@@ -271,7 +284,7 @@ fn strip_hidden_characters<'a>(
                 path,
                 Some(i + 1),
                 format!(
-                    "invisible control characters ({}) are removed; they are not sent",
+                    "invisible characters ({}) are removed; they are not sent",
                     found.join(", ")
                 ),
             ));
@@ -888,5 +901,24 @@ date = \"2024-01-01\"\n+++\nx\n",
         let lines: Vec<_> = w.iter().map(|d| d.line).collect();
         assert_eq!(lines, vec![Some(1), Some(4)], "{w:?}");
         assert!(w[1].message.contains("U+0000, U+001B"), "{w:?}");
+    }
+
+    #[test]
+    fn slot_markers_leave_every_field_with_a_warning() {
+        let text = "+++\ntitle = \"T \u{e000}email\u{e001}\"\nauthor = \"A \u{e000}name\u{e001}\"\n\
+                    signature = \"S \u{e000}email\u{e001}\"\npreheader = \"P \u{e001}\"\n+++\n\
+                    Body \u{e000}unsubscribe_url\u{e001}\n";
+        let (s, w) = parse("introduction.md", text).unwrap();
+        assert_eq!(s.title, "T email");
+        assert_eq!(s.author.as_deref(), Some("A name"));
+        assert_eq!(s.signature.as_deref(), Some("S email"));
+        assert_eq!(s.preheader.as_deref(), Some("P"));
+        assert_eq!(s.body.trim(), "Body unsubscribe_url");
+        let lines: Vec<_> = w.iter().map(|d| d.line).collect();
+        assert_eq!(lines, [2, 3, 4, 5, 7].map(Some), "{w:?}");
+        assert!(w[0].message.contains("U+E000, U+E001"), "{w:?}");
+        // A file name that gives the title is editor text too.
+        let (s, _) = parse("20-\u{e000}email\u{e001}.md", "Body\n").unwrap();
+        assert_eq!(s.title, "Email");
     }
 }

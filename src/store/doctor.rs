@@ -10,8 +10,8 @@ use sqlx::Row;
 pub struct UnsubscribeAudit {
     /// The issue looked at: the newest one with at least one message sent.
     pub issue: IssueId,
-    /// Subscribers who unsubscribed (by the one-click link, the unsubscribe page or a
-    /// reply) since that issue was frozen.
+    /// Subscribers who unsubscribed (by any channel: `subscribers remove`, the one-click
+    /// link, the unsubscribe page or a reply) since that issue was frozen.
     pub unsubscribes_since: u64,
     /// Messages of that issue sent to someone longer than the grace period after they
     /// had unsubscribed.

@@ -1,11 +1,13 @@
-//! The inbox worker's rows: handled messages, owed notices, withdrawn consent.
+//! The inbox worker's rows: handled messages and owed notices. A reply's unsubscribe is
+//! [`Store::unsubscribe`]'s withdrawal, made inside the batch's transaction.
 //!
 //! A batch of handled messages is recorded in one transaction (one fsync instead of one
 //! per message): each message's row, and its effect on subscribers and the ledger, are
 //! on disk together or not at all.
 
+use super::consent::withdraw;
 use super::subscribers::{bounce, email_from_db, name_from_db, resolve_id, status_from_db};
-use super::{Store, StoreError, SubscriberStatus, from_ts, ts};
+use super::{Store, StoreError, SubscriberStatus, Withdrawal, from_ts, ts};
 use crate::domain::{HeaderText, IssueId, SubscriberEmail};
 use chrono::{DateTime, Duration, Utc};
 use sqlx::Row;
@@ -217,30 +219,20 @@ impl Store {
             for effect in &entry.effects {
                 match effect {
                     InboxEffect::Unsubscribe { subscriber_id } => {
-                        let id = resolve_id(&mut tx, *subscriber_id).await?;
-                        let Some((before, email)) = status_and_email(&mut tx, id).await? else {
+                        let how = Withdrawal::Reply {
+                            message: entry.key.clone(),
+                        };
+                        let Some((id, before)) =
+                            withdraw(&mut tx, *subscriber_id, &how, now).await?
+                        else {
                             continue;
                         };
-                        if before.is_suppressed() {
+                        if before == SubscriberStatus::Unsubscribed {
                             continue;
                         }
-                        sqlx::query(
-                            "UPDATE subscribers SET status = 'unsubscribed', updated_at = ?2, \
-                             withdrawn_at = ?2, withdrawn_source = ?3 WHERE id = ?1",
-                        )
-                        .bind(id)
-                        .bind(ts(now))
-                        .bind(format!("inbox:{}", entry.key))
-                        .execute(&mut *tx)
-                        .await?;
-                        sqlx::query(
-                            "UPDATE deliveries SET status = 'skipped', updated_at = ?2 \
-                             WHERE subscriber_id = ?1 AND status IN ('queued', 'retrying')",
-                        )
-                        .bind(id)
-                        .bind(ts(now))
-                        .execute(&mut *tx)
-                        .await?;
+                        let Some((_, email)) = status_and_email(&mut tx, id).await? else {
+                            continue;
+                        };
                         changed.push((id, before, SubscriberStatus::Unsubscribed));
                         let recent: i64 = sqlx::query_scalar(
                             "SELECT COUNT(*) FROM inbox_notices \
@@ -382,22 +374,6 @@ impl Store {
             .fetch_one(&self.pool)
             .await?;
         Ok(n.max(0) as u64)
-    }
-
-    /// When and how `id` withdrew consent, if they did.
-    pub async fn consent_withdrawn(
-        &self,
-        id: i64,
-    ) -> Result<Option<(DateTime<Utc>, String)>, StoreError> {
-        let row =
-            sqlx::query("SELECT withdrawn_at, withdrawn_source FROM subscribers WHERE id = ?1")
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?;
-        let Some(row) = row else { return Ok(None) };
-        let at: Option<i64> = row.try_get("withdrawn_at")?;
-        let source: Option<String> = row.try_get("withdrawn_source")?;
-        Ok(at.zip(source).map(|(at, s)| (super::from_ts(at), s)))
     }
 }
 

@@ -38,6 +38,9 @@ UPDATE subscribers SET
     withdrawn_source = (SELECT f.withdrawn_source FROM twin_best b
                         JOIN subscribers f ON f.id = b.status_from
                         WHERE b.kept_id = subscribers.id),
+    withdrawn_evidence = (SELECT f.withdrawn_evidence FROM twin_best b
+                          JOIN subscribers f ON f.id = b.status_from
+                          WHERE b.kept_id = subscribers.id),
     consent_at = COALESCE((SELECT f.consent_at FROM twin_best b
                            JOIN subscribers f ON f.id = b.consent_from
                            WHERE b.kept_id = subscribers.id), consent_at),

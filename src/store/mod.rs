@@ -10,6 +10,7 @@
 //! Times are whole seconds (UTC) in the database; [`ts`] and [`from_ts`] convert.
 
 mod backup;
+mod consent;
 mod doctor;
 mod inbox;
 mod issues;
@@ -22,6 +23,7 @@ mod subscribers;
 mod web;
 
 pub use backup::{BackupError, BackupSummary, RestoreReport, restore, verify_backup};
+pub use consent::{Withdrawal, Withdrawn};
 pub use doctor::{LateDelivery, UnsubscribeAudit};
 pub use inbox::{
     InboxDisposition, InboxEffect, InboxEntry, InboxFigures, InboxLimits, InboxRecorded,

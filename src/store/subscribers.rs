@@ -1,6 +1,6 @@
 //! Subscribers: add, look up, change status, import, list; and the suppression rule.
 
-use super::{Store, StoreError, from_ts, ts};
+use super::{Store, StoreError, Withdrawn, from_ts, ts};
 use crate::domain::{HeaderText, SubscriberEmail};
 use chrono::{DateTime, Utc};
 use sqlx::Row;
@@ -85,6 +85,8 @@ pub struct Subscriber {
     pub updated_at: DateTime<Utc>,
     /// Set when an operator brought a bounced address back.
     pub reactivated: Option<Reactivated>,
+    /// The consent record's other half: set when the subscriber left, by any channel.
+    pub withdrawn: Option<Withdrawn>,
 }
 
 /// A subscriber to add.
@@ -135,7 +137,7 @@ pub struct Reactivated {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReactivateOutcome {
     /// The bounced subscriber is active again.
-    Reactivated(Subscriber),
+    Reactivated(Box<Subscriber>),
     /// Not bounced: left as it was. An unsubscribed address comes back only through the
     /// subscriber's own double opt-in; a pending one only through its confirmation.
     NotBounced(SubscriberStatus),
@@ -162,7 +164,8 @@ pub struct SubscriberMerge {
 macro_rules! subscriber_columns {
     () => {
         "id, email, name, status, consent_at, consent_source, consent_ip, bounce_count, \
-         created_at, updated_at, reactivated_at, reactivated_by"
+         created_at, updated_at, reactivated_at, reactivated_by, withdrawn_at, \
+         withdrawn_source, withdrawn_evidence"
     };
 }
 
@@ -232,6 +235,17 @@ fn subscriber_from_row(row: &SqliteRow) -> Result<Subscriber, StoreError> {
             (Some(at), Some(by)) => Some(Reactivated {
                 at: from_ts(at),
                 by,
+            }),
+            _ => None,
+        },
+        withdrawn: match (
+            row.try_get::<Option<i64>, _>("withdrawn_at")?,
+            row.try_get::<Option<String>, _>("withdrawn_source")?,
+        ) {
+            (Some(at), Some(source)) => Some(Withdrawn {
+                at: from_ts(at),
+                source,
+                evidence: row.try_get("withdrawn_evidence")?,
             }),
             _ => None,
         },
@@ -328,44 +342,6 @@ impl Store {
             .fetch_one(&self.pool)
             .await?;
         Ok(n.max(0) as u64)
-    }
-
-    /// Sets a subscriber's status; returns the status it had. Unknown ids are an error.
-    pub async fn set_status(
-        &self,
-        id: i64,
-        status: SubscriberStatus,
-        now: DateTime<Utc>,
-    ) -> Result<SubscriberStatus, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let id = resolve_id(&mut tx, id).await?;
-        let before: Option<String> =
-            sqlx::query_scalar("SELECT status FROM subscribers WHERE id = ?1")
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let before = status_from_db(&before.ok_or(StoreError::NoSuchSubscriber(id))?)?;
-        if before != status {
-            sqlx::query("UPDATE subscribers SET status = ?2, updated_at = ?3 WHERE id = ?1")
-                .bind(id)
-                .bind(status.as_str())
-                .bind(ts(now))
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(before)
-    }
-
-    /// Unsubscribes `id` (the inbox worker and the web's one-click POST call this).
-    /// Returns the status it had.
-    pub async fn unsubscribe(
-        &self,
-        id: i64,
-        now: DateTime<Utc>,
-    ) -> Result<SubscriberStatus, StoreError> {
-        self.set_status(id, SubscriberStatus::Unsubscribed, now)
-            .await
     }
 
     /// Makes a pending subscriber active and records the confirmation as their consent
@@ -555,7 +531,7 @@ impl Store {
             .subscriber(id)
             .await?
             .ok_or(StoreError::NoSuchSubscriber(id))?;
-        Ok(ReactivateOutcome::Reactivated(subscriber))
+        Ok(ReactivateOutcome::Reactivated(Box::new(subscriber)))
     }
 }
 

@@ -1,12 +1,13 @@
-//! What the web side reads and writes: sign-up requests and their confirmation,
-//! unsubscribe by token, the archive, and the figures for `/metrics`.
+//! What the web side reads and writes: sign-up requests and their confirmation, the
+//! subscriber a link names, the archive, and the figures for `/metrics` (unsubscribing
+//! is [`Store::unsubscribe`], shared with every other channel).
 //!
 //! A sign-up request is the only way into `active` from the web. Its confirmation link
 //! names the request; the link works once, within the confirmation window, and only
 //! while the request is open (migration 0040 closes open requests when the subscriber
 //! leaves).
 
-use super::subscribers::{current_id, email_from_db, name_from_db, resolve_id, status_from_db};
+use super::subscribers::{current_id, email_from_db, name_from_db, status_from_db};
 use super::{FrozenIssue, Store, StoreError, SubscriberStatus, from_ts, ts};
 use crate::domain::{HeaderText, IssueId, SubscriberEmail};
 use chrono::{DateTime, Utc};
@@ -235,7 +236,8 @@ impl Store {
         sqlx::query(
             "UPDATE subscribers SET status = 'active', name = COALESCE(?2, name), \
              consent_at = ?3, consent_source = 'web', consent_ip = ?4, bounce_count = 0, \
-             withdrawn_at = NULL, withdrawn_source = NULL, updated_at = ?3 WHERE id = ?1",
+             withdrawn_at = NULL, withdrawn_source = NULL, withdrawn_evidence = NULL, updated_at = ?3 \
+             WHERE id = ?1",
         )
         .bind(id)
         .bind(name.as_ref().map(HeaderText::as_str))
@@ -264,37 +266,6 @@ impl Store {
             subscriber_id: id,
             was,
         })
-    }
-
-    /// Unsubscribes `id` if active or pending; returns the status before (`None` for an
-    /// unknown id). Bounced and unsubscribed subscribers stay as they are.
-    pub async fn web_unsubscribe(
-        &self,
-        id: i64,
-        now: DateTime<Utc>,
-    ) -> Result<Option<SubscriberStatus>, StoreError> {
-        let mut tx = self.pool.begin_with(IMMEDIATE).await?;
-        let id = resolve_id(&mut tx, id).await?;
-        let Some(before) =
-            sqlx::query_scalar::<_, String>("SELECT status FROM subscribers WHERE id = ?1")
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await?
-        else {
-            return Ok(None);
-        };
-        if before == "active" || before == "pending" {
-            sqlx::query(
-                "UPDATE subscribers SET status = 'unsubscribed', updated_at = ?2, \
-                 withdrawn_at = ?2, withdrawn_source = 'web' WHERE id = ?1",
-            )
-            .bind(id)
-            .bind(ts(now))
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(Some(status_from_db(&before)?))
     }
 
     /// Issues that have gone out (at least one message sent), newest first.

@@ -73,6 +73,11 @@ const PAGES: &[(&str, &str)] = &[
     ),
 ];
 
+/// The field the unsubscribe page's button sends beside the RFC 8058 one (see
+/// `forms.html`), so the consent record can tell the page from a mail provider's
+/// one-click POST.
+pub const FROM_PAGE: (&str, &str) = ("from", "page");
+
 static TEMPLATES: LazyLock<Tera> = LazyLock::new(|| {
     let mut tera = Tera::default();
     tera.add_raw_templates(PAGES.iter().copied())

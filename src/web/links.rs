@@ -15,7 +15,7 @@ use super::multipart::one_click_fields;
 use super::subscribe::request_confirmation;
 use super::{CONFIRM_WITHIN_DAYS, WebCounters, WebState, error_page, store_failed};
 use crate::domain::TokenPurpose;
-use crate::store::{ConfirmOutcome, SubscriberStatus, WebSubscriber};
+use crate::store::{ConfirmOutcome, SubscriberStatus, WebSubscriber, Withdrawal};
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -227,9 +227,17 @@ fn is_one_click(headers: &HeaderMap, body: &[u8]) -> bool {
 const ONE_CLICK_KEY: &str = "List-Unsubscribe";
 const ONE_CLICK_VALUE: &str = "One-Click";
 
+/// Whether a one-click body came from our unsubscribe page's button, which adds
+/// [`html::FROM_PAGE`] beside the RFC 8058 field; for the consent record only.
+fn is_from_page(body: &[u8]) -> bool {
+    let (key, value) = html::FROM_PAGE;
+    form_urlencoded::parse(body.trim_ascii()).any(|(k, v)| k == key && v == value)
+}
+
 /// POST `/unsubscribe/{token}`: RFC 8058 one-click, and the page's button.
 pub(super) async fn unsubscribe(
     State(state): State<WebState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(token): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -246,9 +254,15 @@ pub(super) async fn unsubscribe(
 (List-Unsubscribe=One-Click). Use the button on the unsubscribe page.",
         );
     }
-    match state.store().web_unsubscribe(id, state.now()).await {
+    let ip = state.client_ip(peer, &headers).to_string();
+    let how = if is_from_page(&body) {
+        Withdrawal::Page { ip }
+    } else {
+        Withdrawal::OneClick { ip }
+    };
+    match state.store().unsubscribe(id, &how, state.now()).await {
         Ok(Some(was)) => {
-            if matches!(was, SubscriberStatus::Active | SubscriberStatus::Pending) {
+            if was != SubscriberStatus::Unsubscribed {
                 WebCounters::bump(&state.inner.counters.unsubscribes);
                 tracing::info!(subscriber = id, "web: unsubscribed");
             }

@@ -449,7 +449,10 @@ async fn unsubscribes_must_be_honoured_within_two_days() {
     let issue = freeze(&store, "2026-11-01", t0).await;
 
     // Bob leaves and is still mailed a day later (retries): within the rule. Carol stays.
-    store.web_unsubscribe(bob, t0).await.unwrap();
+    let one_click = gazette::store::Withdrawal::OneClick {
+        ip: "192.0.2.1".into(),
+    };
+    store.unsubscribe(bob, &one_click, t0).await.unwrap();
     store
         .record_deliveries(&[
             (
@@ -478,7 +481,7 @@ async fn unsubscribes_must_be_honoured_within_two_days() {
     );
 
     // Alice leaves and the message reaches her three days later: the rule is broken.
-    store.web_unsubscribe(alice, t0).await.unwrap();
+    store.unsubscribe(alice, &one_click, t0).await.unwrap();
     store
         .record_deliveries(&[(
             issue,

@@ -98,7 +98,10 @@ async fn every_line_of_a_garbage_laden_file_is_accounted_for() {
         .await
         .unwrap()
         .unwrap();
-    store.unsubscribe(gone.id, Utc::now()).await.unwrap();
+    store
+        .unsubscribe(gone.id, &crate::web::cli_removal(), Utc::now())
+        .await
+        .unwrap();
 
     let long_line = format!("{}@example.org,x", "a".repeat(MAX_LINE));
     let long_field = format!("long@example.org,{}", "n".repeat(MAX_FIELD + 1));

@@ -312,8 +312,15 @@ async fn replies_through_postfix_and_dovecot_end_as_designed() {
         SubscriberStatus::Bounced,
         "5.1.1 with threshold 1"
     );
-    let (_, source) = store.consent_withdrawn(alice).await.unwrap().unwrap();
-    assert!(source.contains("alice-1@client.test"), "{source}");
+    let withdrawn = store.consent_withdrawn(alice).await.unwrap().unwrap();
+    assert_eq!(withdrawn.source, "reply");
+    assert!(
+        withdrawn
+            .evidence
+            .as_deref()
+            .is_some_and(|e| e.starts_with("mid:<alice-1@client.test> ")),
+        "{withdrawn:?}"
+    );
 
     // The notices arrive in the subscribers' own mailboxes (carol's, not the alias).
     for (user, id) in [("alice", alice), ("carol", carol)] {

@@ -98,10 +98,21 @@ async fn one_address_gets_at_most_the_daily_number_of_notices() {
     let mut cycle = async |at: DateTime<Utc>| {
         n += 1;
         request(&ctx, &inbox, alice, n);
-        store
-            .set_status(alice, SubscriberStatus::Active, at)
+        // Back through a confirmed sign-up, when an earlier cycle unsubscribed her.
+        if let gazette::store::SignupOutcome::Confirm { request_id, .. } = store
+            .web_signup(&email, None, "192.0.2.1", at)
             .await
-            .unwrap();
+            .unwrap()
+        {
+            store
+                .web_confirm(request_id, "192.0.2.1", at - Span::days(1), at)
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            store.subscriber(alice).await.unwrap().unwrap().status,
+            SubscriberStatus::Active
+        );
         poll(&mut worker, at).await
     };
     for hour in 0..3 {

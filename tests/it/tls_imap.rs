@@ -205,7 +205,11 @@ async fn a_server_without_idle_move_or_uidplus_is_polled_and_filed_by_copy() {
     wait_flags(&maildir, &["ST", "ST"]).await;
     stop.send(()).unwrap();
     running.await.unwrap().unwrap();
-    assert_eq!(flags(&maildir), vec!["ST", "ST"], "still there once stopped");
+    assert_eq!(
+        flags(&maildir),
+        vec!["ST", "ST"],
+        "still there once stopped"
+    );
     assert_eq!(store.inbox_message_count().await.unwrap(), 2);
 }
 

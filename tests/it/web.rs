@@ -387,6 +387,11 @@ async fn chromium_renders_the_signup_page() {
 }
 
 /// A header of a raw message, unfolded.
+/// An unsubscribe from the command line, for a test's set-up.
+pub(crate) fn cli_removal() -> gazette::store::Withdrawal {
+    gazette::store::Withdrawal::CommandLine { by: "test".into() }
+}
+
 pub(crate) fn header(message: &str, name: &str) -> Option<String> {
     let head = message.split("\r\n\r\n").next().unwrap_or(message);
     let mut value: Option<String> = None;
@@ -521,7 +526,7 @@ async fn signups_reveal_nothing_and_suppressed_addresses_need_the_confirmation()
     web.add_active("known@example.org").await;
     let left = web.add_active("left@example.org").await;
     web.store
-        .unsubscribe(left, chrono::Utc::now())
+        .unsubscribe(left, &cli_removal(), chrono::Utc::now())
         .await
         .unwrap();
 
@@ -899,7 +904,7 @@ async fn a_confirmation_link_expires_and_is_spent_once_used() {
     );
     // Unsubscribed later, the used link cannot bring them back.
     web.store
-        .unsubscribe(subscriber_id, chrono::Utc::now())
+        .unsubscribe(subscriber_id, &cli_removal(), chrono::Utc::now())
         .await
         .unwrap();
     assert_eq!(web.post(&confirm, "").await.status, 410);

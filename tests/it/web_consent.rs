@@ -255,7 +255,7 @@ async fn a_link_issued_before_the_unsubscribe_never_works() {
     // Before using the link, Gina asks (by mail, say) to hear nothing from us.
     let gina = web.subscriber("gina@example.org").await.unwrap();
     web.store
-        .unsubscribe(gina.id, chrono::Utc::now())
+        .unsubscribe(gina.id, &crate::web::cli_removal(), chrono::Utc::now())
         .await
         .unwrap();
     assert_eq!(web.get(&link).await.status, 410);
