@@ -167,6 +167,23 @@ fn print_counts(issue: IssueId, counts: &DeliveryCounts) {
 }
 
 /// What `status` says about the relay: up, or down since when, why, and the next try.
+/// Which daemon reads the mailbox and which drains the ledger, while their leases last.
+async fn print_leases(store: &Store, now: DateTime<Utc>) -> anyhow::Result<()> {
+    for (name, holder, until) in store.leases().await? {
+        let what = match name.as_str() {
+            "inbox" => "reading the mailbox",
+            "delivery" => "sending",
+            other => other,
+        };
+        if until <= now || crate::domain::process_is_gone(&holder) {
+            println!("Daemons: nobody {what} now (last: {holder})");
+        } else {
+            println!("Daemons: {holder} is {what} (lease until {until})");
+        }
+    }
+    Ok(())
+}
+
 async fn print_relay(store: &Store) -> anyhow::Result<()> {
     match store.relay_status().await? {
         None => {}
@@ -404,6 +421,7 @@ pub async fn status(ctx: &Context, store: Option<Store>) -> anyhow::Result<ExitC
             let counts = store.delivery_counts(id).await?;
             print_counts(id, &counts);
             print_relay(&store).await?;
+            print_leases(&store, Utc::now()).await?;
             if counts.pending() > 0
                 && let Some(next) = store.next_due_at().await?
             {

@@ -36,6 +36,9 @@ pub async fn run(ctx: &Context, once: bool) -> anyhow::Result<ExitCode> {
             .context("reading the inbox")?
         {
             Outcome::Empty => println!("inbox: nothing waiting"),
+            Outcome::StandingBy { holder } => {
+                println!("inbox: another gazette ({holder}) is reading the mailbox; nothing done")
+            }
             Outcome::Worked(r) => println!(
                 "inbox: read {}, unsubscribed {}, unmatched requests {}, bounces {} \
                  ({} marked bounced), unverified reports {}, ignored {}, for a person {}, \
@@ -53,6 +56,10 @@ pub async fn run(ctx: &Context, once: bool) -> anyhow::Result<ExitCode> {
                 r.notices_failed
             ),
         }
+        worker
+            .release_lease()
+            .await
+            .context("giving the mailbox lease up")?;
         Ok(())
     } else {
         worker

@@ -10,6 +10,12 @@
 //!
 //! A crash anywhere leaves either unrecorded messages still waiting (done again from
 //! scratch) or recorded ones (filed without acting again): nothing is done twice.
+//!
+//! Several daemons may run on one store: a poll starts by taking the `inbox` lease, and
+//! a worker that does not get it stands by ([`Outcome::StandingBy`]), so one daemon at
+//! a time reads the mailbox and sends the notices. The lease lasts two poll intervals
+//! and 30 s; a daemon that dies hands it over when it runs out, or at once when its
+//! process is gone from this host.
 
 use super::command::{Command, Recognizer};
 use super::incoming::Incoming;
@@ -30,6 +36,14 @@ use std::time::Duration;
 
 /// Attempts at one notice before it is given up.
 const MAX_NOTICE_ATTEMPTS: u32 = 5;
+
+/// The lease that lets one daemon at a time read the mailbox and send the notices.
+const LEASE: &str = "inbox";
+
+/// How long the lease lasts past a poll beyond two poll intervals: a daemon that stops
+/// without giving it up (killed, its host lost) hands the mailbox over after at most two
+/// intervals and this, or at once when its process is known to be gone.
+const LEASE_MARGIN: Duration = Duration::from_secs(30);
 
 /// Why a poll failed.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +84,10 @@ pub enum Outcome {
     /// Nothing waited and no notice was owed.
     Empty,
     Worked(PollReport),
+    /// Another daemon (`holder`) reads the mailbox now: nothing was read or sent.
+    StandingBy {
+        holder: String,
+    },
 }
 
 /// The inbox worker.
@@ -84,6 +102,33 @@ pub struct Worker<T: Transport> {
     dkim: Option<std::sync::Arc<DkimSigner>>,
     limits: InboxLimits,
     poll_interval: Duration,
+    /// This worker's name on the lease.
+    holder: String,
+}
+
+/// Takes or renews the mailbox lease for `holder` at `now`, for `ttl`; the holder to
+/// stand by for when another daemon has it. A holder whose process is gone from this
+/// host is taken over at once.
+async fn hold_lease(
+    store: &Store,
+    holder: &str,
+    ttl: Duration,
+    now: DateTime<Utc>,
+) -> Result<Option<String>, InboxError> {
+    let until = now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::minutes(5));
+    if store.acquire_lease(LEASE, holder, now, until).await? {
+        return Ok(None);
+    }
+    let Some(other) = store.lease_holder(LEASE).await? else {
+        return Ok(None);
+    };
+    if crate::domain::process_is_gone(&other)
+        && store.take_over_lease(LEASE, &other, holder, until).await?
+    {
+        tracing::warn!(previous = %other, "inbox: took the mailbox over from a daemon that is gone");
+        return Ok(None);
+    }
+    Ok(Some(other))
 }
 
 /// The source `[inbox]` describes.
@@ -146,7 +191,13 @@ impl<T: Transport> Worker<T> {
                 bounce_threshold: settings.delivery.bounce_threshold,
             },
             poll_interval: settings.inbox.poll_interval,
+            holder: crate::domain::process_name(),
         }
+    }
+
+    /// Gives the mailbox lease up, so another daemon may read at once.
+    pub async fn release_lease(&mut self) -> Result<(), InboxError> {
+        Ok(self.store.release_lease(LEASE, &self.holder).await?)
     }
 
     /// The transport notices go through.
@@ -156,6 +207,11 @@ impl<T: Transport> Worker<T> {
 
     /// One poll: everything waiting now is handled, then owed notices are sent.
     pub async fn try_once(&mut self, now: DateTime<Utc>) -> Result<Outcome, InboxError> {
+        let ttl = self.poll_interval * 2 + LEASE_MARGIN;
+        if let Some(holder) = hold_lease(&self.store, &self.holder, ttl, now).await? {
+            tracing::debug!(%holder, "inbox: another daemon reads the mailbox");
+            return Ok(Outcome::StandingBy { holder });
+        }
         let mut report = PollReport::default();
         let mut attempted = HashSet::new();
         self.send_owed_notices(now, &mut attempted, &mut report)
@@ -341,6 +397,10 @@ impl<T: Transport> Worker<T> {
             }
         }
         self.source.close().await;
+        // The next daemon need not wait for the lease to run out.
+        if let Err(error) = self.release_lease().await {
+            tracing::warn!(%error, "inbox: cannot give the mailbox lease up; it runs out by itself");
+        }
         Ok(())
     }
 }

@@ -37,6 +37,23 @@ impl Store {
         Ok(row.map(|r| r.get("holder")))
     }
 
+    /// Every lease on record: (name, holder, until), by name. What each daemon holds,
+    /// for `status`; a lease past its time is free for the taking.
+    pub async fn leases(&self) -> Result<Vec<(String, String, DateTime<Utc>)>, StoreError> {
+        let rows = sqlx::query("SELECT name, holder, expires_at FROM leases ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("name")?,
+                    r.try_get("holder")?,
+                    super::from_ts(r.try_get("expires_at")?),
+                ))
+            })
+            .collect()
+    }
+
     /// Takes the lease `name` from `previous` (a holder known to be gone).
     pub async fn take_over_lease(
         &self,

@@ -17,6 +17,7 @@ mod fixtures;
 mod identity;
 mod imports;
 mod inbox;
+mod inbox_claim;
 mod inbox_trust;
 mod judges;
 mod mailstack_delivery;

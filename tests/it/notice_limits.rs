@@ -33,6 +33,7 @@ async fn poll(
     match worker.try_once(now).await.unwrap() {
         Outcome::Worked(report) => report,
         Outcome::Empty => PollReport::default(),
+        other => panic!("{other:?}"),
     }
 }
 
