@@ -29,6 +29,9 @@ pub enum SignupOutcome {
     },
     /// Already active: nothing to do (and nothing the visitor is told).
     AlreadyActive,
+    /// The address has had its day's confirmation messages: nothing recorded, nothing
+    /// sent (and nothing the visitor is told, so the limit cannot reveal an address).
+    Limited,
 }
 
 /// What a confirmation did.
@@ -103,15 +106,31 @@ macro_rules! sent {
 }
 
 impl Store {
-    /// Records a sign-up for `email` from `ip`. An unknown address becomes a pending
-    /// subscriber; a known one keeps its status (a suppressed address stays suppressed
-    /// until the confirmation link is used). One transaction.
+    /// Records a sign-up for `email` from `ip`, with no daily limit.
     pub async fn web_signup(
         &self,
         email: &SubscriberEmail,
         name: Option<&HeaderText>,
         ip: &str,
         now: DateTime<Utc>,
+    ) -> Result<SignupOutcome, StoreError> {
+        self.web_signup_at_most(email, name, ip, now, u32::MAX)
+            .await
+    }
+
+    /// Records a sign-up for `email` from `ip`, unless the address has had `per_day`
+    /// requests (so confirmation messages) in the last 24 hours. An unknown address
+    /// becomes a pending subscriber; a known one keeps its status (a suppressed address
+    /// stays suppressed until the confirmation link is used). One transaction that holds
+    /// the write lock from the start, so the limit holds however many web servers share
+    /// the store.
+    pub async fn web_signup_at_most(
+        &self,
+        email: &SubscriberEmail,
+        name: Option<&HeaderText>,
+        ip: &str,
+        now: DateTime<Utc>,
+        per_day: u32,
     ) -> Result<SignupOutcome, StoreError> {
         let mut tx = self.pool.begin_with(IMMEDIATE).await?;
         sqlx::query(
@@ -133,6 +152,19 @@ impl Store {
             tx.commit().await?;
             return Ok(SignupOutcome::AlreadyActive);
         }
+        let today: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM web_signups WHERE subscriber_id = ?1 AND requested_at > ?2",
+        )
+        .bind(id)
+        .bind(ts(now - chrono::Duration::days(1)))
+        .fetch_one(&mut *tx)
+        .await?;
+        if today >= i64::from(per_day) {
+            // The pending row a first sign-up may have just added stays: it is the
+            // address's record, and harmless without a request.
+            tx.commit().await?;
+            return Ok(SignupOutcome::Limited);
+        }
         let request_id: i64 = sqlx::query_scalar(
             "INSERT INTO web_signups (subscriber_id, name, requested_at, requested_ip) \
              VALUES (?1, ?2, ?3, ?4) RETURNING id",
@@ -150,6 +182,16 @@ impl Store {
             email: stored,
             name: name.cloned(),
         })
+    }
+
+    /// How many sign-up requests subscriber `id` has had (each one mailed a link).
+    pub async fn web_signup_requests(&self, id: i64) -> Result<u64, StoreError> {
+        let n: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM web_signups WHERE subscriber_id = ?1")
+                .bind(id)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(n.max(0) as u64)
     }
 
     /// The subscriber a token names (the one kept, if that id was merged into another).

@@ -1,8 +1,11 @@
-//! Rate limits on sign-ups: per client address and per subscriber address.
+//! The rate limit on sign-ups per client address.
 //!
-//! Both live in memory (a restart forgets them, which is harmless at these rates). The
-//! per-IP limit answers 429; the per-address limit is silent — the form says "check your
-//! inbox" either way — so that it cannot be used to learn whether an address is known.
+//! It lives in memory, per web server: a restart forgets it, and behind a load balancer
+//! each replica counts its own share. That is enough for what it is for — slowing one
+//! client down — and it costs no write per request. The limit that protects a third
+//! party's mailbox, confirmation messages per subscriber address per day, is counted in
+//! the store instead (`Store::web_signup_at_most`), so it holds across replicas and
+//! restarts.
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use std::net::IpAddr;
@@ -15,15 +18,12 @@ use std::time::Duration;
 pub struct SignupQuota {
     /// Sign-up POSTs per client IP per hour.
     pub per_ip_per_hour: u32,
-    /// Confirmation messages per subscriber address per day.
-    pub per_address_per_day: u32,
 }
 
 /// The sign-up limiters, shared by all requests.
 #[derive(Clone)]
 pub struct SignupLimits {
     per_ip: Arc<DefaultKeyedRateLimiter<IpAddr>>,
-    per_address: Arc<DefaultKeyedRateLimiter<String>>,
 }
 
 impl std::fmt::Debug for SignupLimits {
@@ -47,10 +47,6 @@ impl SignupLimits {
                 quota_.per_ip_per_hour,
                 Duration::from_secs(3600),
             ))),
-            per_address: Arc::new(RateLimiter::keyed(quota(
-                quota_.per_address_per_day,
-                Duration::from_secs(24 * 3600),
-            ))),
         }
     }
 
@@ -69,20 +65,10 @@ impl SignupLimits {
         self.per_ip.check_key(&key).is_ok()
     }
 
-    /// Takes one confirmation message from `address`'s allowance (the normalised,
-    /// lower-cased address); false when it is used up.
-    pub fn allow_address(&self, address: &str) -> bool {
-        self.per_address
-            .check_key(&address.to_ascii_lowercase())
-            .is_ok()
-    }
-
     /// Forgets keys whose allowance is full again, so the maps stay small.
     pub fn tidy(&self) {
         self.per_ip.retain_recent();
-        self.per_address.retain_recent();
         self.per_ip.shrink_to_fit();
-        self.per_address.shrink_to_fit();
     }
 }
 
@@ -92,27 +78,18 @@ mod tests {
 
     #[test]
     fn limits_each_key_separately() {
-        let limits = SignupLimits::new(SignupQuota {
-            per_ip_per_hour: 2,
-            per_address_per_day: 1,
-        });
+        let limits = SignupLimits::new(SignupQuota { per_ip_per_hour: 2 });
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         let b: IpAddr = "192.0.2.2".parse().unwrap();
         assert!(limits.allow_ip(a));
         assert!(limits.allow_ip(a));
         assert!(!limits.allow_ip(a));
         assert!(limits.allow_ip(b));
-        assert!(limits.allow_address("x@example.org"));
-        assert!(!limits.allow_address("X@Example.org"));
-        assert!(limits.allow_address("y@example.org"));
     }
 
     #[test]
     fn counts_ipv6_per_64() {
-        let limits = SignupLimits::new(SignupQuota {
-            per_ip_per_hour: 1,
-            per_address_per_day: 1,
-        });
+        let limits = SignupLimits::new(SignupQuota { per_ip_per_hour: 1 });
         assert!(limits.allow_ip("2001:db8::1".parse().unwrap()));
         assert!(!limits.allow_ip("2001:db8::2".parse().unwrap()));
         assert!(limits.allow_ip("2001:db8:0:1::1".parse().unwrap()));

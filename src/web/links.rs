@@ -337,17 +337,19 @@ pub(super) async fn resubscribe(
         }
     }
     let ip = state.client_ip(peer, &headers);
-    let within_limits = state.inner.limits.allow_ip(ip)
-        && state.inner.limits.allow_address(subscriber.email.as_str());
-    if within_limits {
-        if let Err(response) = request_confirmation(&state, &subscriber.email, None, ip).await {
-            return response;
+    if state.inner.limits.allow_ip(ip) {
+        match request_confirmation(&state, &subscriber.email, None, ip).await {
+            Err(response) => return response,
+            Ok(true) => {
+                WebCounters::bump(&state.inner.counters.resubscribes);
+                tracing::info!(
+                    subscriber = id,
+                    "web: asked to come back; confirmation on its way"
+                );
+            }
+            // The address's daily limit, counted by `request_confirmation`.
+            Ok(false) => {}
         }
-        WebCounters::bump(&state.inner.counters.resubscribes);
-        tracing::info!(
-            subscriber = id,
-            "web: asked to come back; confirmation on its way"
-        );
     } else {
         WebCounters::bump(&state.inner.counters.signups_rate_limited);
     }

@@ -113,7 +113,6 @@ impl WebState {
     ) -> Self {
         let limits = SignupLimits::new(SignupQuota {
             per_ip_per_hour: settings.web.signups_per_ip_per_hour,
-            per_address_per_day: settings.web.confirmations_per_address_per_day,
         });
         Self {
             inner: Arc::new(Inner {

@@ -105,11 +105,8 @@ pub(super) async fn signup(
         }
     };
     WebCounters::bump(&state.inner.counters.signups);
-    if !state.inner.limits.allow_address(email.as_str()) {
-        // Silently: saying so would tell a stranger that the address was signed up before.
-        WebCounters::bump(&state.inner.counters.signups_rate_limited);
-        return check_your_inbox(&state, &email);
-    }
+    // Limited or not, the same page: saying so would tell a stranger that the address
+    // was signed up before.
     if let Err(response) = request_confirmation(&state, &email, name.as_ref(), ip).await {
         return response;
     }
@@ -117,24 +114,30 @@ pub(super) async fn signup(
 }
 
 /// Records a sign-up request for `email` from `ip` and, unless the address is already
-/// active, mails it the link that confirms that request. The message is sent after
-/// the answer: how long the transport takes must not tell the visitor whether this
-/// address needed one. `Err` is the page to answer with when the store fails.
+/// active or has had its day's confirmations (`web.confirmations_per_address_per_day`,
+/// counted in the store), mails it the link that confirms that request. The message is
+/// sent after the answer: how long the transport takes must not tell the visitor whether
+/// this address needed one. True when a message is on its way; `Err` is the page to
+/// answer with when the store fails.
 pub(super) async fn request_confirmation(
     state: &WebState,
     email: &SubscriberEmail,
     name: Option<&HeaderText>,
     ip: IpAddr,
-) -> Result<(), Response> {
+) -> Result<bool, Response> {
     let now = state.now();
+    let per_day = state.settings().web.confirmations_per_address_per_day;
     let outcome = match state
         .store()
-        .web_signup(email, name, &ip.to_string(), now)
+        .web_signup_at_most(email, name, &ip.to_string(), now, per_day)
         .await
     {
         Ok(outcome) => outcome,
         Err(e) => return Err(store_failed(state, "recording a sign-up", &e)),
     };
+    if outcome == SignupOutcome::Limited {
+        WebCounters::bump(&state.inner.counters.signups_rate_limited);
+    }
     if let SignupOutcome::Confirm {
         request_id,
         subscriber_id,
@@ -147,8 +150,9 @@ pub(super) async fn request_confirmation(
             let state = task_state;
             send_confirmation(&state, request_id, subscriber_id, &to, now).await;
         });
+        return Ok(true);
     }
-    Ok(())
+    Ok(false)
 }
 
 async fn send_confirmation(

@@ -33,3 +33,4 @@ mod tls_imap;
 mod unsubscribe;
 mod web;
 mod web_consent;
+mod web_replicas;
