@@ -16,6 +16,7 @@ mod message;
 mod policy;
 mod relay_size;
 mod smtp;
+mod smtp_data;
 mod stub;
 mod transport;
 mod worker;

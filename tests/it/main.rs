@@ -19,6 +19,7 @@ mod inbox_trust;
 mod judges;
 mod mailstack_delivery;
 mod outages;
+mod pipelining;
 mod readers;
 mod send_now;
 mod slots;
