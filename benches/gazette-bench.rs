@@ -90,11 +90,9 @@ struct ChildCost {
 
 fn main() {
     let args = Args::parse();
-    let root = repo_root();
     let dir = std::env::temp_dir().join(format!("gazette-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("create the temp folder");
-    copy_sections(&root.join("tests/fixtures/2021-09"), &dir.join("sections"));
     let n = args.subscribers;
     let c = args.connections;
     let mut report = Report::new(&args);
@@ -744,8 +742,13 @@ fn write_config_with(
         .expect("read config/gazette.toml");
     let mut doc: toml::Table = toml::from_str(&base).expect("parse config/gazette.toml");
     let d = dir.display();
+    // Each store gets its own sections: a send archives the ones it was made from.
+    copy_sections(
+        &repo_root().join("tests/fixtures/2021-09"),
+        &dir.join(format!("sections-{store}")),
+    );
     let overrides = [
-        ("content.sections_dir", format!("\"{d}/sections\"")),
+        ("content.sections_dir", format!("\"{d}/sections-{store}\"")),
         ("content.archive_dir", format!("\"{d}/archive\"")),
         ("store.url", format!("\"sqlite://{d}/{store}.db\"")),
         ("transport.kind", "\"smtp\"".into()),
