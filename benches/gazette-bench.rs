@@ -18,7 +18,8 @@
 //! 5. the same send with DKIM on (a fresh RSA-2048 key from openssl), same N, same kind
 //!    of sink, with `openssl speed rsa2048`'s signing time measured in the same run as the
 //!    hardware's price of one signature; a sample of signed messages is then judged by
-//!    dkimpy (not gazette's code);
+//!    dkimpy (not gazette's code); and, in this process, what the body hash and the whole
+//!    signature cost per message;
 //! 6. `gazette inbox --once` over 1 000 waiting messages in a Maildir, when this build has
 //!    that command;
 //! 7. an outage: `send-now` with nothing listening (how soon it returns), then `serve`
@@ -58,7 +59,7 @@ struct Args {
     #[arg(long, default_value_t = 10)]
     connections: usize,
     /// Rows in the import benchmark.
-    #[arg(long, default_value_t = 100_000)]
+    #[arg(long, default_value_t = 1_000_000)]
     import_rows: usize,
     /// Messages built in the render benchmark.
     #[arg(long, default_value_t = 5_000)]
@@ -89,11 +90,9 @@ struct ChildCost {
 
 fn main() {
     let args = Args::parse();
-    let root = repo_root();
     let dir = std::env::temp_dir().join(format!("gazette-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("create the temp folder");
-    copy_sections(&root.join("tests/fixtures/2021-09"), &dir.join("sections"));
     let n = args.subscribers;
     let c = args.connections;
     let mut report = Report::new(&args);
@@ -101,7 +100,7 @@ fn main() {
 
     // 1. Render cost, in this process.
     let config = write_config(&dir, "render", 25, c);
-    let render = render_cost(&config, args.render_messages);
+    let (render, samples) = render_cost(&config, args.render_messages);
     report.render = Some(render);
     eprintln!(
         "render: {:.1} µs per message, {} bytes",
@@ -189,6 +188,7 @@ fn main() {
     report.send_dkim = Some(signed);
     drop(dkim_sink);
     report.openssl_sign = openssl_rsa2048_sign_time();
+    report.dkim_cost = Some(dkim_cost(&key, &samples));
     report.dkim_sample = Some(dkim_sample(&dir, &key, c));
 
     // 6. The inbox, if this build has it.
@@ -220,8 +220,9 @@ struct RenderCost {
 }
 
 /// Times `MessageFactory::build` (what the worker does per message) over `messages`
-/// recipients, after a warm-up, and the text+HTML fill alone.
-fn render_cost(config: &Path, messages: usize) -> RenderCost {
+/// recipients, after a warm-up, and the text+HTML fill alone. Also returns the first
+/// few hundred messages, unsigned, for [`dkim_cost`].
+fn render_cost(config: &Path, messages: usize) -> (RenderCost, Vec<Vec<u8>>) {
     let ctx = Context::from_config(config).expect("load the settings");
     let id = IssueId::parse(ISSUE).expect("issue id");
     let issue = gazette::compose::compose(
@@ -249,10 +250,11 @@ fn render_cost(config: &Path, messages: usize) -> RenderCost {
             first_attempt_at: None,
         })
         .collect();
-    let mut bytes = 0;
-    for row in rows.iter().take(200) {
-        bytes = factory.build(&frozen, row).expect("build").bytes.len();
+    let mut samples = Vec::new();
+    for row in rows.iter().take(DKIM_SAMPLES) {
+        samples.push(factory.build(&frozen, row).expect("build").bytes);
     }
+    let bytes = samples.last().map_or(0, Vec::len);
     let started = Instant::now();
     let mut total = 0usize;
     for row in &rows {
@@ -276,11 +278,57 @@ fn render_cost(config: &Path, messages: usize) -> RenderCost {
     }
     let fill = started.elapsed();
     std::hint::black_box(total);
-    RenderCost {
+    let cost = RenderCost {
         micros_per_message: build.as_secs_f64() * 1e6 / rows.len() as f64,
         fill_micros: fill.as_secs_f64() * 1e6 / rows.len() as f64,
         message_bytes: bytes,
         messages: rows.len(),
+    };
+    (cost, samples)
+}
+
+/// Messages kept from the render step to time the DKIM signer on.
+const DKIM_SAMPLES: usize = 300;
+
+/// What signing costs per message, in this process, on one core: the body hash alone
+/// (relaxed canonicalization and SHA-256 of the whole ~30 KB body) and the whole
+/// RSA-2048 signature (body hash, headers, RSA).
+#[derive(Debug, Clone, Copy)]
+struct DkimCost {
+    body_hash_micros: f64,
+    sign_micros: f64,
+    messages: usize,
+}
+
+fn dkim_cost(key: &dkim_judge::Key, messages: &[Vec<u8>]) -> DkimCost {
+    let pem = std::fs::read_to_string(&key.file).expect("read the DKIM key");
+    let signer =
+        gazette::domain::DkimSigner::rsa("example.org", "news", &pem).expect("the DKIM key");
+    let n = messages.len().max(1) as f64;
+    // Warm-up, then several rounds of the cheap part so the figure is not a few µs of
+    // noise.
+    let mut total = 0usize;
+    for m in messages.iter().take(20) {
+        total += gazette::domain::body_hash(m).len() + signer.sign(m, 0).len();
+    }
+    let rounds = 10;
+    let started = Instant::now();
+    for _ in 0..rounds {
+        for m in messages {
+            total += gazette::domain::body_hash(m).len();
+        }
+    }
+    let body_hash = started.elapsed();
+    let started = Instant::now();
+    for m in messages {
+        total += signer.sign(m, 0).len();
+    }
+    let sign = started.elapsed();
+    std::hint::black_box(total);
+    DkimCost {
+        body_hash_micros: body_hash.as_secs_f64() * 1e6 / (n * rounds as f64),
+        sign_micros: sign.as_secs_f64() * 1e6 / n,
+        messages: messages.len(),
     }
 }
 
@@ -694,8 +742,13 @@ fn write_config_with(
         .expect("read config/gazette.toml");
     let mut doc: toml::Table = toml::from_str(&base).expect("parse config/gazette.toml");
     let d = dir.display();
+    // Each store gets its own sections: a send archives the ones it was made from.
+    copy_sections(
+        &repo_root().join("tests/fixtures/2021-09"),
+        &dir.join(format!("sections-{store}")),
+    );
     let overrides = [
-        ("content.sections_dir", format!("\"{d}/sections\"")),
+        ("content.sections_dir", format!("\"{d}/sections-{store}\"")),
         ("content.archive_dir", format!("\"{d}/archive\"")),
         ("store.url", format!("\"sqlite://{d}/{store}.db\"")),
         ("transport.kind", "\"smtp\"".into()),
@@ -782,6 +835,7 @@ struct Report {
     send: Option<SendRun>,
     send_dkim: Option<SendRun>,
     openssl_sign: Option<Duration>,
+    dkim_cost: Option<DkimCost>,
     dkim_sample: Option<(usize, usize)>,
     inbox: Option<(usize, ChildCost)>,
     outage: Option<Outage>,
@@ -805,6 +859,7 @@ impl Report {
             send: None,
             send_dkim: None,
             openssl_sign: None,
+            dkim_cost: None,
             dkim_sample: None,
             inbox: None,
             outage: None,
@@ -848,9 +903,9 @@ impl Report {
             );
             let _ = writeln!(
                 w,
-                "| gazette / ceiling | {:.0} % | ≥ 50 %: {} |",
+                "| gazette / ceiling | {:.0} % | ≥ 90 %: {} |",
                 ratio * 100.0,
-                verdict(ratio >= 0.5)
+                verdict(ratio >= 0.9)
             );
             let _ = writeln!(
                 w,
@@ -867,20 +922,12 @@ impl Report {
                 secs(send.last)
             );
             let rss = mib(send.cost.peak_rss_kib);
-            let rss_target = if n >= 1_000_000 {
-                "< 1.3 × the 100 000 figure (compare)"
-            } else if n >= 100_000 {
-                if rss < 64.0 {
-                    "< 64 MB: met"
-                } else {
-                    "< 64 MB: MISSED"
-                }
-            } else {
-                "(target at 100 000)"
-            };
+            // 40 MB, decimal, as the target was set; flat: compare runs at other N.
+            let rss_mb = send.cost.peak_rss_kib as f64 * 1024.0 / 1e6;
             let _ = writeln!(
                 w,
-                "| peak RSS of gazette send-now | {rss:.1} MiB | {rss_target} |"
+                "| peak RSS of gazette send-now | {rss:.1} MiB ({rss_mb:.1} MB) | < 40 MB at every N: {} |",
+                verdict(rss_mb < 40.0)
             );
             let _ = writeln!(
                 w,
@@ -924,6 +971,17 @@ impl Report {
                     let _ = writeln!(w, "| `openssl speed rsa2048` | could not be run | |");
                 }
             }
+            if let Some(cost) = self.dkim_cost {
+                let share = cost.body_hash_micros / cost.sign_micros.max(1e-9);
+                let _ = writeln!(
+                    w,
+                    "| in-process, one core, mean of {} messages: body hash / whole RSA-2048 signature | {:.1} µs / {:.0} µs ({:.1} % of the signature is the body hash) | |",
+                    cost.messages,
+                    cost.body_hash_micros,
+                    cost.sign_micros,
+                    share * 100.0
+                );
+            }
             if let Some((verified, sent)) = self.dkim_sample {
                 let _ = writeln!(
                     w,
@@ -933,8 +991,11 @@ impl Report {
             }
         }
         for (rows, cost) in &self.imports {
-            let target = if *rows == 100_000 {
-                format!("< 5 s: {}", verdict(cost.wall < Duration::from_secs(5)))
+            let target = if *rows == 1_000_000 {
+                format!(
+                    "< 5 s and < 64 MiB: {}",
+                    verdict(cost.wall < Duration::from_secs(5) && mib(cost.peak_rss_kib) < 64.0)
+                )
             } else {
                 String::new()
             };

@@ -18,6 +18,7 @@ mod policy;
 mod pool;
 mod relay_size;
 mod smtp;
+mod smtp_data;
 mod stub;
 mod transport;
 mod worker;

@@ -5,9 +5,16 @@
 //! by moving a clock instead of sleeping. [`DeliveryWorker::run_until_stopped`] loops
 //! over it until shutdown, and [`DeliveryWorker::deliver_due`] until nothing is due.
 //!
-//! Results of a batch are written in one transaction after the batch: a crash loses at
-//! most one batch of results, and those rows are simply sent again. That bounds the
-//! duplicates after a crash by the batch size, and keeps the fsyncs per message low.
+//! Results of a batch are written in one transaction after the batch, together with the
+//! check that this worker still holds the delivery lease. A single step
+//! ([`DeliveryWorker::try_once`]) returns once they are on disk. The loops
+//! ([`DeliveryWorker::deliver_due_until`], [`DeliveryWorker::run_until_stopped`]) do not
+//! wait for that write: the next batch is sent while it runs (its rows are kept out of
+//! the next batch), and it must have succeeded before the next batch's results are
+//! written, so the writes stay in order and a lost lease still stops everything. A crash
+//! loses at most two batches of results (one being written, one being sent), and those
+//! rows are simply sent again: the duplicates after a crash are bounded by twice the
+//! batch size, and the fsyncs per message stay low.
 //!
 //! A batch can end early, and then every row not yet handed to the transport stays
 //! exactly as it was:
@@ -29,7 +36,7 @@ use crate::store::{DeliveryUpdate, DueDelivery, FrozenIssue, Store, StoreError, 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -46,6 +53,9 @@ pub enum WorkerError {
     Store(#[from] StoreError),
     #[error("the ledger refers to issue {0}, which is not in the store")]
     MissingIssue(IssueId),
+    /// The task writing a batch's results ended without an answer (it panicked).
+    #[error("writing a batch's results to the ledger failed: {0}")]
+    Commit(String),
 }
 
 /// What one step did.
@@ -209,6 +219,16 @@ enum Attempt {
     NotTried,
 }
 
+/// A batch's results being written while the next batch is sent.
+struct PendingCommit {
+    task: tokio::task::JoinHandle<Result<(), StoreError>>,
+    /// Its rows: still due in the store until the write is done, so kept out of the
+    /// next batch.
+    rows: HashSet<(IssueId, i64)>,
+    /// The step's time, which the write renews the lease from.
+    at: DateTime<Utc>,
+}
+
 /// What the worker knows about the relay: failures in a row, and until when it waits.
 #[derive(Debug, Default)]
 struct RelayHealth {
@@ -243,6 +263,9 @@ pub struct DeliveryWorker<T: Transport> {
     relay_retry_initial: Duration,
     relay_retry_max: Duration,
     stop_grace: Duration,
+    /// In the loops: a Worked step returns while its results are still being written.
+    overlap: bool,
+    pending: Option<PendingCommit>,
 }
 
 impl<T: Transport> DeliveryWorker<T> {
@@ -272,6 +295,8 @@ impl<T: Transport> DeliveryWorker<T> {
             relay_retry_initial: RELAY_RETRY_INITIAL,
             relay_retry_max: RELAY_RETRY_MAX,
             stop_grace: STOP_GRACE,
+            overlap: false,
+            pending: None,
         }
     }
 
@@ -359,6 +384,54 @@ impl<T: Transport> DeliveryWorker<T> {
         now: DateTime<Utc>,
         stop: &CancellationToken,
     ) -> Result<Outcome, WorkerError> {
+        let outcome = self.step(now, stop).await;
+        // Only a batch that went well may still be writing its results when the step
+        // returns, and only in the loops; anything else is on disk before it is reported.
+        if self.overlap && matches!(outcome, Ok(Outcome::Worked(_))) {
+            return outcome;
+        }
+        let lost = self.finish_pending().await;
+        let outcome = outcome?;
+        if let Some(holder) = lost? {
+            return Ok(Outcome::Standby {
+                holder,
+                retry_at: now + STANDBY_RETRY,
+            });
+        }
+        Ok(outcome)
+    }
+
+    /// Waits for the previous batch's results to be written. `Some(holder)` when the
+    /// lease was lost meanwhile (nothing of that batch was written).
+    async fn finish_pending(&mut self) -> Result<Option<String>, WorkerError> {
+        let Some(pending) = self.pending.take() else {
+            return Ok(None);
+        };
+        match pending.task.await {
+            Ok(Ok(())) => {
+                self.lease_renewed_at = Some(pending.at);
+                Ok(None)
+            }
+            Ok(Err(StoreError::LeaseLost { holder, .. })) => {
+                tracing::error!(
+                    %holder,
+                    unrecorded = pending.rows.len(),
+                    "the delivery lease was taken over; the last batch's results are not recorded \
+                     (the new holder owns those rows now)"
+                );
+                self.lease_renewed_at = None;
+                Ok(Some(holder))
+            }
+            Ok(Err(e)) => Err(e.into()),
+            Err(e) => Err(WorkerError::Commit(e.to_string())),
+        }
+    }
+
+    async fn step(
+        &mut self,
+        now: DateTime<Utc>,
+        stop: &CancellationToken,
+    ) -> Result<Outcome, WorkerError> {
         if let Some(retry_at) = self.relay.retry_at
             && now < retry_at
         {
@@ -374,8 +447,24 @@ impl<T: Transport> DeliveryWorker<T> {
                 retry_at: now + STANDBY_RETRY,
             });
         }
-        let rows = self.store.due_deliveries(now, self.batch_size).await?;
+        let rows = match &self.pending {
+            None => self.store.due_deliveries(now, self.batch_size).await?,
+            Some(pending) => {
+                let limit = self.batch_size.saturating_add(pending.rows.len() as u32);
+                let mut rows = self.store.due_deliveries(now, limit).await?;
+                rows.retain(|row| !pending.rows.contains(&(row.issue, row.subscriber_id)));
+                rows.truncate(self.batch_size as usize);
+                rows
+            }
+        };
         if rows.is_empty() {
+            // The last batch's rows are due until they are written: wait for that first.
+            if let Some(holder) = self.finish_pending().await? {
+                return Ok(Outcome::Standby {
+                    holder,
+                    retry_at: now + STANDBY_RETRY,
+                });
+            }
             return Ok(Outcome::NothingDue {
                 next_due: self.store.next_due_at().await?,
             });
@@ -399,6 +488,14 @@ impl<T: Transport> DeliveryWorker<T> {
 
         let started = Instant::now();
         let (attempts, in_flight, lease_lost) = self.send_batch(outgoing, now, stop).await?;
+        // The last batch's results were being written meanwhile: they go first, and if
+        // the lease was lost, this batch's results are not written either.
+        if let Some(holder) = self.finish_pending().await? {
+            return Ok(Outcome::Standby {
+                holder,
+                retry_at: now + STANDBY_RETRY,
+            });
+        }
 
         let mut throttled = false;
         let mut relay_fault: Option<String> = None;
@@ -480,7 +577,28 @@ impl<T: Transport> DeliveryWorker<T> {
             self.pace.recover();
         }
 
-        if !lease_lost {
+        if !lease_lost && self.overlap && relay_fault.is_none() && !stop.is_cancelled() {
+            // Written while the next batch is sent; see `finish_pending`.
+            let wall = now + chrono::Duration::from_std(started.elapsed()).unwrap_or_default();
+            let (store, holder) = (self.store.clone(), self.holder.clone());
+            let expires_at = wall + self.lease_ttl;
+            let rows = updates.iter().map(|(issue, id, _)| (*issue, *id)).collect();
+            let task = tokio::spawn(async move {
+                let claim = LeaseClaim {
+                    name: LEASE,
+                    holder: &holder,
+                    expires_at,
+                };
+                store
+                    .record_deliveries_holding(Some(&claim), &updates)
+                    .await
+            });
+            self.pending = Some(PendingCommit {
+                task,
+                rows,
+                at: now,
+            });
+        } else if !lease_lost {
             let wall = now + chrono::Duration::from_std(started.elapsed()).unwrap_or_default();
             let claim = LeaseClaim {
                 name: LEASE,
@@ -719,6 +837,9 @@ impl<T: Transport> DeliveryWorker<T> {
 
     /// Gives the delivery lease up (when stopping, or when nothing is left to do).
     pub async fn release_lease(&mut self) -> Result<(), WorkerError> {
+        // A batch's results still being written go first (a lost lease is logged there,
+        // and there is nothing left to release then).
+        self.finish_pending().await?;
         self.lease_renewed_at = None;
         Ok(self.store.release_lease(LEASE, &self.holder).await?)
     }
@@ -740,6 +861,21 @@ impl<T: Transport> DeliveryWorker<T> {
     /// ledger, or the relay fails; returns the totals and which of these it was. The
     /// lease is given up at the end, so a daemon can take over.
     pub async fn deliver_due_until(
+        &mut self,
+        clock: &dyn Clock,
+        stop: &CancellationToken,
+        progress: impl FnMut(&BatchReport),
+    ) -> Result<(BatchReport, RunEnd), WorkerError> {
+        self.overlap = true;
+        let result = self.deliver_due_loop(clock, stop, progress).await;
+        self.overlap = false;
+        let lost = self.finish_pending().await;
+        let result = result?;
+        lost?;
+        Ok(result)
+    }
+
+    async fn deliver_due_loop(
         &mut self,
         clock: &dyn Clock,
         stop: &CancellationToken,
@@ -810,6 +946,21 @@ impl<T: Transport> DeliveryWorker<T> {
 
     /// [`DeliveryWorker::run_until_stopped`] with a cancellation token.
     pub async fn run_until_cancelled(
+        &mut self,
+        clock: &dyn Clock,
+        idle_poll: Duration,
+        stop: &CancellationToken,
+    ) -> Result<(), WorkerError> {
+        self.overlap = true;
+        let result = self.run_loop(clock, idle_poll, stop).await;
+        self.overlap = false;
+        let lost = self.finish_pending().await;
+        result?;
+        lost?;
+        Ok(())
+    }
+
+    async fn run_loop(
         &mut self,
         clock: &dyn Clock,
         idle_poll: Duration,

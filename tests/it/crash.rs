@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 const SUBSCRIBERS: usize = 3000;
 const POOL: usize = 4;
 /// Rows per batch: the worker takes `pool_size × 16` rows and records their results
-/// together, so at most one batch is sent but unrecorded when the process dies.
-const IN_FLIGHT: usize = POOL * 16;
+/// together while it sends the next batch, so at most two batches are sent but
+/// unrecorded when the process dies.
+const IN_FLIGHT: usize = 2 * POOL * 16;
 
 #[test]
 fn a_killed_send_resumes_and_duplicates_stay_within_what_was_in_flight() {

@@ -23,6 +23,7 @@ mod judges;
 mod mailstack_delivery;
 mod notice_limits;
 mod outages;
+mod pipelining;
 mod readers;
 mod relay_pool;
 mod send_now;

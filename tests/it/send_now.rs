@@ -245,8 +245,9 @@ async fn a_ledger_that_cannot_be_written_stops_sending() {
         )
         .await;
     assert!(matches!(result, Err(WorkerError::Store(_))), "{result:?}");
-    // One batch went out before the failed write; nothing after it.
-    assert_eq!(worker.transport().sent().len(), 10);
+    // Two batches went out (the second while the first's results were being written)
+    // before the failed write was known; nothing after it.
+    assert_eq!(worker.transport().sent().len(), 20);
     let counts = store.delivery_counts(issue_id()).await.unwrap();
     assert_eq!(counts.queued, 100, "no row was marked");
 }

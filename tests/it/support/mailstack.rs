@@ -38,6 +38,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The mail domain every [`MailStack`] user belongs to (a reserved TLD: never routable).
 pub const DOMAIN: &str = "gazette.test";
+/// The local part that a [`MailStack`]'s Postfix refuses at RCPT TO (550 5.1.1).
+pub const REFUSED_AT_RCPT: &str = "refused";
 /// The password of every [`MailStack`] user, for IMAP login and SMTP AUTH alike.
 pub const PASSWORD: &str = "secret";
 
@@ -189,11 +191,13 @@ fn read_greeting(stream: TcpStream) -> std::io::Result<String> {
 ///
 /// * Clients on 127.0.0.0/8 may send without AUTH; AUTH PLAIN/LOGIN is offered too
 ///   (Postfix asks Dovecot's auth service), without TLS.
-/// * Postfix accepts every address at [`DOMAIN`]; Dovecot's LMTP refuses unknown users,
-///   so Postfix sends a real RFC 3464 multipart/report bounce to the envelope sender
-///   (which lands in a mailbox when the sender is a user here, and is dropped otherwise).
-///   This is how a real provider behaves after accepting mail, and what a bounce handler
-///   must cope with; a 550 at RCPT time would be the other shape, not tested here.
+/// * Postfix accepts every address at [`DOMAIN`] but one; Dovecot's LMTP refuses unknown
+///   users, so Postfix sends a real RFC 3464 multipart/report bounce to the envelope
+///   sender (which lands in a mailbox when the sender is a user here, and is dropped
+///   otherwise). This is how a real provider behaves after accepting mail, and what a
+///   bounce handler must cope with.
+/// * The one exception is the other shape: [`REFUSED_AT_RCPT`] at [`DOMAIN`] gets a 550
+///   reply to its RCPT TO, in a session that offers PIPELINING like any other.
 /// * Mail to any other domain fails at once (`default_transport = error:`).
 ///
 /// * TLS everywhere it is optional: STARTTLS on both ports, and implicit TLS (port 465
@@ -564,6 +568,8 @@ smtpd_tls_cert_file = {root}/tls/cert.pem
 smtpd_tls_key_file = {root}/tls/key.pem
 smtp_tls_security_level = none
 smtpd_relay_restrictions = permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination
+# One address is refused at RCPT TO, the way a provider refuses an unknown user at once.
+smtpd_recipient_restrictions = check_recipient_access inline:{{ {{ {refused}@{DOMAIN} = 550 5.1.1 no such user here }} }}
 # No artificial slowness: tests provoke errors on purpose, and benchmarks push hard.
 smtpd_error_sleep_time = 0
 smtpd_soft_error_limit = 1000
@@ -580,6 +586,7 @@ biff = no
             root = root.display(),
             lmtp = self.lmtp_port,
             auth = self.auth_port,
+            refused = REFUSED_AT_RCPT,
         );
         write_file(&dir.join("main.cf"), &main_cf);
 

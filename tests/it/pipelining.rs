@@ -1,0 +1,237 @@
+//! PIPELINING (RFC 2920) on the way to the relay: MAIL FROM, RCPT TO and DATA in one
+//! write, replies read in order, each recipient's reply sorted as before.
+
+use crate::delivery_support::{add_subscribers, context, freeze, issue_id, smtp_config};
+use crate::support::TempDir;
+use crate::support::mailstack::{MailStack, REFUSED_AT_RCPT};
+use gazette::app::delivery;
+use gazette::domain::SystemClock;
+use gazette::store::{DeliveryStatus, Store};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Sends the fixture issue to `emails` through 127.0.0.1:`port`; the totals and each
+/// row's status and last error, in the order of `emails`.
+fn deliver(
+    dir: &TempDir,
+    port: u16,
+    extra: &[(&str, &str)],
+    emails: &[String],
+) -> (
+    gazette::send::BatchReport,
+    Vec<(DeliveryStatus, Option<String>)>,
+) {
+    let ctx = context(&smtp_config(dir, port, extra));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = Store::open(&ctx.settings.store.url).await.unwrap();
+        let refs: Vec<(&str, Option<&str>)> = emails.iter().map(|e| (e.as_str(), None)).collect();
+        let ids = add_subscribers(&store, &refs).await;
+        freeze(&ctx, &store, chrono::Utc::now()).await;
+        let mut worker = delivery::delivery_worker(&ctx, store.clone()).unwrap();
+        let totals = delivery::deliver_due_now(&mut worker, emails.len() as u64, &SystemClock)
+            .await
+            .unwrap();
+        let mut rows = Vec::new();
+        for id in ids {
+            let (status, _, error) = store.delivery(issue_id(), id).await.unwrap().unwrap();
+            rows.push((status, error));
+        }
+        (totals, rows)
+    })
+}
+
+#[test]
+fn a_pipelined_session_through_postfix_delivers_each_message_once_and_a_rcpt_refusal_fails_only_its_recipient()
+ {
+    let stack = MailStack::start(&["alice", "bob", "carol"]);
+    let dir = TempDir::new("pipelining-postfix");
+    let mut emails: Vec<String> = ["alice", "bob", "carol"]
+        .iter()
+        .map(|u| stack.address(u))
+        .collect();
+    emails.insert(1, stack.address(REFUSED_AT_RCPT));
+    // One connection: the refusal comes in the middle of a session that keeps going.
+    let (totals, rows) = deliver(&dir, stack.smtp_port(), &[("smtp.pool_size", "1")], &emails);
+
+    assert_eq!(
+        (totals.sent, totals.failed, totals.retrying, totals.unknown),
+        (3, 1, 0, 0),
+        "{totals:?}\n{rows:?}\n{}",
+        stack.log()
+    );
+    let (status, error) = &rows[1];
+    assert_eq!(*status, DeliveryStatus::Failed, "{rows:?}");
+    assert!(
+        error.as_deref().is_some_and(|e| e.contains("550")),
+        "{error:?}"
+    );
+    for (i, (status, _)) in rows.iter().enumerate() {
+        if i != 1 {
+            assert_eq!(*status, DeliveryStatus::Sent, "{}: {rows:?}", emails[i]);
+        }
+    }
+    for user in ["alice", "bob", "carol"] {
+        let got = stack.wait_for_messages(user, 1, Duration::from_secs(20));
+        assert_eq!(got.len(), 1, "{user} got {} messages", got.len());
+    }
+    // Postfix names a client that pipelines without being offered it.
+    assert!(
+        !stack.log().contains("improper command pipelining"),
+        "{}",
+        stack.log()
+    );
+}
+
+/// What the scripted relay saw of one transaction.
+#[derive(Debug, Clone)]
+struct Transaction {
+    recipients: Vec<String>,
+    /// The DATA payload up to (not including) the closing ".\r\n", as sent.
+    payload: Vec<u8>,
+}
+
+/// A relay that offers PIPELINING and answers MAIL FROM only once DATA has arrived: a
+/// client that waits for each reply before the next command gets no answer at all.
+/// Refuses any recipient whose address starts with "refused" (550).
+struct ScriptedRelay {
+    port: u16,
+    seen: Arc<Mutex<Vec<Transaction>>>,
+}
+
+impl ScriptedRelay {
+    fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let record = seen.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let record = record.clone();
+                std::thread::spawn(move || {
+                    let _ = serve(stream, &record);
+                });
+            }
+        });
+        Self { port, seen }
+    }
+}
+
+fn serve(stream: TcpStream, seen: &Mutex<Vec<Transaction>>) -> std::io::Result<()> {
+    let mut out = stream.try_clone()?;
+    let mut lines = BufReader::new(stream);
+    let mut line = String::new();
+    let mut read = |line: &mut String| -> std::io::Result<bool> {
+        line.clear();
+        Ok(lines.read_line(line)? > 0)
+    };
+    out.write_all(b"220 scripted ESMTP\r\n")?;
+    while read(&mut line)? {
+        let verb = line.get(..4).unwrap_or("").to_ascii_uppercase();
+        match verb.as_str() {
+            "EHLO" => out.write_all(b"250-scripted\r\n250-PIPELINING\r\n250 8BITMIME\r\n")?,
+            "MAIL" => {
+                // No reply until DATA: only a pipelining client gets this far.
+                let mut recipients = Vec::new();
+                loop {
+                    if !read(&mut line)? {
+                        return Ok(());
+                    }
+                    let upper = line.to_ascii_uppercase();
+                    if upper.starts_with("RCPT TO:") {
+                        recipients.push(line[8..].trim().trim_matches(['<', '>']).to_owned());
+                    } else if upper.starts_with("DATA") {
+                        break;
+                    }
+                }
+                let mut replies = String::from("250 2.1.0 ok\r\n");
+                let mut accepted = Vec::new();
+                for rcpt in &recipients {
+                    if rcpt.starts_with("refused") {
+                        replies.push_str("550 5.1.1 no such user\r\n");
+                    } else {
+                        replies.push_str("250 2.1.5 ok\r\n");
+                        accepted.push(rcpt.clone());
+                    }
+                }
+                if accepted.is_empty() {
+                    replies.push_str("554 5.5.1 no valid recipients\r\n");
+                    out.write_all(replies.as_bytes())?;
+                    continue;
+                }
+                replies.push_str("354 go ahead\r\n");
+                out.write_all(replies.as_bytes())?;
+                let mut payload = Vec::new();
+                loop {
+                    if !read(&mut line)? {
+                        return Ok(());
+                    }
+                    if line == ".\r\n" {
+                        break;
+                    }
+                    payload.extend_from_slice(line.as_bytes());
+                }
+                seen.lock().unwrap().push(Transaction {
+                    recipients: accepted,
+                    payload,
+                });
+                out.write_all(b"250 2.0.0 queued\r\n")?;
+            }
+            "QUIT" => {
+                out.write_all(b"221 bye\r\n")?;
+                return Ok(());
+            }
+            _ => out.write_all(b"250 ok\r\n")?,
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn mail_rcpt_and_data_go_in_one_write_when_the_relay_offers_pipelining() {
+    let relay = ScriptedRelay::start();
+    let dir = TempDir::new("pipelining-scripted");
+    let emails: Vec<String> = [
+        "reader1@example.org",
+        "refused@example.org",
+        "reader2@example.org",
+    ]
+    .iter()
+    .map(|e| e.to_string())
+    .collect();
+    let (totals, rows) = deliver(
+        &dir,
+        relay.port,
+        &[("smtp.timeout", "\"3s\""), ("smtp.pool_size", "1")],
+        &emails,
+    );
+    assert_eq!(
+        (totals.sent, totals.failed, totals.retrying, totals.unknown),
+        (2, 1, 0, 0),
+        "{totals:?} {rows:?}"
+    );
+    assert_eq!(rows[1].0, DeliveryStatus::Failed, "{rows:?}");
+    assert!(
+        rows[1].1.as_deref().is_some_and(|e| e.contains("550")),
+        "{rows:?}"
+    );
+
+    let seen = relay.seen.lock().unwrap().clone();
+    let mut recipients: Vec<&str> = seen
+        .iter()
+        .flat_map(|t| t.recipients.iter().map(String::as_str))
+        .collect();
+    recipients.sort();
+    assert_eq!(recipients, ["reader1@example.org", "reader2@example.org"]);
+    for t in &seen {
+        // Every line CRLF-ended; the message's last line ended before the closing dot.
+        assert!(t.payload.ends_with(b"\r\n"), "{:?}", t.recipients);
+        let text = String::from_utf8_lossy(&t.payload);
+        assert!(
+            !text.replace("\r\n", "").contains('\n'),
+            "a bare LF reached the wire"
+        );
+    }
+}
