@@ -344,36 +344,6 @@ impl Store {
         Ok(n.max(0) as u64)
     }
 
-    /// Makes a pending subscriber active and records the confirmation as their consent
-    /// (the web's confirm link). Returns the status it had; only `pending` changes.
-    pub async fn confirm(
-        &self,
-        id: i64,
-        consent: &Consent,
-        now: DateTime<Utc>,
-    ) -> Result<SubscriberStatus, StoreError> {
-        let subscriber = self
-            .subscriber(id)
-            .await?
-            .ok_or(StoreError::NoSuchSubscriber(id))?;
-        let (id, before) = (subscriber.id, subscriber.status);
-        if before == SubscriberStatus::Pending {
-            sqlx::query(
-                "UPDATE subscribers SET status = 'active', consent_at = ?2, \
-                 consent_source = ?3, consent_ip = ?4, updated_at = ?5 \
-                 WHERE id = ?1 AND status = 'pending'",
-            )
-            .bind(id)
-            .bind(consent.at.map(ts).unwrap_or(ts(now)))
-            .bind(consent.source.clone())
-            .bind(consent.ip.clone())
-            .bind(ts(now))
-            .execute(&self.pool)
-            .await?;
-        }
-        Ok(before)
-    }
-
     /// Counts one permanent failure (a 5xx at send time, or a DSN read by the inbox
     /// worker). An active subscriber with `threshold` of them becomes `bounced`.
     /// Returns the status after.
