@@ -2,7 +2,9 @@
 //! catch-up, two daemons on one store), and the real `gazette serve` process end to end.
 
 use crate::support::mailstack::MailStack;
-use crate::support::{TempDir, copy_sections, describe, files, fixture, write_config};
+use crate::support::{
+    TempDir, copy_sections, describe, files, fixture, store_url, with_store, write_config,
+};
 use chrono::{DateTime, TimeZone, Utc};
 use gazette::app::Context;
 use gazette::app::daemon::scheduler as new_scheduler;
@@ -475,12 +477,11 @@ fn serve_sends_on_schedule_through_postfix_stops_on_sigterm_and_never_twice() {
             "{user} got the issue more than once"
         );
     }
-    let status_out = crate::support::gazette(&["--config", config.to_str().unwrap(), "status"]);
-    let status_text = describe(&status_out);
-    assert!(
-        status_text.contains("0 queued, 3 sent, 0 retrying, 0 failed"),
-        "{status_text}"
-    );
+    let counts = with_store(&store_url(work.path()), async |store| {
+        let issue = store.latest_issue().await.unwrap().expect("the issue sent");
+        store.delivery_counts(issue).await.unwrap()
+    });
+    assert_eq!((counts.sent, counts.total()), (3, 3), "{counts:?}");
 }
 
 /// The whole cycle in one running `gazette serve`: an issue through Postfix into the
@@ -618,13 +619,9 @@ fn serve_unsubscribes_a_reply_within_a_poll_and_the_next_issue_skips_them() {
     stack.wait_for_messages("grace", 2, Duration::from_secs(30));
     // send-now has returned, so the ledger of the next issue is final: Grace's row is
     // the one sent, and nothing waits to go to anyone else.
-    let counts = tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let url = format!("sqlite://{}/gazette.db", work.path().display());
-        let store = gazette::store::Store::open(&url).await.unwrap();
-        let issue = gazette::domain::IssueId::parse(&tomorrow).unwrap();
-        let counts = store.delivery_counts(issue).await.unwrap();
-        store.close().await;
-        counts
+    let issue = IssueId::parse(&tomorrow).unwrap();
+    let counts = with_store(&store_url(work.path()), async |store| {
+        store.delivery_counts(issue).await.unwrap()
     });
     assert_eq!(
         (counts.sent, counts.queued, counts.retrying, counts.unknown),

@@ -134,6 +134,28 @@ pub fn describe(output: &Output) -> String {
     )
 }
 
+/// The store `write_config` puts in `dir`.
+pub fn store_url(dir: &Path) -> String {
+    format!("sqlite://{}/gazette.db", dir.display())
+}
+
+/// Opens the store at `url`, runs `f` on it and closes it: how a test without a runtime
+/// of its own reads what a run of the binary left behind (or prepares the next run).
+pub fn with_store<T>(url: &str, f: impl AsyncFnOnce(&gazette::store::Store) -> T) -> T {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        let store = gazette::store::Store::open(url)
+            .await
+            .expect("open the store");
+        let out = f(&store).await;
+        store.close().await;
+        out
+    })
+}
+
 /// Adds an active subscriber straight into the store, as `gazette subscribers add` does.
 pub async fn add_active(store: &gazette::store::Store, email: &str) -> i64 {
     use gazette::store::{Consent, NewSubscriber, SubscriberStatus};
