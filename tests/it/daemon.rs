@@ -2,65 +2,17 @@
 //! catch-up, two daemons on one store), and the real `gazette serve` process end to end.
 
 use crate::support::mailstack::MailStack;
-use crate::support::{
-    TempDir, copy_sections, describe, files, fixture, store_url, with_store, write_config,
-};
-use chrono::{DateTime, TimeZone, Utc};
-use gazette::app::Context;
+use crate::support::scheduler::{context, cron_at, deliver, setup, spawn_serve, terminate, utc};
+use crate::support::{copy_sections, describe, files, fixture, store_url, with_store};
+use chrono::Utc;
 use gazette::app::daemon::scheduler as new_scheduler;
 use gazette::domain::IssueId;
 use gazette::schedule::Action;
-use gazette::store::Store;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 /// A working folder with the September 2021 sections, `subscribers` subscribers, and
 /// settings with `overrides`.
-fn setup(label: &str, subscribers: usize, overrides: &[(&str, &str)]) -> (TempDir, PathBuf) {
-    let work = TempDir::new(label);
-    copy_sections(&fixture("2021-09"), &work.path().join("sections"));
-    let config = write_config(work.path(), overrides);
-    if subscribers > 0 {
-        let csv = work.path().join("subscribers.csv");
-        let mut text = String::from("email,name\n");
-        for i in 0..subscribers {
-            text.push_str(&format!("reader{i}@example.org,Reader {i}\n"));
-        }
-        std::fs::write(&csv, text).unwrap();
-        let out = crate::support::gazette(&[
-            "--config",
-            config.to_str().unwrap(),
-            "subscribers",
-            "import",
-            csv.to_str().unwrap(),
-        ]);
-        assert!(out.status.success(), "{}", describe(&out));
-    }
-    (work, config)
-}
-
-fn utc(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(y, m, d, h, min, 0).unwrap()
-}
-
-async fn context(config: &Path) -> (Context, Store) {
-    let ctx = Context::from_config(config).unwrap();
-    let store = ctx.open_store().await.unwrap();
-    (ctx, store)
-}
-
-/// Runs the delivery worker until nothing is due at `now`.
-async fn deliver(ctx: &Context, store: &Store, now: DateTime<Utc>) -> u64 {
-    struct At(DateTime<Utc>);
-    impl gazette::domain::Clock for At {
-        fn now(&self) -> DateTime<Utc> {
-            self.0
-        }
-    }
-    let mut worker = gazette::app::delivery::delivery_worker(ctx, store.clone()).unwrap();
-    worker.deliver_due(&At(now), |_| {}).await.unwrap().sent
-}
-
 #[tokio::test]
 async fn proof_goes_out_proof_lead_before_the_slot_and_only_once() {
     let (work, config) = setup(
@@ -356,15 +308,6 @@ async fn two_daemons_sharing_one_store_send_a_slot_once() {
 }
 
 /// A six-field crontab expression (with seconds) for the daily slot at `at`'s time.
-fn cron_at(at: DateTime<Utc>) -> String {
-    format!(
-        "\"{} {} {} * * *\"",
-        at.format("%-S"),
-        at.format("%-M"),
-        at.format("%-H")
-    )
-}
-
 /// Imports `addresses` as active subscribers with the real binary.
 fn import(config: &Path, work: &Path, addresses: &[String]) {
     let csv = work.join("subscribers.csv");
@@ -377,36 +320,6 @@ fn import(config: &Path, work: &Path, addresses: &[String]) {
         csv.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", describe(&out));
-}
-
-/// Starts the real `gazette serve`, its log going to `log`.
-fn spawn_serve(config: &Path, log: &Path) -> std::process::Child {
-    std::process::Command::new(env!("CARGO_BIN_EXE_gazette"))
-        .args(["--config", config.to_str().unwrap(), "serve"])
-        .env("GAZETTE_LOG", "info")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .unwrap()
-}
-
-/// Sends SIGTERM to a child and waits for it.
-fn terminate(child: &mut std::process::Child) -> std::process::ExitStatus {
-    std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "gazette serve did not stop within 20 s of SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]
@@ -441,6 +354,7 @@ fn serve_sends_on_schedule_through_postfix_stops_on_sigterm_and_never_twice() {
             &work
                 .path()
                 .join(format!("serve-{}.log", Utc::now().timestamp_millis())),
+            &[],
         )
     };
     let mut daemon = spawn();
@@ -530,7 +444,7 @@ fn serve_unsubscribes_a_reply_within_a_poll_and_the_next_issue_skips_them() {
         &[stack.address("ada"), stack.address("grace")],
     );
     let log = work.path().join("serve.log");
-    let mut daemon = spawn_serve(&config, &log);
+    let mut daemon = spawn_serve(&config, &log, &[]);
     let issue = stack.wait_for_messages("ada", 1, Duration::from_secs(40));
     stack.wait_for_messages("grace", 1, Duration::from_secs(20));
     let parsed = mail_parser::MessageParser::default()

@@ -97,3 +97,32 @@ pub async fn freeze(ctx: &Context, store: &Store, now: DateTime<Utc>) -> FrozenI
 pub fn issue_id() -> IssueId {
     IssueId::parse(ISSUE).unwrap()
 }
+
+/// Adds `people` as active subscribers beside `config` (the file transport), sends the
+/// fixture issue with the real `gazette send-now`, and returns each message's file and
+/// bytes, by file.
+pub fn send_issue_to(config: &Path, people: &[(&str, Option<&str>)]) -> Vec<(PathBuf, Vec<u8>)> {
+    let ctx = context(config);
+    crate::support::with_store(&ctx.settings.store.url, async |store| {
+        add_subscribers(store, people).await;
+    });
+    let out = crate::support::gazette(&[
+        "--config",
+        config.to_str().unwrap(),
+        "send-now",
+        "--date",
+        ISSUE,
+    ]);
+    assert!(out.status.success(), "{}", crate::support::describe(&out));
+    let outbox = ctx.settings.transport.outbox_dir.join(ISSUE);
+    let mut messages: Vec<(PathBuf, Vec<u8>)> = std::fs::read_dir(&outbox)
+        .unwrap_or_else(|e| panic!("{}: {e}", outbox.display()))
+        .map(|e| {
+            let path = e.unwrap().path();
+            let bytes = std::fs::read(&path).unwrap();
+            (path, bytes)
+        })
+        .collect();
+    messages.sort();
+    messages
+}

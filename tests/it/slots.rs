@@ -2,7 +2,10 @@
 //! real binary (`send-now`, `serve` killed with SIGKILL and started again) and the
 //! scheduler step with the clock passed in, on a SQLite file on disk.
 
-use crate::support::{TempDir, copy_sections, describe, files, fixture, repo_root, write_config};
+use crate::support::scheduler::{
+    context, cron_at, deliver, delivered, run, setup, slot_state, spawn_serve, terminate, utc,
+};
+use crate::support::{TempDir, copy_sections, describe, files, fixture, repo_root};
 use chrono::{DateTime, TimeZone, Utc};
 use gazette::app::Context;
 use gazette::app::daemon::scheduler as new_scheduler;
@@ -10,79 +13,15 @@ use gazette::domain::IssueId;
 use gazette::schedule::Action;
 use gazette::store::Store;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// States a slot can end in: nothing more will happen to it.
 const FINAL: [&str; 5] = ["sent", "served", "superseded", "given_up", "missed"];
 
-fn utc(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(y, m, d, h, min, 0).unwrap()
-}
-
-/// A working folder with the September 2021 sections, `subscribers` subscribers
-/// imported with the real binary, and settings with `overrides`.
-fn setup(label: &str, subscribers: usize, overrides: &[(&str, &str)]) -> (TempDir, PathBuf) {
-    let work = TempDir::new(label);
-    copy_sections(&fixture("2021-09"), &work.path().join("sections"));
-    let config = write_config(work.path(), overrides);
-    let csv = work.path().join("subscribers.csv");
-    let mut text = String::from("email,name\n");
-    for i in 0..subscribers {
-        text.push_str(&format!("reader{i}@example.org,Reader {i}\n"));
-    }
-    std::fs::write(&csv, text).unwrap();
-    let out = run(&config, &["subscribers", "import", csv.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", describe(&out));
-    (work, config)
-}
-
-fn run(config: &Path, args: &[&str]) -> std::process::Output {
-    let mut all = vec!["--config", config.to_str().unwrap()];
-    all.extend_from_slice(args);
-    crate::support::gazette(&all)
-}
-
-/// The .eml files delivered to subscribers (not the editors' mail), by issue.
-fn delivered(outbox: &Path) -> Vec<String> {
-    files(outbox)
-        .into_iter()
-        .filter(|f| !f.starts_with("editors/"))
-        .collect()
-}
-
 /// The editors' mail: proofs and notices.
 fn editor_mail(outbox: &Path) -> Vec<String> {
     files(&outbox.join("editors"))
-}
-
-async fn context(config: &Path) -> (Context, Store) {
-    let ctx = Context::from_config(config).unwrap();
-    let store = ctx.open_store().await.unwrap();
-    (ctx, store)
-}
-
-/// Runs the delivery worker until nothing is due at `now`; returns how many were sent.
-async fn deliver(ctx: &Context, store: &Store, now: DateTime<Utc>) -> u64 {
-    struct At(DateTime<Utc>);
-    impl gazette::domain::Clock for At {
-        fn now(&self) -> DateTime<Utc> {
-            self.0
-        }
-    }
-    let mut worker = gazette::app::delivery::delivery_worker(ctx, store.clone()).unwrap();
-    worker.deliver_due(&At(now), |_| {}).await.unwrap().sent
-}
-
-/// The state of the slot at `at`, as the store has it.
-async fn slot_state(store: &Store, at: DateTime<Utc>) -> Option<String> {
-    store
-        .recent_slots(1000, utc(2999, 1, 1, 0, 0))
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|s| s.at == at)
-        .map(|s| s.state)
 }
 
 /// The slots the editors were told about (the file transport keeps one file per kind,
@@ -343,39 +282,6 @@ async fn an_interrupted_slot_whose_files_are_gone_is_given_up_once() {
     assert!(delivered(&outbox).is_empty());
 }
 
-/// Starts the real `gazette serve`, its log going to `log`.
-fn spawn_serve(config: &Path, log: &Path, env: &[(&str, &str)]) -> Child {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_gazette"));
-    command
-        .args(["--config", config.to_str().unwrap(), "serve"])
-        .env("GAZETTE_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap());
-    for (k, v) in env {
-        command.env(k, v);
-    }
-    command.spawn().unwrap()
-}
-
-/// Sends SIGTERM to a child and waits for it (20 s at most).
-fn terminate(child: &mut Child) -> std::process::ExitStatus {
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "gazette serve did not stop within 20 s of SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// Polls `check` every 100 ms until it is true; fails with `what` and the log after
 /// `secs` seconds.
 fn wait_until(secs: u64, what: &str, log: &Path, mut check: impl FnMut() -> bool) {
@@ -388,16 +294,6 @@ fn wait_until(secs: u64, what: &str, log: &Path, mut check: impl FnMut() -> bool
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-/// A daily crontab expression with seconds for `at`'s time of day (UTC).
-fn cron_at(at: DateTime<Utc>) -> String {
-    format!(
-        "\"{} {} {} * * *\"",
-        at.format("%-S"),
-        at.format("%-M"),
-        at.format("%-H")
-    )
 }
 
 fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {

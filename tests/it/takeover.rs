@@ -4,8 +4,9 @@
 
 use crate::delivery_support::{add_subscribers, context, freeze, issue_id, smtp_config};
 use crate::support::mailstack::SmtpSink;
+use crate::support::scheduler::{slot_state, utc};
 use crate::support::{TempDir, copy_sections, fixture, write_config};
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use gazette::app::Context;
 use gazette::app::daemon::scheduler as new_scheduler;
 use gazette::send::{ConfiguredTransport, DeliveryWorker, Outcome};
@@ -156,10 +157,6 @@ async fn a_lease_held_on_another_host_is_waited_for_until_it_expires() {
 // ---------------------------------------------------------------------------------
 // A slot claimed by a scheduler that died before freezing its issue
 
-fn utc(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(y, m, d, h, min, 0).unwrap()
-}
-
 /// A monthly schedule at 10:00 UTC on the 1st, the September 2021 sections and
 /// `readers` active subscribers, with the file transport.
 async fn scheduled(label: &str, readers: usize) -> (TempDir, Context, Store) {
@@ -179,16 +176,6 @@ async fn scheduled(label: &str, readers: usize) -> (TempDir, Context, Store) {
         crate::support::add_active(&store, &format!("reader{i}@example.org")).await;
     }
     (dir, ctx, store)
-}
-
-async fn slot_state(store: &Store, at: DateTime<Utc>) -> Option<String> {
-    store
-        .recent_slots(1000, utc(2999, 1, 1, 0, 0))
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|s| s.at == at)
-        .map(|s| s.state)
 }
 
 /// Runs the delivery worker until nothing is due at `now`; the messages sent.

@@ -8,6 +8,7 @@ pub mod http;
 pub mod judges;
 pub mod mailstack;
 pub mod prometheus;
+pub mod scheduler;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
