@@ -3,7 +3,9 @@
 
 use crate::delivery_support::{issue_id, smtp_config};
 use crate::support::mailstack::SmtpSink;
-use crate::support::{TempDir, describe, gazette_command as gazette, store_url, with_store};
+use crate::support::{
+    TempDir, describe, gazette_command as gazette, import_readers, store_url, with_store,
+};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -27,22 +29,7 @@ fn a_killed_send_resumes_and_duplicates_stay_within_what_was_in_flight() {
             ("smtp.rate_per_second", "300"),
         ],
     );
-    let people = dir.path().join("people.csv");
-    let mut csv = String::from("email,name\n");
-    let emails: Vec<String> = (0..SUBSCRIBERS)
-        .map(|i| format!("reader{i}@example.org"))
-        .collect();
-    for (i, e) in emails.iter().enumerate() {
-        csv.push_str(&format!("{e},Reader {i}\n"));
-    }
-    std::fs::write(&people, csv).unwrap();
-    let out = gazette(
-        &config,
-        &["subscribers", "import", people.to_str().unwrap()],
-    )
-    .output()
-    .unwrap();
-    assert!(out.status.success(), "{}", describe(&out));
+    let emails = import_readers(&config, SUBSCRIBERS);
 
     let mut child = gazette(&config, &["send-now", "--date", "2021-09-01"])
         .stdout(Stdio::null())

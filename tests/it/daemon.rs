@@ -522,14 +522,7 @@ fn serve_unsubscribes_a_reply_within_a_poll_and_the_next_issue_skips_them() {
     let tomorrow = (Utc::now() + chrono::Duration::days(1))
         .format("%Y-%m-%d")
         .to_string();
-    let out = crate::support::gazette(&[
-        "--config",
-        config.to_str().unwrap(),
-        "send-now",
-        "--date",
-        &tomorrow,
-    ]);
-    assert!(out.status.success(), "{}", describe(&out));
+    crate::support::send_now(&config, &tomorrow);
     stack.wait_for_messages("grace", 2, Duration::from_secs(30));
     // send-now has returned, so the ledger of the next issue is final: Grace's row is
     // the one sent, and nothing waits to go to anyone else.

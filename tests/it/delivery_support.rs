@@ -106,14 +106,7 @@ pub fn send_issue_to(config: &Path, people: &[(&str, Option<&str>)]) -> Vec<(Pat
     crate::support::with_store(&ctx.settings.store.url, async |store| {
         add_subscribers(store, people).await;
     });
-    let out = crate::support::gazette(&[
-        "--config",
-        config.to_str().unwrap(),
-        "send-now",
-        "--date",
-        ISSUE,
-    ]);
-    assert!(out.status.success(), "{}", crate::support::describe(&out));
+    crate::support::send_now(config, ISSUE);
     let outbox = ctx.settings.transport.outbox_dir.join(ISSUE);
     let mut messages: Vec<(PathBuf, Vec<u8>)> = std::fs::read_dir(&outbox)
         .unwrap_or_else(|e| panic!("{}: {e}", outbox.display()))

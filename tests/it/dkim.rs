@@ -2,8 +2,8 @@
 //! against keys and DNS records made by openssl, and tampering breaks it.
 
 use crate::delivery_support::{context, file_config, send_issue_to};
-use crate::support::dkim::{ed25519_key, rsa_key, verify};
 use crate::support::TempDir;
+use crate::support::dkim::{ed25519_key, rsa_key, verify};
 use gazette::domain::DkimSigner;
 use std::collections::BTreeMap;
 

@@ -64,14 +64,7 @@ impl Setup {
     /// each message's recipient and header block, as a bounce would quote them.
     fn send_issue(&self) -> Vec<(String, String)> {
         copy_sections(&fixture("2021-09"), &self.dir.path().join("sections"));
-        let out = gazette(&[
-            "--config",
-            self.config.to_str().unwrap(),
-            "send-now",
-            "--date",
-            ISSUE,
-        ]);
-        assert!(out.status.success(), "{}", describe(&out));
+        crate::support::send_now(&self.config, ISSUE);
         let mut sent = Vec::new();
         let mut dirs = vec![self.dir.path().join("outbox")];
         while let Some(dir) = dirs.pop() {

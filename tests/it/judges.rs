@@ -2,8 +2,8 @@
 //! SpamAssassin rather than by gazette's own code.
 
 use crate::delivery_support::{file_config, send_issue_to};
-use crate::support::judges::{python_parse, spamassassin_rules};
 use crate::support::TempDir;
+use crate::support::judges::{python_parse, spamassassin_rules};
 
 /// The fixture issue sent with the file transport to subscribers with awkward names.
 fn issue_messages(dir: &TempDir) -> Vec<(String, Vec<u8>)> {

@@ -7,7 +7,7 @@ use crate::delivery_support::{
     add_subscribers, context, file_config, freeze, issue_id, smtp_config,
 };
 use crate::support::mailstack::{SmtpSink, free_port};
-use crate::support::{TempDir, describe, gazette_command};
+use crate::support::{TempDir, describe, gazette_command, import_readers};
 use chrono::{DateTime, Duration as Span, Utc};
 use gazette::app::{Context, delivery};
 use gazette::send::{ConfiguredTransport, DeliveryWorker, Outcome};
@@ -36,20 +36,6 @@ fn wait_for_exit(mut child: Child, limit: Duration, what: &str) -> Output {
     child.wait_with_output().unwrap()
 }
 
-/// Imports `n` subscribers `reader{i}@example.org` through the binary.
-fn import(config: &Path, dir: &Path, n: usize) -> Vec<String> {
-    let emails: Vec<String> = (0..n).map(|i| format!("reader{i}@example.org")).collect();
-    let mut csv = String::from("email,name\n");
-    for e in &emails {
-        csv.push_str(&format!("{e},\n"));
-    }
-    let people = dir.join("people.csv");
-    std::fs::write(&people, csv).unwrap();
-    let out = run(config, &["subscribers", "import", people.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", describe(&out));
-    emails
-}
-
 /// Every ledger row of the fixture issue: (status, attempts) by subscriber id.
 async fn ledger(store: &Store) -> BTreeMap<i64, (DeliveryStatus, u32)> {
     let mut out = BTreeMap::new();
@@ -69,7 +55,7 @@ fn count(ledger: &BTreeMap<i64, (DeliveryStatus, u32)>, status: DeliveryStatus) 
 async fn send_now_with_nothing_listening_returns_with_every_row_still_queued() {
     let dir = TempDir::new("relay-unreachable");
     let config = smtp_config(&dir, free_port(), &[]);
-    import(&config, dir.path(), 3000);
+    import_readers(&config, 3000);
     let child = gazette_command(&config, &["send-now", "--date", "2021-09-01"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -103,7 +89,7 @@ async fn a_relay_refusing_our_sender_is_a_system_fault_and_every_subscriber_stay
     let sink = SmtpSink::start(&["-f", "MAIL"]);
     let dir = TempDir::new("relay-mail-from");
     let config = smtp_config(&dir, sink.port(), &[]);
-    import(&config, dir.path(), 30);
+    import_readers(&config, 30);
     for _ in 0..3 {
         let out = run(&config, &["send-now", "--date", "2021-09-01"]);
         assert!(!out.status.success(), "{}", describe(&out));
@@ -143,7 +129,7 @@ async fn sigterm_during_send_now_records_what_was_in_flight_and_the_resume_sends
     let sink = SmtpSink::start(&["-w", "1"]);
     let dir = TempDir::new("send-now-sigterm");
     let config = smtp_config(&dir, sink.port(), &[]);
-    let emails = import(&config, dir.path(), 40);
+    let emails = import_readers(&config, 40);
     let mut child = gazette_command(&config, &["send-now", "--date", "2021-09-01"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -226,7 +212,7 @@ async fn a_full_outbox_disk_stops_sending_names_the_folder_and_loses_nothing() {
     let config = file_config(&dir, &[]);
     let outbox = dir.path().join("outbox");
     let disk = TinyDisk::mount(&outbox, "96k");
-    import(&config, dir.path(), 20);
+    import_readers(&config, 20);
     let child = gazette_command(&config, &["send-now", "--date", "2021-09-01"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

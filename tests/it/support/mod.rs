@@ -125,6 +125,38 @@ pub fn gazette(args: &[&str]) -> Output {
         .expect("run gazette")
 }
 
+/// Imports `readers` subscribers, `reader{i}@example.org` named `Reader {i}`, into the
+/// store of `config` with the real `gazette subscribers import`; returns their addresses
+/// in order.
+pub fn import_readers(config: &Path, readers: usize) -> Vec<String> {
+    let emails: Vec<String> = (0..readers)
+        .map(|i| format!("reader{i}@example.org"))
+        .collect();
+    let mut csv = String::from("email,name\n");
+    for (i, email) in emails.iter().enumerate() {
+        csv.push_str(&format!("{email},Reader {i}\n"));
+    }
+    let people = config.with_file_name("readers.csv");
+    std::fs::write(&people, csv).unwrap();
+    let config = config.to_str().unwrap();
+    let out = gazette(&[
+        "--config",
+        config,
+        "subscribers",
+        "import",
+        people.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", describe(&out));
+    emails
+}
+
+/// Runs the real `gazette send-now --date date` with `config` to its end; it must succeed.
+pub fn send_now(config: &Path, date: &str) {
+    let config = config.to_str().unwrap();
+    let out = gazette(&["--config", config, "send-now", "--date", date]);
+    assert!(out.status.success(), "{}", describe(&out));
+}
+
 /// stdout and stderr of a run, for assertion messages.
 pub fn describe(output: &Output) -> String {
     format!(

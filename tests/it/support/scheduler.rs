@@ -2,7 +2,7 @@
 //! context and store beside it, the delivery worker run at a given time, slot states,
 //! and the real `gazette serve` started and stopped.
 
-use super::{TempDir, copy_sections, describe, files, fixture, write_config};
+use super::{TempDir, copy_sections, files, fixture, import_readers, write_config};
 use chrono::{DateTime, TimeZone, Utc};
 use gazette::app::Context;
 use gazette::store::Store;
@@ -22,14 +22,7 @@ pub fn setup(label: &str, subscribers: usize, overrides: &[(&str, &str)]) -> (Te
     copy_sections(&fixture("2021-09"), &work.path().join("sections"));
     let config = write_config(work.path(), overrides);
     if subscribers > 0 {
-        let csv = work.path().join("subscribers.csv");
-        let mut text = String::from("email,name\n");
-        for i in 0..subscribers {
-            text.push_str(&format!("reader{i}@example.org,Reader {i}\n"));
-        }
-        std::fs::write(&csv, text).unwrap();
-        let out = run(&config, &["subscribers", "import", csv.to_str().unwrap()]);
-        assert!(out.status.success(), "{}", describe(&out));
+        import_readers(&config, subscribers);
     }
     (work, config)
 }
