@@ -146,27 +146,7 @@ fn the_command_line_refuses_a_second_spelling() {
 /// Builds a store the way gazette did before addresses were compared whole: only the
 /// migrations before this rule, then rows written with raw SQL.
 async fn old_store(dir: &TempDir) -> String {
-    let old = dir.path().join("old-migrations");
-    std::fs::create_dir_all(&old).unwrap();
-    for entry in std::fs::read_dir(crate::support::repo_root().join("migrations")).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
-        if name.as_str() < "0030" {
-            std::fs::copy(&path, old.join(&name)).unwrap();
-        }
-    }
-    let url = format!("sqlite://{}/gazette.db", dir.path().display());
-    let options = <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(&url)
-        .unwrap()
-        .create_if_missing(true)
-        .foreign_keys(true);
-    let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
-    sqlx::migrate::Migrator::new(old.as_path())
-        .await
-        .unwrap()
-        .run(&pool)
-        .await
-        .unwrap();
+    let (url, pool) = crate::support::store_migrated_before(dir.path(), "0030").await;
     let t = |y, m, d| Utc.with_ymd_and_hms(y, m, d, 9, 0, 0).unwrap().timestamp();
     let subscribers = [
         // id, email, name, status, consent_at, consent_source, bounces, withdrawn_at

@@ -460,18 +460,12 @@ async fn maildir_source_unsubscribes_skips_queued_deliveries_and_files_messages(
     store.close().await;
 }
 
+/// Every file under `dir` but hidden ones, at any depth.
 fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            if e.path().is_dir() {
-                out.extend(walk(&e.path()));
-            } else if !e.file_name().to_string_lossy().starts_with('.') {
-                out.push(e.path());
-            }
-        }
-    }
-    out
+    crate::support::walk(dir)
+        .into_iter()
+        .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
+        .collect()
 }
 
 /// Prints how long one poll of 1 000 waiting messages takes, from a Maildir and over

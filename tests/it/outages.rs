@@ -190,20 +190,12 @@ impl Drop for TinyDisk {
     }
 }
 
+/// Every file under `dir`, temporary (hidden) ones too.
 fn files_under(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(files_under(&path));
-        } else {
-            out.push(path.display().to_string());
-        }
-    }
-    out
+    crate::support::walk(dir)
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -614,23 +614,7 @@ async fn an_every_minute_schedule_left_running_past_midnight_tells_the_editors_o
 async fn a_store_from_before_final_states_keeps_its_slots_and_its_history() {
     let dir = TempDir::new("slots-upgrade");
     // The schema as it was: the migrations before this change, applied for real.
-    let old = dir.path().join("old-migrations");
-    std::fs::create_dir_all(&old).unwrap();
-    for entry in std::fs::read_dir(repo_root().join("migrations")).unwrap() {
-        let entry = entry.unwrap();
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.as_str() < "0050" {
-            std::fs::copy(entry.path(), old.join(&name)).unwrap();
-        }
-    }
-    let url = format!("sqlite://{}/gazette.db?mode=rwc", dir.path().display());
-    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-    sqlx::migrate::Migrator::new(old.as_path())
-        .await
-        .unwrap()
-        .run(&pool)
-        .await
-        .unwrap();
+    let (url, pool) = crate::support::store_migrated_before(dir.path(), "0050").await;
     let at = |d: u32| utc(2021, 9, d, 10, 0).timestamp();
     for (day, state, frozen) in [
         (1, "claimed", Some(at(1))),

@@ -189,6 +189,34 @@ pub fn with_store<T>(url: &str, f: impl AsyncFnOnce(&gazette::store::Store) -> T
     })
 }
 
+/// A store `gazette.db` in `dir` as an older gazette left it: only the migrations whose
+/// file names sort before `before` applied (copied to `dir/old-migrations`). Returns the
+/// store's URL and a pool open on it, for the test to write old rows with raw SQL.
+pub async fn store_migrated_before(dir: &Path, before: &str) -> (String, sqlx::SqlitePool) {
+    let old = dir.join("old-migrations");
+    std::fs::create_dir_all(&old).unwrap();
+    for entry in std::fs::read_dir(repo_root().join("migrations")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        if name.as_str() < before {
+            std::fs::copy(&path, old.join(&name)).unwrap();
+        }
+    }
+    let url = store_url(dir);
+    let options = <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(&url)
+        .unwrap()
+        .create_if_missing(true)
+        .foreign_keys(true);
+    let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+    sqlx::migrate::Migrator::new(old.as_path())
+        .await
+        .unwrap()
+        .run(&pool)
+        .await
+        .unwrap();
+    (url, pool)
+}
+
 /// Adds an active subscriber straight into the store, as `gazette subscribers add` does.
 pub async fn add_active(store: &gazette::store::Store, email: &str) -> i64 {
     use gazette::store::{Consent, NewSubscriber, SubscriberStatus};
@@ -216,24 +244,38 @@ pub async fn add_active(store: &gazette::store::Store, email: &str) -> i64 {
 /// file, so a test can compare where and how many without knowing the time.
 pub fn files(dir: &Path) -> Vec<String> {
     let mut out = Vec::new();
+    for path in walk(dir) {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            continue;
+        }
+        let relative = path.strip_prefix(dir).unwrap().display().to_string();
+        let fresh = name
+            .strip_suffix(".eml")
+            .is_some_and(|stem| stem.parse::<i64>().is_err() && !stem.is_empty());
+        out.push(match fresh {
+            true => format!("{}/*.eml", &relative[..relative.len() - name.len() - 1]),
+            false => relative,
+        });
+    }
+    out.sort();
+    out
+}
+
+/// Every file under `dir`, hidden ones too, at any depth, sorted; none if `dir` is not
+/// there.
+pub fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
     let mut stack = vec![dir.to_owned()];
     while let Some(d) = stack.pop() {
         let Ok(entries) = std::fs::read_dir(&d) else {
             continue;
         };
         for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
             if e.file_type().unwrap().is_dir() {
                 stack.push(e.path());
-            } else if !name.starts_with('.') {
-                let relative = e.path().strip_prefix(dir).unwrap().display().to_string();
-                let fresh = name
-                    .strip_suffix(".eml")
-                    .is_some_and(|stem| stem.parse::<i64>().is_err() && !stem.is_empty());
-                out.push(match fresh {
-                    true => format!("{}/*.eml", &relative[..relative.len() - name.len() - 1]),
-                    false => relative,
-                });
+            } else {
+                out.push(e.path());
             }
         }
     }
