@@ -2,7 +2,9 @@
 //! catch-up, two daemons on one store), and the real `gazette serve` process end to end.
 
 use crate::support::mailstack::MailStack;
-use crate::support::scheduler::{context, cron_at, deliver, setup, spawn_serve, terminate, utc};
+use crate::support::scheduler::{
+    MONTHLY, context, cron_at, deliver, setup, spawn_serve, terminate, utc,
+};
 use crate::support::{copy_sections, describe, files, fixture, store_url, with_store};
 use chrono::Utc;
 use gazette::app::daemon::scheduler as new_scheduler;
@@ -272,15 +274,7 @@ async fn a_missed_slot_is_caught_up_once_and_an_old_one_is_reported() {
 
 #[tokio::test]
 async fn two_daemons_sharing_one_store_send_a_slot_once() {
-    let (work, config) = setup(
-        "two-daemons",
-        25,
-        &[
-            ("schedule.send", "\"0 10 1 * *\""),
-            ("schedule.timezone", "\"UTC\""),
-            ("schedule.proof_lead", "\"0s\""),
-        ],
-    );
+    let (work, config) = setup("two-daemons", 25, MONTHLY);
     let (ctx_a, store_a) = context(&config).await;
     let (ctx_b, store_b) = context(&config).await;
     let a = new_scheduler(&ctx_a, store_a.clone());

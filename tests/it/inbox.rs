@@ -25,6 +25,23 @@ async fn add(store: &Store, email: &str) -> i64 {
     crate::support::add_active(store, email).await
 }
 
+/// Freezes a small issue `ISSUE` now, queued to every active subscriber; returns its id
+/// and the time.
+async fn freeze_issue(store: &Store) -> (IssueId, chrono::DateTime<chrono::Utc>) {
+    let issue = IssueId::parse(ISSUE).unwrap();
+    let rendered = RenderedIssue {
+        subject: HeaderText::parse(ISSUE_SUBJECT).unwrap(),
+        html: Personalized::parse("<p>hi</p>", true),
+        text: Personalized::parse("hi", false),
+    };
+    let now = chrono::Utc::now();
+    store
+        .freeze_and_snapshot(&FrozenIssue::new(issue, &rendered, vec![], now), now)
+        .await
+        .unwrap();
+    (issue, now)
+}
+
 async fn status(store: &Store, id: i64) -> SubscriberStatus {
     store.subscriber(id).await.unwrap().unwrap().status
 }
@@ -170,17 +187,7 @@ async fn replies_through_postfix_and_dovecot_end_as_designed() {
     let port = stack.smtp_port();
     // The ledger shows the issue sent to `nobody`: a report is believed only about a
     // message we sent.
-    let issue = IssueId::parse(ISSUE).unwrap();
-    let rendered = RenderedIssue {
-        subject: HeaderText::parse(ISSUE_SUBJECT).unwrap(),
-        html: Personalized::parse("<p>hi</p>", true),
-        text: Personalized::parse("hi", false),
-    };
-    let now = chrono::Utc::now();
-    store
-        .freeze_and_snapshot(&FrozenIssue::new(issue, &rendered, vec![], now), now)
-        .await
-        .unwrap();
+    let (issue, now) = freeze_issue(&store).await;
     store
         .record_deliveries(&[(issue, nobody, DeliveryUpdate::Sent { at: now })])
         .await
@@ -382,17 +389,7 @@ async fn maildir_source_unsubscribes_skips_queued_deliveries_and_files_messages(
     let alice = add(&store, "alice@example.net").await;
     let bob = add(&store, "bob@example.net").await;
     // An issue with both queued: Alice's row must end skipped.
-    let issue = IssueId::parse(ISSUE).unwrap();
-    let rendered = RenderedIssue {
-        subject: HeaderText::parse(ISSUE_SUBJECT).unwrap(),
-        html: Personalized::parse("<p>hi</p>", true),
-        text: Personalized::parse("hi", false),
-    };
-    let now = chrono::Utc::now();
-    store
-        .freeze_and_snapshot(&FrozenIssue::new(issue, &rendered, vec![], now), now)
-        .await
-        .unwrap();
+    let (issue, _) = freeze_issue(&store).await;
 
     let inbox = dir.path().join("inbox");
     let token = ctx.tokens.sign(TokenPurpose::Unsubscribe, alice);

@@ -3,7 +3,8 @@
 //! scheduler step with the clock passed in, on a SQLite file on disk.
 
 use crate::support::scheduler::{
-    context, cron_at, deliver, delivered, run, setup, slot_state, spawn_serve, terminate, utc,
+    MONTHLY, context, cron_at, deliver, delivered, run, setup, slot_state, spawn_serve, terminate,
+    utc,
 };
 use crate::support::{TempDir, copy_sections, describe, files, fixture, repo_root};
 use chrono::{DateTime, TimeZone, Utc};
@@ -127,15 +128,7 @@ async fn send_now_archives_its_files_and_the_days_slot_sends_nothing_more() {
 
 #[tokio::test]
 async fn sections_identical_to_a_sent_issue_are_held_not_sent_again() {
-    let (work, config) = setup(
-        "identical",
-        2,
-        &[
-            ("schedule.send", "\"0 10 1 * *\""),
-            ("schedule.timezone", "\"UTC\""),
-            ("schedule.proof_lead", "\"0s\""),
-        ],
-    );
+    let (work, config) = setup("identical", 2, MONTHLY);
     let (ctx, store) = context(&config).await;
     let scheduler = new_scheduler(&ctx, store.clone());
     let september = utc(2021, 9, 1, 10, 0);
@@ -242,15 +235,7 @@ async fn a_fresh_store_has_missed_nothing() {
 
 #[tokio::test]
 async fn an_interrupted_slot_whose_files_are_gone_is_given_up_once() {
-    let (work, config) = setup(
-        "interrupted-gone",
-        2,
-        &[
-            ("schedule.send", "\"0 10 1 * *\""),
-            ("schedule.timezone", "\"UTC\""),
-            ("schedule.proof_lead", "\"0s\""),
-        ],
-    );
+    let (work, config) = setup("interrupted-gone", 2, MONTHLY);
     let (ctx, store) = context(&config).await;
     let slot = utc(2021, 9, 1, 10, 0);
     block_freezing(&ctx.settings.store.url).await;

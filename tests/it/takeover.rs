@@ -4,11 +4,12 @@
 
 use crate::delivery_support::{add_subscribers, context, freeze, issue_id, smtp_config};
 use crate::support::mailstack::SmtpSink;
-use crate::support::scheduler::{slot_state, utc};
+use crate::support::scheduler::{MONTHLY, slot_state, utc};
 use crate::support::{TempDir, copy_sections, fixture, write_config};
 use chrono::{DateTime, Utc};
 use gazette::app::Context;
 use gazette::app::daemon::scheduler as new_scheduler;
+use gazette::domain::IssueId;
 use gazette::send::{ConfiguredTransport, DeliveryWorker, Outcome};
 use gazette::store::{Store, from_ts, ts};
 use std::time::Duration;
@@ -162,14 +163,7 @@ async fn a_lease_held_on_another_host_is_waited_for_until_it_expires() {
 async fn scheduled(label: &str, readers: usize) -> (TempDir, Context, Store) {
     let dir = TempDir::new(label);
     copy_sections(&fixture("2021-09"), &dir.path().join("sections"));
-    let config = write_config(
-        dir.path(),
-        &[
-            ("schedule.send", "\"0 10 1 * *\""),
-            ("schedule.timezone", "\"UTC\""),
-            ("schedule.proof_lead", "\"0s\""),
-        ],
-    );
+    let config = write_config(dir.path(), MONTHLY);
     let ctx = Context::from_config(&config).unwrap();
     let store = ctx.open_store().await.unwrap();
     for i in 0..readers {
@@ -193,19 +187,20 @@ async fn deliver(ctx: &Context, store: &Store, now: DateTime<Utc>) -> u64 {
     sent
 }
 
+/// Claims the slot at 10:00 on 1 September 2021 for `holder` and freezes nothing: what
+/// a scheduler stopped between claim and freeze leaves behind. The slot and its issue.
+async fn claim_left_by(ctx: &Context, store: &Store, holder: &str) -> (DateTime<Utc>, IssueId) {
+    let slot = utc(2021, 9, 1, 10, 0);
+    let issue = new_scheduler(ctx, store.clone()).timing().issue_id(slot);
+    assert!(store.claim_slot(slot, issue, holder, slot).await.unwrap());
+    (slot, issue)
+}
+
 #[tokio::test]
 async fn a_slot_claimed_by_a_dead_scheduler_is_finished_at_once_and_sent_once() {
     let (_dir, ctx, store) = scheduled("claim-dead", 3).await;
-    let slot = utc(2021, 9, 1, 10, 0);
+    let (slot, issue) = claim_left_by(&ctx, &store, &dead_worker_name()).await;
     let scheduler = new_scheduler(&ctx, store.clone());
-    let issue = scheduler.timing().issue_id(slot);
-    // What a scheduler killed between claim and freeze leaves behind.
-    assert!(
-        store
-            .claim_slot(slot, issue, &dead_worker_name(), slot)
-            .await
-            .unwrap()
-    );
 
     scheduler
         .try_once(slot + chrono::Duration::seconds(5))
@@ -239,15 +234,8 @@ async fn a_slot_claimed_by_a_dead_scheduler_is_finished_at_once_and_sent_once() 
 #[tokio::test]
 async fn a_slot_claimed_on_another_host_is_left_to_it_for_a_minute_then_finished_once() {
     let (_dir, ctx, store) = scheduled("claim-elsewhere", 2).await;
-    let slot = utc(2021, 9, 1, 10, 0);
+    let (slot, issue) = claim_left_by(&ctx, &store, ELSEWHERE).await;
     let scheduler = new_scheduler(&ctx, store.clone());
-    let issue = scheduler.timing().issue_id(slot);
-    assert!(
-        store
-            .claim_slot(slot, issue, ELSEWHERE, slot)
-            .await
-            .unwrap()
-    );
 
     // Within the grace the other daemon may still be freezing it.
     scheduler

@@ -10,6 +10,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// A monthly schedule at 10:00 UTC on the 1st, its proof due at the slot itself.
+pub const MONTHLY: &[(&str, &str)] = &[
+    ("schedule.send", "\"0 10 1 * *\""),
+    ("schedule.timezone", "\"UTC\""),
+    ("schedule.proof_lead", "\"0s\""),
+];
+
 /// `y-m-d h:min:00` UTC.
 pub fn utc(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(y, m, d, h, min, 0).unwrap()
