@@ -8,6 +8,7 @@ use clap::Parser;
 use gazette::app::{Cli, Context, delivery};
 use gazette::compose;
 use gazette::domain::{HeaderText, IssueId, SubscriberEmail};
+use gazette::send::{ConfiguredTransport, DeliveryWorker};
 use gazette::store::{Consent, FrozenIssue, NewSubscriber, Store, SubscriberStatus};
 use std::path::{Path, PathBuf};
 
@@ -118,4 +119,46 @@ pub fn send_issue_to(config: &Path, people: &[(&str, Option<&str>)]) -> Vec<(Pat
         .collect();
     messages.sort();
     messages
+}
+
+/// A folder whose settings send over SMTP, its store, `n` readers and the fixture issue
+/// frozen for them at `t0`.
+pub struct Sending {
+    pub dir: TempDir,
+    pub store: Store,
+    pub ids: Vec<i64>,
+    /// `reader{i}@example.org`, in the order of `ids`.
+    pub emails: Vec<String>,
+    /// Whole seconds, as the ledger keeps times.
+    pub t0: DateTime<Utc>,
+}
+
+/// [`Sending`] to 127.0.0.1:`port` with `extra` settings, and its context.
+pub async fn sending(
+    label: &str,
+    port: u16,
+    n: usize,
+    extra: &[(&str, &str)],
+) -> (Sending, Context) {
+    let dir = TempDir::new(label);
+    let ctx = context(&smtp_config(&dir, port, extra));
+    let store = Store::open(&ctx.settings.store.url).await.unwrap();
+    let emails: Vec<String> = (0..n).map(|i| format!("reader{i}@example.org")).collect();
+    let refs: Vec<(&str, Option<&str>)> = emails.iter().map(|e| (e.as_str(), None)).collect();
+    let ids = add_subscribers(&store, &refs).await;
+    let t0 = chrono::DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap();
+    freeze(&ctx, &store, t0).await;
+    let sending = Sending {
+        dir,
+        store,
+        ids,
+        emails,
+        t0,
+    };
+    (sending, ctx)
+}
+
+/// The delivery worker the binary would build from `ctx`, over `store`.
+pub fn worker(ctx: &Context, store: &Store) -> DeliveryWorker<ConfiguredTransport> {
+    delivery::delivery_worker(ctx, store.clone()).unwrap()
 }

@@ -4,14 +4,13 @@
 //! on, a tmpfs, and the real binary where the case is about the process.
 
 use crate::delivery_support::{
-    add_subscribers, context, file_config, freeze, issue_id, smtp_config,
+    add_subscribers, context, file_config, freeze, issue_id, sending, smtp_config, worker,
 };
 use crate::support::mailstack::{SmtpSink, free_port};
 use crate::support::{TempDir, describe, gazette_command, import_readers};
-use chrono::{DateTime, Duration as Span, Utc};
-use gazette::app::{Context, delivery};
+use chrono::{Duration as Span, Utc};
 use gazette::send::{ConfiguredTransport, DeliveryWorker, Outcome};
-use gazette::store::{DeliveryStatus, Store, SubscriberStatus, from_ts, ts};
+use gazette::store::{DeliveryStatus, Store, SubscriberStatus};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
@@ -247,41 +246,11 @@ async fn a_full_outbox_disk_stops_sending_names_the_folder_and_loses_nothing() {
     );
 }
 
-struct Setup {
-    /// Holds the store's folder for the test's lifetime.
-    _dir: TempDir,
-    store: Store,
-    t0: DateTime<Utc>,
-}
-
-async fn setup(label: &str, port: u16, n: usize, extra: &[(&str, &str)]) -> (Setup, Context) {
-    let dir = TempDir::new(label);
-    let ctx = context(&smtp_config(&dir, port, extra));
-    let store = Store::open(&ctx.settings.store.url).await.unwrap();
-    let emails: Vec<String> = (0..n).map(|i| format!("reader{i}@example.org")).collect();
-    let refs: Vec<(&str, Option<&str>)> = emails.iter().map(|e| (e.as_str(), None)).collect();
-    add_subscribers(&store, &refs).await;
-    let t0 = from_ts(ts(Utc::now()));
-    freeze(&ctx, &store, t0).await;
-    (
-        Setup {
-            _dir: dir,
-            store,
-            t0,
-        },
-        ctx,
-    )
-}
-
-fn worker(ctx: &Context, store: &Store) -> DeliveryWorker<ConfiguredTransport> {
-    delivery::delivery_worker(ctx, store.clone()).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn plain_temporary_failures_do_not_slow_the_pace() {
     // 450 4.3.0 on every RCPT: the recipients' servers are unhappy, not asking us to slow down.
     let sink = SmtpSink::start(&["-r", "RCPT"]);
-    let (s, ctx) = setup("pace-450", sink.port(), 24, &[]).await;
+    let (s, ctx) = sending("pace-450", sink.port(), 24, &[]).await;
     let mut w = worker(&ctx, &s.store);
     let Outcome::Worked(report) = w.try_once(s.t0).await.unwrap() else {
         panic!("a batch was due");
@@ -294,7 +263,7 @@ async fn plain_temporary_failures_do_not_slow_the_pace() {
 async fn an_enhanced_throttling_code_slows_the_pace_without_counting_an_attempt() {
     // 4.4.5: "system congestion", the relay's way of saying "slower", without the words.
     let sink = SmtpSink::start(&["-r", "RCPT", "-b", "451 4.4.5 Please try again later"]);
-    let (s, ctx) = setup("pace-throttle", sink.port(), 8, &[]).await;
+    let (s, ctx) = sending("pace-throttle", sink.port(), 8, &[]).await;
     let mut w = worker(&ctx, &s.store);
     let Outcome::Worked(report) = w.try_once(s.t0).await.unwrap() else {
         panic!("a batch was due");
@@ -310,7 +279,7 @@ async fn an_enhanced_throttling_code_slows_the_pace_without_counting_an_attempt(
 async fn a_worker_that_lost_its_claim_cannot_write_over_the_new_holder() {
     // Each message takes two seconds: worker A is mid-batch when B takes over.
     let sink = SmtpSink::start(&["-w", "2"]);
-    let (s, ctx) = setup("lease-lost", sink.port(), 4, &[]).await;
+    let (s, ctx) = sending("lease-lost", sink.port(), 4, &[]).await;
     let mut a = worker(&ctx, &s.store);
     let t0 = s.t0;
     let a_batch = tokio::spawn(async move {
@@ -344,7 +313,7 @@ async fn a_worker_that_lost_its_claim_cannot_write_over_the_new_holder() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_relay_that_comes_back_is_used_at_full_speed_within_one_back_off() {
     let port = free_port();
-    let (s, ctx) = setup("relay-back", port, 200, &[]).await;
+    let (s, ctx) = sending("relay-back", port, 200, &[]).await;
     let mut w = worker(&ctx, &s.store);
     let initial = ctx.settings.delivery.relay_retry_initial;
 
@@ -469,7 +438,7 @@ async fn serve_stops_within_the_grace_and_records_unanswered_messages_as_unknown
 async fn metrics_show_the_relay_down_until_when_and_the_unknown_rows() {
     // The connection drops after the final dot: those rows are unknown.
     let sink = SmtpSink::start(&["-q", "."]);
-    let (s, ctx) = setup("metrics-relay", sink.port(), 3, &[]).await;
+    let (s, ctx) = sending("metrics-relay", sink.port(), 3, &[]).await;
     let mut w = worker(&ctx, &s.store);
     let Outcome::Worked(report) = w.try_once(s.t0).await.unwrap() else {
         panic!("a batch was due");
@@ -559,7 +528,7 @@ fn slow_relay(delay: Duration) -> u16 {
 async fn the_smtp_timeout_bounds_each_command_not_the_whole_transaction() {
     // Each of the six answers takes 0.4 s: 2.4 s a message, each answer well within 1 s.
     let port = slow_relay(Duration::from_millis(400));
-    let (s, ctx) = setup("per-command", port, 2, &[("smtp.timeout", "\"1s\"")]).await;
+    let (s, ctx) = sending("per-command", port, 2, &[("smtp.timeout", "\"1s\"")]).await;
     let mut w = worker(&ctx, &s.store);
     let Outcome::Worked(report) = w.try_once(s.t0).await.unwrap() else {
         panic!("the slow relay answers every command in time");
@@ -572,7 +541,7 @@ async fn a_long_batch_keeps_its_claim_by_renewing_it_while_it_runs() {
     // One connection, two seconds a message: eight rows take sixteen seconds, longer
     // than the three-second claim.
     let sink = SmtpSink::start(&["-w", "2"]);
-    let (s, ctx) = setup("lease-renew", sink.port(), 8, &[("smtp.pool_size", "1")]).await;
+    let (s, ctx) = sending("lease-renew", sink.port(), 8, &[("smtp.pool_size", "1")]).await;
     let lease = |w: DeliveryWorker<ConfiguredTransport>| {
         w.with_lease(Duration::from_secs(3), Duration::from_secs(1))
     };
@@ -624,7 +593,7 @@ async fn a_size_refusal_is_ours_not_the_recipients() {
         "-B",
         "552 5.3.4 Message size exceeds fixed limit",
     ]);
-    let (s, ctx) = setup(
+    let (s, ctx) = sending(
         "size-refusal",
         sink.port(),
         5,
@@ -643,7 +612,7 @@ async fn a_size_refusal_is_ours_not_the_recipients() {
 async fn refused_smtp_credentials_are_a_relay_fault_and_nobody_is_charged() {
     let stack = crate::support::mailstack::MailStack::start(&["dora"]);
     let user = stack.address("dora");
-    let (s, ctx) = setup(
+    let (s, ctx) = sending(
         "auth-refused",
         stack.smtp_port(),
         3,
