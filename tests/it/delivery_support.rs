@@ -55,20 +55,25 @@ pub fn file_config(dir: &TempDir, extra: &[(&str, &str)]) -> PathBuf {
     write_config(dir.path(), &overrides)
 }
 
+/// An active subscriber `email` named `name`, who consented now (source `test`).
+pub fn new_active(email: &str, name: Option<&str>) -> NewSubscriber {
+    NewSubscriber {
+        email: SubscriberEmail::parse(email).unwrap(),
+        name: name.map(|n| HeaderText::parse(n).unwrap()),
+        status: SubscriberStatus::Active,
+        consent: Consent {
+            at: Some(Utc::now()),
+            source: Some("test".into()),
+            ip: None,
+        },
+    }
+}
+
 /// Adds active subscribers; returns their ids in order.
 pub async fn add_subscribers(store: &Store, people: &[(&str, Option<&str>)]) -> Vec<i64> {
     let mut ids = Vec::new();
     for (email, name) in people {
-        let new = NewSubscriber {
-            email: SubscriberEmail::parse(email).unwrap(),
-            name: name.map(|n| HeaderText::parse(n).unwrap()),
-            status: SubscriberStatus::Active,
-            consent: Consent {
-                at: Some(Utc::now()),
-                source: Some("test".into()),
-                ip: None,
-            },
-        };
+        let new = new_active(email, *name);
         let (subscriber, added) = store.add_subscriber(&new, Utc::now()).await.unwrap();
         assert!(added, "{email} added twice");
         ids.push(subscriber.id);

@@ -2,14 +2,12 @@
 //! every path (add, import, sign-up, token, inbox lookup), and a store written before
 //! this rule has its twins merged when it is opened. Also `subscribers reactivate`.
 
-use crate::delivery_support::{context, file_config};
+use crate::delivery_support::{context, file_config, new_active};
 use crate::support::{TempDir, describe, gazette};
 use chrono::{TimeZone, Utc};
 use gazette::app::import::{LineOutcome, import_file};
 use gazette::domain::{HeaderText, SubscriberEmail};
-use gazette::store::{
-    Consent, DeliveryCounts, NewSubscriber, SignupOutcome, Store, SubscriberStatus,
-};
+use gazette::store::{DeliveryCounts, SignupOutcome, Store, SubscriberStatus};
 use std::path::Path;
 
 fn run(config: &Path, args: &[&str]) -> std::process::Output {
@@ -20,19 +18,6 @@ fn run(config: &Path, args: &[&str]) -> std::process::Output {
 
 fn email(raw: &str) -> SubscriberEmail {
     SubscriberEmail::parse(raw).unwrap()
-}
-
-fn new_active(raw: &str, name: Option<&str>) -> NewSubscriber {
-    NewSubscriber {
-        email: email(raw),
-        name: name.map(|n| HeaderText::parse(n).unwrap()),
-        status: SubscriberStatus::Active,
-        consent: Consent {
-            at: Some(Utc::now()),
-            source: Some("test".into()),
-            ip: None,
-        },
-    }
 }
 
 #[tokio::test]

@@ -17,6 +17,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// A slot every minute, in UTC.
+const EVERY_MINUTE: &[(&str, &str)] = &[
+    ("schedule.send", "\"* * * * *\""),
+    ("schedule.timezone", "\"UTC\""),
+];
+
 /// States a slot can end in: nothing more will happen to it.
 const FINAL: [&str; 5] = ["sent", "served", "superseded", "given_up", "missed"];
 
@@ -202,14 +208,7 @@ async fn a_fresh_store_has_missed_nothing() {
     );
 
     // Every minute, started 20 s after a slot: that slot is on time, nothing is missed.
-    let (work, config) = setup(
-        "fresh-minute",
-        1,
-        &[
-            ("schedule.send", "\"* * * * *\""),
-            ("schedule.timezone", "\"UTC\""),
-        ],
-    );
+    let (work, config) = setup("fresh-minute", 1, EVERY_MINUTE);
     let (ctx, store) = context(&config).await;
     let scheduler = new_scheduler(&ctx, store.clone());
     let now = utc(2021, 9, 2, 9, 30) + chrono::Duration::seconds(20);
@@ -559,14 +558,7 @@ fn the_first_run_sends_one_issue_to_the_sample_subscribers_without_false_alarms(
 
 #[tokio::test]
 async fn an_every_minute_schedule_left_running_past_midnight_tells_the_editors_once() {
-    let (work, config) = setup(
-        "past-midnight",
-        2,
-        &[
-            ("schedule.send", "\"* * * * *\""),
-            ("schedule.timezone", "\"UTC\""),
-        ],
-    );
+    let (work, config) = setup("past-midnight", 2, EVERY_MINUTE);
     let (ctx, store) = context(&config).await;
     let scheduler = new_scheduler(&ctx, store.clone());
     let start = utc(2021, 9, 1, 23, 58);
@@ -677,14 +669,7 @@ async fn a_store_from_before_final_states_keeps_its_slots_and_its_history() {
 
 #[tokio::test]
 async fn the_first_run_started_again_later_that_day_reports_nothing_missed() {
-    let (work, config) = setup(
-        "first-run-again",
-        2,
-        &[
-            ("schedule.send", "\"* * * * *\""),
-            ("schedule.timezone", "\"UTC\""),
-        ],
-    );
+    let (work, config) = setup("first-run-again", 2, EVERY_MINUTE);
     let (ctx, store) = context(&config).await;
     let first = utc(2021, 9, 2, 9, 30) + chrono::Duration::seconds(20);
     new_scheduler(&ctx, store.clone())
