@@ -65,29 +65,24 @@ impl Setup {
     fn send_issue(&self) -> Vec<(String, String)> {
         copy_sections(&fixture("2021-09"), &self.dir.path().join("sections"));
         crate::support::send_now(&self.config, ISSUE);
+        let outbox = self.dir.path().join("outbox");
         let mut sent = Vec::new();
-        let mut dirs = vec![self.dir.path().join("outbox")];
-        while let Some(dir) = dirs.pop() {
-            for entry in std::fs::read_dir(&dir).unwrap().flatten() {
-                let path = entry.path();
-                if path.is_dir() {
-                    if !path.ends_with("notices") {
-                        dirs.push(path);
-                    }
-                    continue;
-                }
-                let text = std::fs::read_to_string(&path)
-                    .unwrap()
-                    .replace("\r\n", "\n");
-                let headers = text.split("\n\n").next().unwrap().to_owned();
-                let to = headers
-                    .lines()
-                    .find_map(|l| l.strip_prefix("To: "))
-                    .unwrap()
-                    .trim()
-                    .to_owned();
-                sent.push((to, headers));
+        for path in crate::support::walk(&outbox) {
+            let folders = path.strip_prefix(&outbox).unwrap().parent().unwrap();
+            if folders.components().any(|c| c.as_os_str() == "notices") {
+                continue;
             }
+            let text = std::fs::read_to_string(&path)
+                .unwrap()
+                .replace("\r\n", "\n");
+            let headers = text.split("\n\n").next().unwrap().to_owned();
+            let to = headers
+                .lines()
+                .find_map(|l| l.strip_prefix("To: "))
+                .unwrap()
+                .trim()
+                .to_owned();
+            sent.push((to, headers));
         }
         sent
     }
