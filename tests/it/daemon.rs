@@ -316,30 +316,41 @@ fn import(config: &Path, work: &Path, addresses: &[String]) {
     assert!(out.status.success(), "{}", describe(&out));
 }
 
+/// Settings for `gazette serve` against `stack`: one slot a day at `slot`'s time (UTC,
+/// the proof at the slot), mail through its Postfix without TLS, replies to
+/// news@gazette.test, the web side on `web_port`; then `extra`.
+fn serve_setup(
+    label: &str,
+    stack: &MailStack,
+    slot: chrono::DateTime<Utc>,
+    web_port: u16,
+    extra: &[(&str, &str)],
+) -> (crate::support::TempDir, std::path::PathBuf) {
+    let cron = cron_at(slot);
+    let smtp_port = stack.smtp_port().to_string();
+    let web_bind = format!("\"127.0.0.1:{web_port}\"");
+    let mut overrides = vec![
+        ("schedule.send", cron.as_str()),
+        ("schedule.timezone", "\"UTC\""),
+        ("schedule.proof_lead", "\"0s\""),
+        ("transport.kind", "\"smtp\""),
+        ("smtp.host", "\"127.0.0.1\""),
+        ("smtp.port", &smtp_port),
+        ("smtp.tls", "\"none\""),
+        ("newsletter.reply_to", "\"news@gazette.test\""),
+        ("web.bind", &web_bind),
+    ];
+    overrides.extend_from_slice(extra);
+    setup(label, 0, &overrides)
+}
+
 #[test]
 fn serve_sends_on_schedule_through_postfix_stops_on_sigterm_and_never_twice() {
     let users = ["ada", "grace", "alan"];
     let stack = MailStack::start(&users);
     let slot = Utc::now() + chrono::Duration::seconds(6);
-    let cron = cron_at(slot);
-    let smtp_port = stack.smtp_port().to_string();
     let web_port = crate::support::mailstack::free_port();
-    let web_bind = format!("\"127.0.0.1:{web_port}\"");
-    let (work, config) = setup(
-        "serve",
-        0,
-        &[
-            ("schedule.send", &cron),
-            ("schedule.timezone", "\"UTC\""),
-            ("schedule.proof_lead", "\"0s\""),
-            ("transport.kind", "\"smtp\""),
-            ("smtp.host", "\"127.0.0.1\""),
-            ("smtp.port", &smtp_port),
-            ("smtp.tls", "\"none\""),
-            ("newsletter.reply_to", "\"news@gazette.test\""),
-            ("web.bind", &web_bind),
-        ],
-    );
+    let (work, config) = serve_setup("serve", &stack, slot, web_port, &[]);
     let addresses: Vec<String> = users.iter().map(|u| stack.address(u)).collect();
     import(&config, work.path(), &addresses);
     let spawn = || {
@@ -401,23 +412,15 @@ fn serve_unsubscribes_a_reply_within_a_poll_and_the_next_issue_skips_them() {
     let users = ["news", "ada", "grace"];
     let stack = MailStack::start(&users);
     let slot = Utc::now() + chrono::Duration::seconds(5);
-    let cron = cron_at(slot);
-    let smtp_port = stack.smtp_port().to_string();
     let imap_port = stack.imap_port().to_string();
     let web_port = crate::support::mailstack::free_port();
-    let web_bind = format!("\"127.0.0.1:{web_port}\"");
-    let (work, config) = setup(
+    let (work, config) = serve_setup(
         "cycle",
-        0,
+        &stack,
+        slot,
+        web_port,
         &[
-            ("schedule.send", &cron),
-            ("schedule.timezone", "\"UTC\""),
-            ("schedule.proof_lead", "\"0s\""),
-            ("transport.kind", "\"smtp\""),
-            ("smtp.port", &smtp_port),
-            ("smtp.tls", "\"none\""),
             ("newsletter.from", "\"Gazette <news@gazette.test>\""),
-            ("newsletter.reply_to", "\"news@gazette.test\""),
             ("newsletter.editors", "[]"),
             ("inbox.kind", "\"imap\""),
             ("inbox.host", "\"127.0.0.1\""),
@@ -429,7 +432,6 @@ fn serve_unsubscribes_a_reply_within_a_poll_and_the_next_issue_skips_them() {
                 &format!("\"{}\"", crate::support::mailstack::PASSWORD),
             ),
             ("inbox.poll_interval", "\"2s\""),
-            ("web.bind", &web_bind),
         ],
     );
     import(
