@@ -6,13 +6,13 @@ use crate::support::scheduler::{
     MONTHLY, context, cron_at, deliver, delivered, run, setup, slot_state, spawn_serve, terminate,
     utc,
 };
-use crate::support::{TempDir, copy_sections, describe, files, fixture, repo_root};
+use crate::support::{TempDir, copy_sections, describe, files, fixture, repo_root, with_store};
 use chrono::{DateTime, TimeZone, Utc};
 use gazette::app::Context;
 use gazette::app::daemon::scheduler as new_scheduler;
 use gazette::domain::IssueId;
 use gazette::schedule::Action;
-use gazette::store::Store;
+use gazette::store::{SlotRow, Store};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -338,21 +338,23 @@ struct Killed {
     url: String,
 }
 
-/// Every slot the store knows is in a final state.
-fn all_slots_final(url: &str) -> Vec<(DateTime<Utc>, String)> {
-    block_on(async {
-        let store = Store::open(url).await.unwrap();
-        let slots = store
+/// Every slot the store at `url` knows, newest first (from a test without a runtime).
+fn slots_in(url: &str) -> Vec<SlotRow> {
+    with_store(url, async |store| {
+        store
             .recent_slots(1000, utc(2999, 1, 1, 0, 0))
             .await
-            .unwrap();
-        store.close().await;
-        slots
-            .into_iter()
-            .filter(|s| !FINAL.contains(&s.state.as_str()))
-            .map(|s| (s.at, s.state))
-            .collect()
+            .unwrap()
     })
+}
+
+/// The slots not yet in a final state.
+fn all_slots_final(url: &str) -> Vec<(DateTime<Utc>, String)> {
+    slots_in(url)
+        .into_iter()
+        .filter(|s| !FINAL.contains(&s.state.as_str()))
+        .map(|s| (s.at, s.state))
+        .collect()
 }
 
 #[test]
@@ -514,27 +516,11 @@ fn the_first_run_sends_one_issue_to_the_sample_subscribers_without_false_alarms(
     wait_until(90, "no issue delivered", &log, || {
         delivered(&outbox).len() >= 5
     });
-    let first_slot = block_on(async {
-        let store = Store::open(&url).await.unwrap();
-        let slots = store
-            .recent_slots(1000, utc(2999, 1, 1, 0, 0))
-            .await
-            .unwrap();
-        store.close().await;
-        slots.iter().map(|s| s.at).min().unwrap()
-    });
+    let first_slot = slots_in(&url).iter().map(|s| s.at).min().unwrap();
     wait_until(90, "no later slot was looked at", &log, || {
-        block_on(async {
-            let store = Store::open(&url).await.unwrap();
-            let slots = store
-                .recent_slots(1000, utc(2999, 1, 1, 0, 0))
-                .await
-                .unwrap();
-            store.close().await;
-            slots
-                .iter()
-                .any(|s| s.at > first_slot && FINAL.contains(&s.state.as_str()))
-        })
+        slots_in(&url)
+            .iter()
+            .any(|s| s.at > first_slot && FINAL.contains(&s.state.as_str()))
     });
     let status = terminate(&mut daemon);
     let text = std::fs::read_to_string(&log).unwrap();
