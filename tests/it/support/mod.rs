@@ -254,7 +254,12 @@ pub fn files(dir: &Path) -> Vec<String> {
             .strip_suffix(".eml")
             .is_some_and(|stem| stem.parse::<i64>().is_err() && !stem.is_empty());
         out.push(match fresh {
-            true => format!("{}/*.eml", &relative[..relative.len() - name.len() - 1]),
+            true => match Path::new(&relative).parent() {
+                Some(folder) if !folder.as_os_str().is_empty() => {
+                    format!("{}/*.eml", folder.display())
+                }
+                _ => "*.eml".to_owned(),
+            },
             false => relative,
         });
     }
@@ -272,7 +277,11 @@ pub fn walk(dir: &Path) -> Vec<PathBuf> {
             continue;
         };
         for e in entries.flatten() {
-            if e.file_type().unwrap().is_dir() {
+            // A temporary file may be renamed away while the folder is read.
+            let Ok(kind) = e.file_type() else {
+                continue;
+            };
+            if kind.is_dir() {
                 stack.push(e.path());
             } else {
                 out.push(e.path());
