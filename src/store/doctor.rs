@@ -1,5 +1,6 @@
 //! Read-only questions `gazette doctor` asks the store.
 
+use super::issues::issue_id_from_db;
 use super::{Store, StoreError, from_ts};
 use crate::domain::IssueId;
 use chrono::{DateTime, Utc};
@@ -44,11 +45,7 @@ impl Store {
         else {
             return Ok(None);
         };
-        let raw: String = row.try_get("id")?;
-        let issue = IssueId::parse(&raw).map_err(|_| StoreError::Corrupt {
-            what: "issue id",
-            value: raw.clone(),
-        })?;
+        let issue = issue_id_from_db(row.try_get("id")?)?;
         let frozen_at: i64 = row.try_get("frozen_at")?;
         let unsubscribes_since: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM subscribers WHERE status = 'unsubscribed' AND withdrawn_at >= ?1",
@@ -63,7 +60,7 @@ impl Store {
                AND d.sent_at > s.withdrawn_at + ?2 \
              ORDER BY d.sent_at, s.id",
         )
-        .bind(&raw)
+        .bind(issue.to_string())
         .bind(grace.num_seconds())
         .fetch_all(&self.pool)
         .await?;

@@ -55,6 +55,14 @@ fn sources_hash(sources: &[(String, String)]) -> String {
     hex::encode(hasher.finalize())
 }
 
+/// An issue id as the store holds it; anything else is a corrupt store.
+pub(super) fn issue_id_from_db(raw: String) -> Result<IssueId, StoreError> {
+    IssueId::parse(&raw).map_err(|_| StoreError::Corrupt {
+        what: "issue id",
+        value: raw,
+    })
+}
+
 /// What freezing did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FreezeOutcome {
@@ -140,15 +148,7 @@ impl Store {
             return Ok(None);
         };
         let subject: String = row.try_get("subject")?;
-        let sources = sqlx::query(
-            "SELECT file_name, content FROM issue_sources WHERE issue_id = ?1 ORDER BY file_name",
-        )
-        .bind(&key)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(|r| Ok((r.try_get("file_name")?, r.try_get("content")?)))
-        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        let sources = self.frozen_sources(&key).await?;
         Ok(Some(FrozenIssue {
             id,
             rendered: RenderedIssue {
@@ -177,13 +177,21 @@ impl Store {
         .bind(sources_hash(sources))
         .fetch_optional(&self.pool)
         .await?;
-        id.map(|raw| {
-            IssueId::parse(&raw).map_err(|_| StoreError::Corrupt {
-                what: "issue id",
-                value: raw,
-            })
-        })
-        .transpose()
+        id.map(issue_id_from_db).transpose()
+    }
+
+    /// The section files frozen with the issue `id`: (file name, content), by name.
+    async fn frozen_sources(&self, id: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT file_name, content FROM issue_sources WHERE issue_id = ?1 ORDER BY file_name",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Ok((r.try_get("file_name")?, r.try_get("content")?)))
+            .collect::<Result<_, sqlx::Error>>()?)
     }
 
     /// Computes the fingerprint of issues frozen before fingerprints were kept (once,
@@ -194,14 +202,7 @@ impl Store {
                 .fetch_all(&self.pool)
                 .await?;
         for id in ids {
-            let sources: Vec<(String, String)> =
-                sqlx::query("SELECT file_name, content FROM issue_sources WHERE issue_id = ?1")
-                    .bind(&id)
-                    .fetch_all(&self.pool)
-                    .await?
-                    .iter()
-                    .map(|r| Ok((r.try_get("file_name")?, r.try_get("content")?)))
-                    .collect::<Result<_, sqlx::Error>>()?;
+            let sources = self.frozen_sources(&id).await?;
             sqlx::query("UPDATE issues SET sources_hash = ?1 WHERE id = ?2")
                 .bind(sources_hash(&sources))
                 .bind(&id)
@@ -226,12 +227,6 @@ impl Store {
             sqlx::query_scalar("SELECT id FROM issues ORDER BY frozen_at DESC, id DESC LIMIT 1")
                 .fetch_optional(&self.pool)
                 .await?;
-        id.map(|raw| {
-            IssueId::parse(&raw).map_err(|_| StoreError::Corrupt {
-                what: "issue id",
-                value: raw,
-            })
-        })
-        .transpose()
+        id.map(issue_id_from_db).transpose()
     }
 }

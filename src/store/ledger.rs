@@ -1,5 +1,6 @@
 //! The delivery ledger: one row per (issue, subscriber), from queued to a final state.
 
+use super::issues::issue_id_from_db;
 use super::subscribers::{bounce, email_from_db, name_from_db, status_from_db};
 use super::{Store, StoreError, SubscriberStatus, from_ts, ts};
 use crate::domain::{HeaderText, IssueId, SubscriberEmail};
@@ -137,6 +138,13 @@ impl DeliveryCounts {
     }
 }
 
+/// A row to be tried again at `?4`: status `?7` (retrying, or unknown after no answer),
+/// `?6` attempts more, the error `?5`, at `?3`; the row is issue `?1`, subscriber `?2`.
+const TRY_AGAIN: &str = "UPDATE deliveries SET status = ?7, attempts = attempts + ?6, \
+     first_attempt_at = COALESCE(first_attempt_at, ?3), \
+     next_attempt_at = ?4, last_error = ?5, updated_at = ?3 \
+     WHERE issue_id = ?1 AND subscriber_id = ?2";
+
 /// Sent rows recorded per statement: well under SQLite's limit on bound values.
 const SENT_PER_STATEMENT: usize = 500;
 
@@ -175,12 +183,8 @@ impl Store {
         .await?;
         rows.iter()
             .map(|row| {
-                let issue: String = row.try_get("issue_id")?;
                 Ok(DueDelivery {
-                    issue: IssueId::parse(&issue).map_err(|_| StoreError::Corrupt {
-                        what: "issue id",
-                        value: issue.clone(),
-                    })?,
+                    issue: issue_id_from_db(row.try_get("issue_id")?)?,
                     subscriber_id: row.try_get("subscriber_id")?,
                     email: email_from_db(row.try_get("email")?)?,
                     name: name_from_db(row.try_get("name")?)?,
@@ -297,21 +301,16 @@ impl Store {
                     error,
                     counts,
                 } => {
-                    sqlx::query(
-                        "UPDATE deliveries SET status = 'retrying', \
-                         attempts = attempts + ?6, \
-                         first_attempt_at = COALESCE(first_attempt_at, ?3), \
-                         next_attempt_at = ?4, last_error = ?5, updated_at = ?3 \
-                         WHERE issue_id = ?1 AND subscriber_id = ?2",
-                    )
-                    .bind(&issue)
-                    .bind(subscriber)
-                    .bind(ts(*at))
-                    .bind(ts(*next))
-                    .bind(error)
-                    .bind(i64::from(*counts))
-                    .execute(&mut *tx)
-                    .await?;
+                    sqlx::query(TRY_AGAIN)
+                        .bind(&issue)
+                        .bind(subscriber)
+                        .bind(ts(*at))
+                        .bind(ts(*next))
+                        .bind(error)
+                        .bind(i64::from(*counts))
+                        .bind(DeliveryStatus::Retrying.as_str())
+                        .execute(&mut *tx)
+                        .await?;
                 }
                 DeliveryUpdate::Failed {
                     at,
@@ -335,19 +334,16 @@ impl Store {
                     }
                 }
                 DeliveryUpdate::Unknown { at, next, error } => {
-                    sqlx::query(
-                        "UPDATE deliveries SET status = 'unknown', attempts = attempts + 1, \
-                         first_attempt_at = COALESCE(first_attempt_at, ?3), \
-                         next_attempt_at = ?4, last_error = ?5, updated_at = ?3 \
-                         WHERE issue_id = ?1 AND subscriber_id = ?2",
-                    )
-                    .bind(&issue)
-                    .bind(subscriber)
-                    .bind(ts(*at))
-                    .bind(ts(*next))
-                    .bind(error)
-                    .execute(&mut *tx)
-                    .await?;
+                    sqlx::query(TRY_AGAIN)
+                        .bind(&issue)
+                        .bind(subscriber)
+                        .bind(ts(*at))
+                        .bind(ts(*next))
+                        .bind(error)
+                        .bind(1_i64)
+                        .bind(DeliveryStatus::Unknown.as_str())
+                        .execute(&mut *tx)
+                        .await?;
                 }
                 DeliveryUpdate::Skipped { at } => {
                     sqlx::query(

@@ -29,7 +29,28 @@ pub struct UnfinishedClaim {
     pub claimed_at: DateTime<Utc>,
 }
 
+/// Holds a slot in state `?5` until `?3` for the errors `?4`, at `?2`.
+const HOLD: &str = "UPDATE slots SET state = 'held', next_check_at = ?3, note = ?4, \
+     hold_errors = ?4, updated_at = ?2 WHERE at = ?1 AND state = ?5";
+
 impl Store {
+    /// Runs one guarded change to the slot at `?1`, stamped `now` as `?2`, with `texts`
+    /// bound as `?3`, `?4`, …; true if it changed the slot. The guard in `sql` is what
+    /// lets only one of two daemons win.
+    async fn change_slot(
+        &self,
+        sql: &'static str,
+        at: DateTime<Utc>,
+        now: DateTime<Utc>,
+        texts: &[&str],
+    ) -> Result<bool, StoreError> {
+        let mut query = sqlx::query(sql).bind(ts(at)).bind(ts(now));
+        for text in texts {
+            query = query.bind(*text);
+        }
+        Ok(query.execute(&self.pool).await?.rows_affected() == 1)
+    }
+
     async fn ensure_slot(
         &self,
         at: DateTime<Utc>,
@@ -93,13 +114,14 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         self.ensure_slot(at, issue, now).await?;
-        let done = sqlx::query("UPDATE slots SET proof_sent_at = ?, updated_at = ? WHERE at = ? AND proof_sent_at IS NULL")
-            .bind(ts(now))
-            .bind(ts(now))
-            .bind(ts(at))
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() == 1)
+        self.change_slot(
+            "UPDATE slots SET proof_sent_at = ?2, updated_at = ?2 \
+             WHERE at = ?1 AND proof_sent_at IS NULL",
+            at,
+            now,
+            &[],
+        )
+        .await
     }
 
     /// Holds the slot `at` until `next_check`. True the first time (the editors are told
@@ -113,27 +135,21 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         self.ensure_slot(at, issue, now).await?;
-        let first = sqlx::query(
-            "UPDATE slots SET state = 'held', next_check_at = ?, note = ?, hold_errors = ?, updated_at = ? WHERE at = ? AND state = 'open'",
-        )
-        .bind(ts(next_check))
-        .bind(note)
-        .bind(note)
-        .bind(ts(now))
-        .bind(ts(at))
-        .execute(&self.pool)
-        .await?;
-        if first.rows_affected() == 1 {
-            return Ok(true);
+        for from in ["open", "held"] {
+            let changed = sqlx::query(HOLD)
+                .bind(ts(at))
+                .bind(ts(now))
+                .bind(ts(next_check))
+                .bind(note)
+                .bind(from)
+                .execute(&self.pool)
+                .await?
+                .rows_affected()
+                == 1;
+            if changed {
+                return Ok(from == "open");
+            }
         }
-        sqlx::query("UPDATE slots SET next_check_at = ?, note = ?, hold_errors = ?, updated_at = ? WHERE at = ? AND state = 'held'")
-            .bind(ts(next_check))
-            .bind(note)
-            .bind(note)
-            .bind(ts(now))
-            .bind(ts(at))
-            .execute(&self.pool)
-            .await?;
         Ok(false)
     }
 
@@ -146,17 +162,15 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         self.ensure_slot(at, issue, now).await?;
-        let done = sqlx::query(
-            "UPDATE slots SET state = 'claimed', claimed_by = ?, claimed_at = ?, next_check_at = NULL, note = NULL, updated_at = ? \
-             WHERE at = ? AND state IN ('open', 'held')",
+        self.change_slot(
+            "UPDATE slots SET state = 'claimed', claimed_by = ?3, claimed_at = ?2, \
+             next_check_at = NULL, note = NULL, updated_at = ?2 \
+             WHERE at = ?1 AND state IN ('open', 'held')",
+            at,
+            now,
+            &[daemon],
         )
-        .bind(daemon)
-        .bind(ts(now))
-        .bind(ts(now))
-        .bind(ts(at))
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        .await
     }
 
     /// Records that the claimed slot `at` has its issue frozen and its files archived:
@@ -166,13 +180,13 @@ impl Store {
         at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE slots SET state = 'sent', frozen_at = ?, updated_at = ? WHERE at = ? AND state = 'claimed'",
+        self.change_slot(
+            "UPDATE slots SET state = 'sent', frozen_at = ?2, updated_at = ?2 \
+             WHERE at = ?1 AND state = 'claimed'",
+            at,
+            now,
+            &[],
         )
-        .bind(ts(now))
-        .bind(ts(now))
-        .bind(ts(at))
-        .execute(&self.pool)
         .await?;
         Ok(())
     }
@@ -215,17 +229,14 @@ impl Store {
             SlotState::Superseded | SlotState::GivenUp => state.as_str(),
             other => unreachable!("close_claim takes Superseded or GivenUp, not {other:?}"),
         };
-        let done = sqlx::query(
-            "UPDATE slots SET state = ?, note = ?, updated_at = ? \
-             WHERE at = ? AND state = 'claimed' AND frozen_at IS NULL",
+        self.change_slot(
+            "UPDATE slots SET state = ?3, note = ?4, updated_at = ?2 \
+             WHERE at = ?1 AND state = 'claimed' AND frozen_at IS NULL",
+            at,
+            now,
+            &[state, note],
         )
-        .bind(state)
-        .bind(note)
-        .bind(ts(now))
-        .bind(ts(at))
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        .await
     }
 
     /// True if a slot after `at` has been claimed or sent: it took over from `at`.
@@ -245,11 +256,13 @@ impl Store {
         at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE slots SET editors_told_at = ? WHERE at = ?")
-            .bind(ts(now))
-            .bind(ts(at))
-            .execute(&self.pool)
-            .await?;
+        self.change_slot(
+            "UPDATE slots SET editors_told_at = ?2 WHERE at = ?1",
+            at,
+            now,
+            &[],
+        )
+        .await?;
         Ok(())
     }
 
@@ -361,14 +374,14 @@ impl Store {
             other => unreachable!("close_slot takes a final state, not {other:?}"),
         };
         self.ensure_slot(at, issue, now).await?;
-        let done = sqlx::query("UPDATE slots SET state = ?, note = ?, updated_at = ? WHERE at = ? AND state IN ('open', 'held')")
-            .bind(state)
-            .bind(note)
-            .bind(ts(now))
-            .bind(ts(at))
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() == 1)
+        self.change_slot(
+            "UPDATE slots SET state = ?3, note = ?4, updated_at = ?2 \
+             WHERE at = ?1 AND state IN ('open', 'held')",
+            at,
+            now,
+            &[state, note],
+        )
+        .await
     }
 
     /// The most recent slots up to `until`, newest first, for `gazette status`.

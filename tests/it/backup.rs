@@ -2,7 +2,7 @@
 
 use crate::delivery_support::{issue_id, smtp_config};
 use crate::support::mailstack::SmtpSink;
-use crate::support::{TempDir, describe, fixture, gazette_command as gazette};
+use crate::support::{TempDir, describe, fixture, gazette_command as gazette, import_readers};
 use gazette::store::{self, BackupError, Store, StoreError, SubscriberStatus};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -19,19 +19,7 @@ async fn a_backup_taken_during_a_send_restores_and_its_ledger_resumes() {
     let dir = TempDir::new("backup-send");
     // A rate limit spreads the send over a few seconds, so the backup lands inside it.
     let config = smtp_config(&dir, sink.port(), &[("smtp.rate_per_second", "400")]);
-    let people = dir.path().join("people.csv");
-    let mut csv = String::from("email,name\n");
-    for i in 0..SUBSCRIBERS {
-        csv.push_str(&format!("reader{i}@example.org,Reader {i}\n"));
-    }
-    std::fs::write(&people, csv).unwrap();
-    let out = gazette(
-        &config,
-        &["subscribers", "import", people.to_str().unwrap()],
-    )
-    .output()
-    .unwrap();
-    assert!(out.status.success(), "{}", describe(&out));
+    import_readers(&config, SUBSCRIBERS);
 
     let mut send = gazette(&config, &["send-now", "--date", "2021-09-01"])
         .stdout(Stdio::null())

@@ -11,6 +11,7 @@ use std::path::Path;
 
 #[derive(serde::Deserialize)]
 struct Expected {
+    newsletter: String,
     signup_url: String,
     unsubscribe_address: String,
     issues: std::collections::BTreeMap<String, ExpectedIssue>,
@@ -26,16 +27,23 @@ struct ExpectedIssue {
     urls: Vec<String>,
 }
 
+/// `text` as a TOML string value.
+fn toml_string(text: &str) -> String {
+    toml::Value::String(text.to_owned()).to_string()
+}
+
 fn expected() -> Expected {
     toml::from_str(&std::fs::read_to_string(fixture("expected.toml")).unwrap()).unwrap()
 }
 
-/// Settings as the reference newsletter had them: its sign-up link and mailbox.
+/// Settings as the reference newsletter had them: its name (which the subject carries),
+/// sign-up link and mailbox.
 fn reference_settings(dir: &Path) -> Settings {
     let e = expected();
     let path = write_config(
         dir,
         &[
+            ("newsletter.name", &toml_string(&e.newsletter)),
             ("newsletter.signup_url", &format!("\"{}\"", e.signup_url)),
             (
                 "newsletter.reply_to",

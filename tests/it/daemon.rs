@@ -2,63 +2,19 @@
 //! catch-up, two daemons on one store), and the real `gazette serve` process end to end.
 
 use crate::support::mailstack::MailStack;
-use crate::support::{TempDir, copy_sections, describe, files, fixture, write_config};
-use chrono::{DateTime, TimeZone, Utc};
-use gazette::app::Context;
+use crate::support::scheduler::{
+    MONTHLY, context, cron_at, deliver, setup, spawn_serve, terminate, utc,
+};
+use crate::support::{copy_sections, describe, files, fixture, store_url, with_store};
+use chrono::Utc;
 use gazette::app::daemon::scheduler as new_scheduler;
 use gazette::domain::IssueId;
 use gazette::schedule::Action;
-use gazette::store::Store;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 /// A working folder with the September 2021 sections, `subscribers` subscribers, and
 /// settings with `overrides`.
-fn setup(label: &str, subscribers: usize, overrides: &[(&str, &str)]) -> (TempDir, PathBuf) {
-    let work = TempDir::new(label);
-    copy_sections(&fixture("2021-09"), &work.path().join("sections"));
-    let config = write_config(work.path(), overrides);
-    if subscribers > 0 {
-        let csv = work.path().join("subscribers.csv");
-        let mut text = String::from("email,name\n");
-        for i in 0..subscribers {
-            text.push_str(&format!("reader{i}@example.org,Reader {i}\n"));
-        }
-        std::fs::write(&csv, text).unwrap();
-        let out = crate::support::gazette(&[
-            "--config",
-            config.to_str().unwrap(),
-            "subscribers",
-            "import",
-            csv.to_str().unwrap(),
-        ]);
-        assert!(out.status.success(), "{}", describe(&out));
-    }
-    (work, config)
-}
-
-fn utc(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(y, m, d, h, min, 0).unwrap()
-}
-
-async fn context(config: &Path) -> (Context, Store) {
-    let ctx = Context::from_config(config).unwrap();
-    let store = ctx.open_store().await.unwrap();
-    (ctx, store)
-}
-
-/// Runs the delivery worker until nothing is due at `now`.
-async fn deliver(ctx: &Context, store: &Store, now: DateTime<Utc>) -> u64 {
-    struct At(DateTime<Utc>);
-    impl gazette::domain::Clock for At {
-        fn now(&self) -> DateTime<Utc> {
-            self.0
-        }
-    }
-    let mut worker = gazette::app::delivery::delivery_worker(ctx, store.clone()).unwrap();
-    worker.deliver_due(&At(now), |_| {}).await.unwrap().sent
-}
-
 #[tokio::test]
 async fn proof_goes_out_proof_lead_before_the_slot_and_only_once() {
     let (work, config) = setup(
@@ -318,15 +274,7 @@ async fn a_missed_slot_is_caught_up_once_and_an_old_one_is_reported() {
 
 #[tokio::test]
 async fn two_daemons_sharing_one_store_send_a_slot_once() {
-    let (work, config) = setup(
-        "two-daemons",
-        25,
-        &[
-            ("schedule.send", "\"0 10 1 * *\""),
-            ("schedule.timezone", "\"UTC\""),
-            ("schedule.proof_lead", "\"0s\""),
-        ],
-    );
+    let (work, config) = setup("two-daemons", 25, MONTHLY);
     let (ctx_a, store_a) = context(&config).await;
     let (ctx_b, store_b) = context(&config).await;
     let a = new_scheduler(&ctx_a, store_a.clone());
@@ -354,15 +302,6 @@ async fn two_daemons_sharing_one_store_send_a_slot_once() {
 }
 
 /// A six-field crontab expression (with seconds) for the daily slot at `at`'s time.
-fn cron_at(at: DateTime<Utc>) -> String {
-    format!(
-        "\"{} {} {} * * *\"",
-        at.format("%-S"),
-        at.format("%-M"),
-        at.format("%-H")
-    )
-}
-
 /// Imports `addresses` as active subscribers with the real binary.
 fn import(config: &Path, work: &Path, addresses: &[String]) {
     let csv = work.join("subscribers.csv");
@@ -377,34 +316,32 @@ fn import(config: &Path, work: &Path, addresses: &[String]) {
     assert!(out.status.success(), "{}", describe(&out));
 }
 
-/// Starts the real `gazette serve`, its log going to `log`.
-fn spawn_serve(config: &Path, log: &Path) -> std::process::Child {
-    std::process::Command::new(env!("CARGO_BIN_EXE_gazette"))
-        .args(["--config", config.to_str().unwrap(), "serve"])
-        .env("GAZETTE_LOG", "info")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .unwrap()
-}
-
-/// Sends SIGTERM to a child and waits for it.
-fn terminate(child: &mut std::process::Child) -> std::process::ExitStatus {
-    std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "gazette serve did not stop within 20 s of SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+/// Settings for `gazette serve` against `stack`: one slot a day at `slot`'s time (UTC,
+/// the proof at the slot), mail through its Postfix without TLS, replies to
+/// news@gazette.test, the web side on `web_port`; then `extra`.
+fn serve_setup(
+    label: &str,
+    stack: &MailStack,
+    slot: chrono::DateTime<Utc>,
+    web_port: u16,
+    extra: &[(&str, &str)],
+) -> (crate::support::TempDir, std::path::PathBuf) {
+    let cron = cron_at(slot);
+    let smtp_port = stack.smtp_port().to_string();
+    let web_bind = format!("\"127.0.0.1:{web_port}\"");
+    let mut overrides = vec![
+        ("schedule.send", cron.as_str()),
+        ("schedule.timezone", "\"UTC\""),
+        ("schedule.proof_lead", "\"0s\""),
+        ("transport.kind", "\"smtp\""),
+        ("smtp.host", "\"127.0.0.1\""),
+        ("smtp.port", &smtp_port),
+        ("smtp.tls", "\"none\""),
+        ("newsletter.reply_to", "\"news@gazette.test\""),
+        ("web.bind", &web_bind),
+    ];
+    overrides.extend_from_slice(extra);
+    setup(label, 0, &overrides)
 }
 
 #[test]
@@ -412,25 +349,8 @@ fn serve_sends_on_schedule_through_postfix_stops_on_sigterm_and_never_twice() {
     let users = ["ada", "grace", "alan"];
     let stack = MailStack::start(&users);
     let slot = Utc::now() + chrono::Duration::seconds(6);
-    let cron = cron_at(slot);
-    let smtp_port = stack.smtp_port().to_string();
     let web_port = crate::support::mailstack::free_port();
-    let web_bind = format!("\"127.0.0.1:{web_port}\"");
-    let (work, config) = setup(
-        "serve",
-        0,
-        &[
-            ("schedule.send", &cron),
-            ("schedule.timezone", "\"UTC\""),
-            ("schedule.proof_lead", "\"0s\""),
-            ("transport.kind", "\"smtp\""),
-            ("smtp.host", "\"127.0.0.1\""),
-            ("smtp.port", &smtp_port),
-            ("smtp.tls", "\"none\""),
-            ("newsletter.reply_to", "\"news@gazette.test\""),
-            ("web.bind", &web_bind),
-        ],
-    );
+    let (work, config) = serve_setup("serve", &stack, slot, web_port, &[]);
     let addresses: Vec<String> = users.iter().map(|u| stack.address(u)).collect();
     import(&config, work.path(), &addresses);
     let spawn = || {
@@ -439,6 +359,7 @@ fn serve_sends_on_schedule_through_postfix_stops_on_sigterm_and_never_twice() {
             &work
                 .path()
                 .join(format!("serve-{}.log", Utc::now().timestamp_millis())),
+            &[],
         )
     };
     let mut daemon = spawn();
@@ -475,12 +396,11 @@ fn serve_sends_on_schedule_through_postfix_stops_on_sigterm_and_never_twice() {
             "{user} got the issue more than once"
         );
     }
-    let status_out = crate::support::gazette(&["--config", config.to_str().unwrap(), "status"]);
-    let status_text = describe(&status_out);
-    assert!(
-        status_text.contains("0 queued, 3 sent, 0 retrying, 0 failed"),
-        "{status_text}"
-    );
+    let counts = with_store(&store_url(work.path()), async |store| {
+        let issue = store.latest_issue().await.unwrap().expect("the issue sent");
+        store.delivery_counts(issue).await.unwrap()
+    });
+    assert_eq!((counts.sent, counts.total()), (3, 3), "{counts:?}");
 }
 
 /// The whole cycle in one running `gazette serve`: an issue through Postfix into the
@@ -492,23 +412,15 @@ fn serve_unsubscribes_a_reply_within_a_poll_and_the_next_issue_skips_them() {
     let users = ["news", "ada", "grace"];
     let stack = MailStack::start(&users);
     let slot = Utc::now() + chrono::Duration::seconds(5);
-    let cron = cron_at(slot);
-    let smtp_port = stack.smtp_port().to_string();
     let imap_port = stack.imap_port().to_string();
     let web_port = crate::support::mailstack::free_port();
-    let web_bind = format!("\"127.0.0.1:{web_port}\"");
-    let (work, config) = setup(
+    let (work, config) = serve_setup(
         "cycle",
-        0,
+        &stack,
+        slot,
+        web_port,
         &[
-            ("schedule.send", &cron),
-            ("schedule.timezone", "\"UTC\""),
-            ("schedule.proof_lead", "\"0s\""),
-            ("transport.kind", "\"smtp\""),
-            ("smtp.port", &smtp_port),
-            ("smtp.tls", "\"none\""),
             ("newsletter.from", "\"Gazette <news@gazette.test>\""),
-            ("newsletter.reply_to", "\"news@gazette.test\""),
             ("newsletter.editors", "[]"),
             ("inbox.kind", "\"imap\""),
             ("inbox.host", "\"127.0.0.1\""),
@@ -520,7 +432,6 @@ fn serve_unsubscribes_a_reply_within_a_poll_and_the_next_issue_skips_them() {
                 &format!("\"{}\"", crate::support::mailstack::PASSWORD),
             ),
             ("inbox.poll_interval", "\"2s\""),
-            ("web.bind", &web_bind),
         ],
     );
     import(
@@ -529,7 +440,7 @@ fn serve_unsubscribes_a_reply_within_a_poll_and_the_next_issue_skips_them() {
         &[stack.address("ada"), stack.address("grace")],
     );
     let log = work.path().join("serve.log");
-    let mut daemon = spawn_serve(&config, &log);
+    let mut daemon = spawn_serve(&config, &log, &[]);
     let issue = stack.wait_for_messages("ada", 1, Duration::from_secs(40));
     stack.wait_for_messages("grace", 1, Duration::from_secs(20));
     let parsed = mail_parser::MessageParser::default()
@@ -607,24 +518,13 @@ fn serve_unsubscribes_a_reply_within_a_poll_and_the_next_issue_skips_them() {
     let tomorrow = (Utc::now() + chrono::Duration::days(1))
         .format("%Y-%m-%d")
         .to_string();
-    let out = crate::support::gazette(&[
-        "--config",
-        config.to_str().unwrap(),
-        "send-now",
-        "--date",
-        &tomorrow,
-    ]);
-    assert!(out.status.success(), "{}", describe(&out));
+    crate::support::send_now(&config, &tomorrow);
     stack.wait_for_messages("grace", 2, Duration::from_secs(30));
     // send-now has returned, so the ledger of the next issue is final: Grace's row is
     // the one sent, and nothing waits to go to anyone else.
-    let counts = tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let url = format!("sqlite://{}/gazette.db", work.path().display());
-        let store = gazette::store::Store::open(&url).await.unwrap();
-        let issue = gazette::domain::IssueId::parse(&tomorrow).unwrap();
-        let counts = store.delivery_counts(issue).await.unwrap();
-        store.close().await;
-        counts
+    let issue = IssueId::parse(&tomorrow).unwrap();
+    let counts = with_store(&store_url(work.path()), async |store| {
+        store.delivery_counts(issue).await.unwrap()
     });
     assert_eq!(
         (counts.sent, counts.queued, counts.retrying, counts.unknown),

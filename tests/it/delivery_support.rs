@@ -8,6 +8,7 @@ use clap::Parser;
 use gazette::app::{Cli, Context, delivery};
 use gazette::compose;
 use gazette::domain::{HeaderText, IssueId, SubscriberEmail};
+use gazette::send::{ConfiguredTransport, DeliveryWorker};
 use gazette::store::{Consent, FrozenIssue, NewSubscriber, Store, SubscriberStatus};
 use std::path::{Path, PathBuf};
 
@@ -54,20 +55,25 @@ pub fn file_config(dir: &TempDir, extra: &[(&str, &str)]) -> PathBuf {
     write_config(dir.path(), &overrides)
 }
 
+/// An active subscriber `email` named `name`, who consented now (source `test`).
+pub fn new_active(email: &str, name: Option<&str>) -> NewSubscriber {
+    NewSubscriber {
+        email: SubscriberEmail::parse(email).unwrap(),
+        name: name.map(|n| HeaderText::parse(n).unwrap()),
+        status: SubscriberStatus::Active,
+        consent: Consent {
+            at: Some(Utc::now()),
+            source: Some("test".into()),
+            ip: None,
+        },
+    }
+}
+
 /// Adds active subscribers; returns their ids in order.
 pub async fn add_subscribers(store: &Store, people: &[(&str, Option<&str>)]) -> Vec<i64> {
     let mut ids = Vec::new();
     for (email, name) in people {
-        let new = NewSubscriber {
-            email: SubscriberEmail::parse(email).unwrap(),
-            name: name.map(|n| HeaderText::parse(n).unwrap()),
-            status: SubscriberStatus::Active,
-            consent: Consent {
-                at: Some(Utc::now()),
-                source: Some("test".into()),
-                ip: None,
-            },
-        };
+        let new = new_active(email, *name);
         let (subscriber, added) = store.add_subscriber(&new, Utc::now()).await.unwrap();
         assert!(added, "{email} added twice");
         ids.push(subscriber.id);
@@ -96,4 +102,68 @@ pub async fn freeze(ctx: &Context, store: &Store, now: DateTime<Utc>) -> FrozenI
 /// The issue id of the fixtures.
 pub fn issue_id() -> IssueId {
     IssueId::parse(ISSUE).unwrap()
+}
+
+/// Adds `people` as active subscribers beside `config` (the file transport), sends the
+/// fixture issue with the real `gazette send-now`, and returns each message's file and
+/// bytes, by file.
+pub fn send_issue_to(config: &Path, people: &[(&str, Option<&str>)]) -> Vec<(PathBuf, Vec<u8>)> {
+    let ctx = context(config);
+    crate::support::with_store(&ctx.settings.store.url, async |store| {
+        add_subscribers(store, people).await;
+    });
+    crate::support::send_now(config, ISSUE);
+    let outbox = ctx.settings.transport.outbox_dir.join(ISSUE);
+    let mut messages: Vec<(PathBuf, Vec<u8>)> = std::fs::read_dir(&outbox)
+        .unwrap_or_else(|e| panic!("{}: {e}", outbox.display()))
+        .map(|e| {
+            let path = e.unwrap().path();
+            let bytes = std::fs::read(&path).unwrap();
+            (path, bytes)
+        })
+        .collect();
+    messages.sort();
+    messages
+}
+
+/// A folder whose settings send over SMTP, its store, `n` readers and the fixture issue
+/// frozen for them at `t0`.
+pub struct Sending {
+    pub dir: TempDir,
+    pub store: Store,
+    pub ids: Vec<i64>,
+    /// `reader{i}@example.org`, in the order of `ids`.
+    pub emails: Vec<String>,
+    /// Whole seconds, as the ledger keeps times.
+    pub t0: DateTime<Utc>,
+}
+
+/// [`Sending`] to 127.0.0.1:`port` with `extra` settings, and its context.
+pub async fn sending(
+    label: &str,
+    port: u16,
+    n: usize,
+    extra: &[(&str, &str)],
+) -> (Sending, Context) {
+    let dir = TempDir::new(label);
+    let ctx = context(&smtp_config(&dir, port, extra));
+    let store = Store::open(&ctx.settings.store.url).await.unwrap();
+    let emails: Vec<String> = (0..n).map(|i| format!("reader{i}@example.org")).collect();
+    let refs: Vec<(&str, Option<&str>)> = emails.iter().map(|e| (e.as_str(), None)).collect();
+    let ids = add_subscribers(&store, &refs).await;
+    let t0 = chrono::DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap();
+    freeze(&ctx, &store, t0).await;
+    let sending = Sending {
+        dir,
+        store,
+        ids,
+        emails,
+        t0,
+    };
+    (sending, ctx)
+}
+
+/// The delivery worker the binary would build from `ctx`, over `store`.
+pub fn worker(ctx: &Context, store: &Store) -> DeliveryWorker<ConfiguredTransport> {
+    delivery::delivery_worker(ctx, store.clone()).unwrap()
 }

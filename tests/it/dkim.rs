@@ -1,13 +1,11 @@
 //! DKIM as receivers judge it: every signature gazette makes is verified by dkimpy
 //! against keys and DNS records made by openssl, and tampering breaks it.
 
-use crate::delivery_support::{add_subscribers, context, file_config};
+use crate::delivery_support::{context, file_config, send_issue_to};
+use crate::support::TempDir;
 use crate::support::dkim::{ed25519_key, rsa_key, verify};
-use crate::support::{TempDir, describe, repo_root};
 use gazette::domain::DkimSigner;
-use gazette::store::Store;
 use std::collections::BTreeMap;
-use std::process::Command;
 
 const DOMAIN: &str = "example.org";
 
@@ -35,40 +33,17 @@ fn send_signed_issue() -> Signed {
             ("dkim.ed25519_private_key_file", &ed_file),
         ],
     );
-    let ctx = context(&config);
-    tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let store = Store::open(&ctx.settings.store.url).await.unwrap();
-        add_subscribers(
-            &store,
-            &[
-                ("ada@example.net", Some("Ada O'Lovelace")),
-                ("bob@example.net", Some("Bøb Ünicode")),
-                ("carol@example.net", None),
-            ],
-        )
-        .await;
-        store.close().await;
-    });
-    let out = Command::new(env!("CARGO_BIN_EXE_gazette"))
-        .args([
-            "--config",
-            config.to_str().unwrap(),
-            "send-now",
-            "--date",
-            "2021-09-01",
-        ])
-        .current_dir(repo_root())
-        .env("GAZETTE_LOG", "warn")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", describe(&out));
-    let outbox = dir.path().join("outbox/2021-09-01");
-    let mut messages: Vec<Vec<u8>> = std::fs::read_dir(&outbox)
-        .unwrap()
-        .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+    let people = [
+        ("ada@example.net", Some("Ada O'Lovelace")),
+        ("bob@example.net", Some("Bøb Ünicode")),
+        ("carol@example.net", None),
+    ];
+    let mut messages: Vec<Vec<u8>> = send_issue_to(&config, &people)
+        .into_iter()
+        .map(|(_, bytes)| bytes)
         .collect();
     messages.sort();
-    assert_eq!(messages.len(), 3, "{}", outbox.display());
+    assert_eq!(messages.len(), 3);
     let records = BTreeMap::from([
         (format!("news._domainkey.{DOMAIN}"), rsa.record),
         (format!("news-ed._domainkey.{DOMAIN}"), ed.record),

@@ -34,6 +34,42 @@ fn dkim_settings(dir: &TempDir, rsa: &Key, ed: &Key, extra: &[(&str, &str)]) -> 
     Settings::load(&write_config(dir.path(), &overrides)).expect("settings")
 }
 
+/// A folder with a fresh RSA-2048 and a fresh Ed25519 DKIM key.
+struct Keys {
+    dir: TempDir,
+    rsa: Key,
+    ed: Key,
+}
+
+impl Keys {
+    fn new(label: &str) -> Self {
+        let dir = TempDir::new(label);
+        let rsa = rsa_key(dir.path(), 2048);
+        let ed = ed25519_key(dir.path());
+        Self { dir, rsa, ed }
+    }
+
+    /// Settings in the folder that sign with both keys for example.org, plus `extra`.
+    fn settings(&self, extra: &[(&str, &str)]) -> Settings {
+        dkim_settings(&self.dir, &self.rsa, &self.ed, extra)
+    }
+
+    /// DNS for example.org as a good setup publishes it (both keys, SPF, DMARC), but
+    /// for the records named in `left_out`.
+    fn dns(&self, left_out: &[&str]) -> Dnsmasq {
+        let records: Vec<(&str, &str)> = [
+            ("news._domainkey.example.org", self.rsa.record.as_str()),
+            ("news-ed._domainkey.example.org", self.ed.record.as_str()),
+            (DOMAIN, SPF),
+            ("_dmarc.example.org", DMARC),
+        ]
+        .into_iter()
+        .filter(|(name, _)| !left_out.contains(name))
+        .collect();
+        Dnsmasq::start(&[DOMAIN], &records)
+    }
+}
+
 async fn run(settings: &Settings, store: Option<&Store>, resolver: SocketAddr) -> Report {
     examine(
         settings,
@@ -52,19 +88,9 @@ fn verdicts(report: &Report, kind: CheckKind) -> Vec<Verdict> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_good_setup_has_dkim_spf_and_dmarc_in_order() {
-    let dir = TempDir::new("doctor-good");
-    let rsa = rsa_key(dir.path(), 2048);
-    let ed = ed25519_key(dir.path());
-    let dns = Dnsmasq::start(
-        &[DOMAIN],
-        &[
-            ("news._domainkey.example.org", &rsa.record),
-            ("news-ed._domainkey.example.org", &ed.record),
-            (DOMAIN, SPF),
-            ("_dmarc.example.org", DMARC),
-        ],
-    );
-    let settings = dkim_settings(&dir, &rsa, &ed, &[]);
+    let keys = Keys::new("doctor-good");
+    let dns = keys.dns(&[]);
+    let settings = keys.settings(&[]);
     let report = run(&settings, None, dns.addr()).await;
     let log = dns.log_text();
     assert_eq!(
@@ -98,9 +124,7 @@ async fn a_good_setup_has_dkim_spf_and_dmarc_in_order() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_published_key_that_is_not_ours_is_a_problem_with_the_record_to_publish() {
-    let dir = TempDir::new("doctor-wrong-key");
-    let rsa = rsa_key(dir.path(), 2048);
-    let ed = ed25519_key(dir.path());
+    let Keys { dir, rsa, ed } = Keys::new("doctor-wrong-key");
     let other_dir = TempDir::new("doctor-other-key");
     let other = rsa_key(other_dir.path(), 2048);
     let dns = Dnsmasq::start(
@@ -131,18 +155,9 @@ async fn a_published_key_that_is_not_ours_is_a_problem_with_the_record_to_publis
 /// file as spam bulk mail from domains without a DMARC record.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_missing_dmarc_record_is_a_problem() {
-    let dir = TempDir::new("doctor-no-dmarc");
-    let rsa = rsa_key(dir.path(), 2048);
-    let ed = ed25519_key(dir.path());
-    let dns = Dnsmasq::start(
-        &[DOMAIN],
-        &[
-            ("news._domainkey.example.org", &rsa.record),
-            ("news-ed._domainkey.example.org", &ed.record),
-            (DOMAIN, SPF),
-        ],
-    );
-    let settings = dkim_settings(&dir, &rsa, &ed, &[]);
+    let keys = Keys::new("doctor-no-dmarc");
+    let dns = keys.dns(&["_dmarc.example.org"]);
+    let settings = keys.settings(&[]);
     let report = run(&settings, None, dns.addr()).await;
     let dmarc = report.of(CheckKind::Dmarc);
     assert_eq!(dmarc[0].verdict, Verdict::Problem, "{report:#?}");
@@ -159,9 +174,7 @@ async fn a_missing_dmarc_record_is_a_problem() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_missing_spf_record_and_a_foreign_dkim_domain_are_problems() {
-    let dir = TempDir::new("doctor-no-spf");
-    let rsa = rsa_key(dir.path(), 2048);
-    let ed = ed25519_key(dir.path());
+    let Keys { dir, rsa, ed } = Keys::new("doctor-no-spf");
     let dns = Dnsmasq::start(
         &[DOMAIN, "mailer.test"],
         &[
@@ -189,9 +202,7 @@ async fn a_missing_spf_record_and_a_foreign_dkim_domain_are_problems() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn without_a_dns_answer_it_says_so_and_shows_the_records_to_publish() {
-    let dir = TempDir::new("doctor-offline");
-    let rsa = rsa_key(dir.path(), 2048);
-    let ed = ed25519_key(dir.path());
+    let Keys { dir, rsa, ed } = Keys::new("doctor-offline");
     let settings = dkim_settings(&dir, &rsa, &ed, &[]);
     // Nothing listens on this port.
     let nobody = SocketAddr::from(([127, 0, 0, 1], free_port()));
@@ -517,20 +528,11 @@ async fn unsubscribes_must_be_honoured_within_two_days() {
 
 #[test]
 fn the_command_prints_each_check_and_exits_1_on_a_problem() {
-    let dir = TempDir::new("doctor-cli");
-    let rsa = rsa_key(dir.path(), 2048);
-    let ed = ed25519_key(dir.path());
-    let dns = Dnsmasq::start(
-        &[DOMAIN],
-        &[
-            ("news._domainkey.example.org", &rsa.record),
-            ("news-ed._domainkey.example.org", &ed.record),
-            (DOMAIN, SPF),
-        ],
-    );
+    let keys = Keys::new("doctor-cli");
+    let dns = keys.dns(&["_dmarc.example.org"]);
     // Writes `gazette.toml` into the folder, for the binary to read.
-    dkim_settings(&dir, &rsa, &ed, &[]);
-    let config = dir.path().join("gazette.toml");
+    keys.settings(&[]);
+    let config = keys.dir.path().join("gazette.toml");
     let resolver = dns.addr().to_string();
     let out = gazette(&[
         "--config",
@@ -548,5 +550,5 @@ fn the_command_prints_each_check_and_exits_1_on_a_problem() {
     let fix_lines: Vec<&&str> = lines.iter().filter(|l| l.starts_with(' ')).collect();
     assert!(!fix_lines.is_empty(), "{}", describe(&out));
     // Doctor only reads: it made no store.
-    assert!(!dir.path().join("gazette.db").exists());
+    assert!(!keys.dir.path().join("gazette.db").exists());
 }

@@ -600,30 +600,7 @@ fn a_settings_key_that_does_not_fit_is_reported_once_with_the_file() {
 async fn status_reads_a_store_from_an_older_gazette() {
     let (work, config) = setup("status-old", &[]);
     // A store with only the first migration applied, as the first release left it.
-    let old = work.path().join("old-migrations");
-    std::fs::create_dir_all(&old).unwrap();
-    let first = std::fs::read_dir(support::repo_root().join("migrations"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("0001_")
-        })
-        .unwrap();
-    std::fs::copy(&first, old.join(first.file_name().unwrap())).unwrap();
-    let url = format!(
-        "sqlite://{}?mode=rwc",
-        work.path().join("gazette.db").display()
-    );
-    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-    sqlx::migrate::Migrator::new(old.as_path())
-        .await
-        .unwrap()
-        .run(&pool)
-        .await
-        .unwrap();
+    let (_, pool) = support::store_migrated_before(work.path(), "0002").await;
     pool.close().await;
     let out = run(&config, &["status"]);
     assert!(out.status.success(), "{}", describe(&out));

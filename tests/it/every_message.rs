@@ -40,24 +40,12 @@ fn overrides<'a>(
         .collect()
 }
 
-/// Every file under `dir`, recursively.
+/// Every message file under `dir`, at any depth.
 fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            if e.file_type().unwrap().is_dir() {
-                stack.push(e.path());
-            } else if e.path().extension().is_some_and(|x| x == "eml") {
-                out.push(e.path());
-            }
-        }
-    }
-    out.sort();
-    out
+    crate::support::walk(dir)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+        .collect()
 }
 
 /// The checks every message passes; returns its decoded text parts.

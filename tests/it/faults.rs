@@ -1,55 +1,21 @@
 //! The failure policy against Postfix's smtp-sink injecting faults. The clock is passed
 //! to the worker, so retries "hours later" take no time.
 
-use crate::delivery_support::{add_subscribers, context, freeze, issue_id, smtp_config};
-use crate::support::TempDir;
+use crate::delivery_support::{Sending, context, issue_id, sending, smtp_config, worker};
 use crate::support::mailstack::SmtpSink;
 use chrono::{DateTime, Duration as Span, Utc};
-use gazette::app::{Context, delivery};
-use gazette::send::{ConfiguredTransport, DeliveryWorker, Outcome};
-use gazette::store::{DeliveryStatus, Store, SubscriberStatus, from_ts, ts};
+use gazette::app::Context;
+use gazette::send::Outcome;
+use gazette::store::{DeliveryStatus, SubscriberStatus};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-struct Setup {
-    dir: TempDir,
-    store: Store,
-    ids: Vec<i64>,
-    emails: Vec<String>,
-    t0: DateTime<Utc>,
-}
-
-fn worker(ctx: &Context, store: &Store) -> DeliveryWorker<ConfiguredTransport> {
-    delivery::delivery_worker(ctx, store.clone()).unwrap()
-}
-
-/// `n` subscribers and a frozen issue, sending to `port`.
-async fn setup(label: &str, port: u16, n: usize, extra: &[(&str, &str)]) -> (Setup, Context) {
-    let dir = TempDir::new(label);
-    let ctx = context(&smtp_config(&dir, port, extra));
-    let store = Store::open(&ctx.settings.store.url).await.unwrap();
-    let emails: Vec<String> = (0..n).map(|i| format!("reader{i}@example.org")).collect();
-    let refs: Vec<(&str, Option<&str>)> = emails.iter().map(|e| (e.as_str(), None)).collect();
-    let ids = add_subscribers(&store, &refs).await;
-    // Whole seconds, as the ledger keeps times.
-    let t0 = from_ts(ts(Utc::now()));
-    freeze(&ctx, &store, t0).await;
-    let setup = Setup {
-        dir,
-        store,
-        ids,
-        emails,
-        t0,
-    };
-    (setup, ctx)
-}
-
 /// The same store and issue, sending to another port (the fault is "gone").
-fn context_for(setup: &Setup, port: u16, extra: &[(&str, &str)]) -> Context {
+fn context_for(setup: &Sending, port: u16, extra: &[(&str, &str)]) -> Context {
     context(&smtp_config(&setup.dir, port, extra))
 }
 
-async fn statuses(setup: &Setup) -> BTreeMap<DeliveryStatus, usize> {
+async fn statuses(setup: &Sending) -> BTreeMap<DeliveryStatus, usize> {
     let mut out = BTreeMap::new();
     for id in &setup.ids {
         let (status, _, _) = setup
@@ -64,7 +30,7 @@ async fn statuses(setup: &Setup) -> BTreeMap<DeliveryStatus, usize> {
 }
 
 /// The last error recorded on the first subscriber's ledger row.
-async fn first_error(setup: &Setup) -> Option<String> {
+async fn first_error(setup: &Sending) -> Option<String> {
     let (_, _, error) = setup
         .store
         .delivery(issue_id(), setup.ids[0])
@@ -92,7 +58,7 @@ fn assert_each_once(sink: &SmtpSink, emails: &[String]) {
 #[tokio::test(flavor = "multi_thread")]
 async fn soft_rcpt_rejections_retry_with_backoff_and_go_out_when_the_fault_is_gone() {
     let sink = SmtpSink::start(&["-r", "RCPT"]);
-    let (s, ctx) = setup("fault-4xx", sink.port(), 12, &[]).await;
+    let (s, ctx) = sending("fault-4xx", sink.port(), 12, &[]).await;
     let mut w = worker(&ctx, &s.store);
     let report = worked(w.try_once(s.t0).await.unwrap());
     assert_eq!((report.retrying, report.sent, report.failed), (12, 0, 0));
@@ -138,7 +104,7 @@ async fn soft_rcpt_rejections_retry_with_backoff_and_go_out_when_the_fault_is_go
 #[tokio::test(flavor = "multi_thread")]
 async fn temporary_failures_give_up_after_the_retry_period() {
     let sink = SmtpSink::start(&["-r", "RCPT"]);
-    let (s, ctx) = setup(
+    let (s, ctx) = sending(
         "fault-4xx-giveup",
         sink.port(),
         2,
@@ -168,7 +134,7 @@ async fn temporary_failures_give_up_after_the_retry_period() {
 #[tokio::test(flavor = "multi_thread")]
 async fn hard_rcpt_rejections_fail_and_count_toward_bounced() {
     let sink = SmtpSink::start(&["-f", "RCPT"]);
-    let (s, ctx) = setup(
+    let (s, ctx) = sending(
         "fault-5xx",
         sink.port(),
         3,
@@ -214,7 +180,7 @@ fn relay_down(outcome: Outcome) -> (String, DateTime<Utc>) {
     }
 }
 
-async fn all_queued_untouched(setup: &Setup) {
+async fn all_queued_untouched(setup: &Sending) {
     for id in &setup.ids {
         let (status, attempts, _) = setup
             .store
@@ -229,7 +195,7 @@ async fn all_queued_untouched(setup: &Setup) {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_421_on_data_stops_sending_without_charging_the_recipients() {
     let sink = SmtpSink::start(&["-Q", "DATA"]);
-    let (s, ctx) = setup("fault-421", sink.port(), 3, &[]).await;
+    let (s, ctx) = sending("fault-421", sink.port(), 3, &[]).await;
     let mut w = worker(&ctx, &s.store);
     let (error, retry_at) = relay_down(w.try_once(s.t0).await.unwrap());
     assert!(error.contains("421") && error.contains("DATA"), "{error}");
@@ -244,7 +210,7 @@ async fn a_421_on_data_stops_sending_without_charging_the_recipients() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_connection_dropped_after_the_final_dot_is_unknown_retried_and_no_row_is_lost() {
     let sink = SmtpSink::start(&["-q", "."]);
-    let (s, ctx) = setup("fault-drop", sink.port(), 5, &[]).await;
+    let (s, ctx) = sending("fault-drop", sink.port(), 5, &[]).await;
     let mut w = worker(&ctx, &s.store);
     let report = worked(w.try_once(s.t0).await.unwrap());
     assert_eq!((report.unknown, report.sent, report.failed), (5, 0, 0));
@@ -275,7 +241,7 @@ async fn a_connection_dropped_after_the_final_dot_is_unknown_retried_and_no_row_
 async fn a_stalled_server_is_a_relay_fault_and_a_patient_client_gets_through() {
     // DATA is answered after 2 s; with 1 s per command the relay counts as stalled.
     let sink = SmtpSink::start(&["-w", "2"]);
-    let (s, ctx) = setup("fault-delay", sink.port(), 2, &[("smtp.timeout", "\"1s\"")]).await;
+    let (s, ctx) = sending("fault-delay", sink.port(), 2, &[("smtp.timeout", "\"1s\"")]).await;
     let mut w = worker(&ctx, &s.store);
     let (error, _) = relay_down(w.try_once(s.t0).await.unwrap());
     assert!(

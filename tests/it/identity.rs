@@ -2,14 +2,12 @@
 //! every path (add, import, sign-up, token, inbox lookup), and a store written before
 //! this rule has its twins merged when it is opened. Also `subscribers reactivate`.
 
-use crate::delivery_support::{context, file_config};
+use crate::delivery_support::{context, file_config, new_active};
 use crate::support::{TempDir, describe, gazette};
 use chrono::{TimeZone, Utc};
 use gazette::app::import::{LineOutcome, import_file};
 use gazette::domain::{HeaderText, SubscriberEmail};
-use gazette::store::{
-    Consent, DeliveryCounts, NewSubscriber, SignupOutcome, Store, SubscriberStatus,
-};
+use gazette::store::{DeliveryCounts, SignupOutcome, Store, SubscriberStatus};
 use std::path::Path;
 
 fn run(config: &Path, args: &[&str]) -> std::process::Output {
@@ -20,19 +18,6 @@ fn run(config: &Path, args: &[&str]) -> std::process::Output {
 
 fn email(raw: &str) -> SubscriberEmail {
     SubscriberEmail::parse(raw).unwrap()
-}
-
-fn new_active(raw: &str, name: Option<&str>) -> NewSubscriber {
-    NewSubscriber {
-        email: email(raw),
-        name: name.map(|n| HeaderText::parse(n).unwrap()),
-        status: SubscriberStatus::Active,
-        consent: Consent {
-            at: Some(Utc::now()),
-            source: Some("test".into()),
-            ip: None,
-        },
-    }
 }
 
 #[tokio::test]
@@ -146,27 +131,7 @@ fn the_command_line_refuses_a_second_spelling() {
 /// Builds a store the way gazette did before addresses were compared whole: only the
 /// migrations before this rule, then rows written with raw SQL.
 async fn old_store(dir: &TempDir) -> String {
-    let old = dir.path().join("old-migrations");
-    std::fs::create_dir_all(&old).unwrap();
-    for entry in std::fs::read_dir(crate::support::repo_root().join("migrations")).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
-        if name.as_str() < "0030" {
-            std::fs::copy(&path, old.join(&name)).unwrap();
-        }
-    }
-    let url = format!("sqlite://{}/gazette.db", dir.path().display());
-    let options = <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(&url)
-        .unwrap()
-        .create_if_missing(true)
-        .foreign_keys(true);
-    let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
-    sqlx::migrate::Migrator::new(old.as_path())
-        .await
-        .unwrap()
-        .run(&pool)
-        .await
-        .unwrap();
+    let (url, pool) = crate::support::store_migrated_before(dir.path(), "0030").await;
     let t = |y, m, d| Utc.with_ymd_and_hms(y, m, d, 9, 0, 0).unwrap().timestamp();
     let subscribers = [
         // id, email, name, status, consent_at, consent_source, bounces, withdrawn_at

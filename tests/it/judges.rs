@@ -1,53 +1,23 @@
 //! What receivers make of the mail gazette sends, judged by Python's email parser and
 //! SpamAssassin rather than by gazette's own code.
 
-use crate::delivery_support::{add_subscribers, context, file_config};
+use crate::delivery_support::{file_config, send_issue_to};
+use crate::support::TempDir;
 use crate::support::judges::{python_parse, spamassassin_rules};
-use crate::support::{TempDir, describe, repo_root};
-use gazette::store::Store;
-use std::process::Command;
 
 /// The fixture issue sent with the file transport to subscribers with awkward names.
 fn issue_messages(dir: &TempDir) -> Vec<(String, Vec<u8>)> {
     let config = file_config(dir, &[]);
-    let ctx = context(&config);
-    tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let store = Store::open(&ctx.settings.store.url).await.unwrap();
-        add_subscribers(
-            &store,
-            &[
-                ("ada@example.net", Some("Ada O'Lovelace")),
-                ("bob@example.net", Some("Bøb Ünicode-Smith")),
-                ("carol@example.net", Some("Carol \"CJ\" Jones, Jr.")),
-                ("dan@example.net", None),
-            ],
-        )
-        .await;
-        store.close().await;
-    });
-    let out = Command::new(env!("CARGO_BIN_EXE_gazette"))
-        .args([
-            "--config",
-            config.to_str().unwrap(),
-            "send-now",
-            "--date",
-            "2021-09-01",
-        ])
-        .current_dir(repo_root())
-        .env("GAZETTE_LOG", "warn")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", describe(&out));
-    let mut messages: Vec<(String, Vec<u8>)> =
-        std::fs::read_dir(dir.path().join("outbox/2021-09-01"))
-            .unwrap()
-            .map(|e| {
-                let path = e.unwrap().path();
-                (path.display().to_string(), std::fs::read(&path).unwrap())
-            })
-            .collect();
-    messages.sort();
-    messages
+    let people = [
+        ("ada@example.net", Some("Ada O'Lovelace")),
+        ("bob@example.net", Some("Bøb Ünicode-Smith")),
+        ("carol@example.net", Some("Carol \"CJ\" Jones, Jr.")),
+        ("dan@example.net", None),
+    ];
+    send_issue_to(&config, &people)
+        .into_iter()
+        .map(|(path, bytes)| (path.display().to_string(), bytes))
+        .collect()
 }
 
 #[test]

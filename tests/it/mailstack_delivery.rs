@@ -246,13 +246,5 @@ fn starttls_is_used_and_the_certificate_is_checked() {
         (1, 0, 0),
         "{totals:?}"
     );
-    let raw = stack.wait_for_messages("dora", 1, Duration::from_secs(30));
-    let text = String::from_utf8_lossy(&raw[0]);
-    // Postfix writes "with ESMTPS" in its Received header when the session used TLS.
-    let headers = text.split("\r\n\r\n").next().unwrap_or_default();
-    let headers = headers.split("\n\n").next().unwrap_or_default();
-    assert!(
-        headers.contains("with ESMTPS"),
-        "Postfix did not record TLS:\n{headers}"
-    );
+    stack.assert_first_came_over_tls("dora");
 }

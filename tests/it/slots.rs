@@ -2,87 +2,33 @@
 //! real binary (`send-now`, `serve` killed with SIGKILL and started again) and the
 //! scheduler step with the clock passed in, on a SQLite file on disk.
 
-use crate::support::{TempDir, copy_sections, describe, files, fixture, repo_root, write_config};
+use crate::support::scheduler::{
+    MONTHLY, context, cron_at, deliver, delivered, run, setup, slot_state, spawn_serve, terminate,
+    utc,
+};
+use crate::support::{TempDir, copy_sections, describe, files, fixture, repo_root, with_store};
 use chrono::{DateTime, TimeZone, Utc};
 use gazette::app::Context;
 use gazette::app::daemon::scheduler as new_scheduler;
 use gazette::domain::IssueId;
 use gazette::schedule::Action;
-use gazette::store::Store;
+use gazette::store::{SlotRow, Store};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// A slot every minute, in UTC.
+const EVERY_MINUTE: &[(&str, &str)] = &[
+    ("schedule.send", "\"* * * * *\""),
+    ("schedule.timezone", "\"UTC\""),
+];
 
 /// States a slot can end in: nothing more will happen to it.
 const FINAL: [&str; 5] = ["sent", "served", "superseded", "given_up", "missed"];
 
-fn utc(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(y, m, d, h, min, 0).unwrap()
-}
-
-/// A working folder with the September 2021 sections, `subscribers` subscribers
-/// imported with the real binary, and settings with `overrides`.
-fn setup(label: &str, subscribers: usize, overrides: &[(&str, &str)]) -> (TempDir, PathBuf) {
-    let work = TempDir::new(label);
-    copy_sections(&fixture("2021-09"), &work.path().join("sections"));
-    let config = write_config(work.path(), overrides);
-    let csv = work.path().join("subscribers.csv");
-    let mut text = String::from("email,name\n");
-    for i in 0..subscribers {
-        text.push_str(&format!("reader{i}@example.org,Reader {i}\n"));
-    }
-    std::fs::write(&csv, text).unwrap();
-    let out = run(&config, &["subscribers", "import", csv.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", describe(&out));
-    (work, config)
-}
-
-fn run(config: &Path, args: &[&str]) -> std::process::Output {
-    let mut all = vec!["--config", config.to_str().unwrap()];
-    all.extend_from_slice(args);
-    crate::support::gazette(&all)
-}
-
-/// The .eml files delivered to subscribers (not the editors' mail), by issue.
-fn delivered(outbox: &Path) -> Vec<String> {
-    files(outbox)
-        .into_iter()
-        .filter(|f| !f.starts_with("editors/"))
-        .collect()
-}
-
 /// The editors' mail: proofs and notices.
 fn editor_mail(outbox: &Path) -> Vec<String> {
     files(&outbox.join("editors"))
-}
-
-async fn context(config: &Path) -> (Context, Store) {
-    let ctx = Context::from_config(config).unwrap();
-    let store = ctx.open_store().await.unwrap();
-    (ctx, store)
-}
-
-/// Runs the delivery worker until nothing is due at `now`; returns how many were sent.
-async fn deliver(ctx: &Context, store: &Store, now: DateTime<Utc>) -> u64 {
-    struct At(DateTime<Utc>);
-    impl gazette::domain::Clock for At {
-        fn now(&self) -> DateTime<Utc> {
-            self.0
-        }
-    }
-    let mut worker = gazette::app::delivery::delivery_worker(ctx, store.clone()).unwrap();
-    worker.deliver_due(&At(now), |_| {}).await.unwrap().sent
-}
-
-/// The state of the slot at `at`, as the store has it.
-async fn slot_state(store: &Store, at: DateTime<Utc>) -> Option<String> {
-    store
-        .recent_slots(1000, utc(2999, 1, 1, 0, 0))
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|s| s.at == at)
-        .map(|s| s.state)
 }
 
 /// The slots the editors were told about (the file transport keeps one file per kind,
@@ -188,15 +134,7 @@ async fn send_now_archives_its_files_and_the_days_slot_sends_nothing_more() {
 
 #[tokio::test]
 async fn sections_identical_to_a_sent_issue_are_held_not_sent_again() {
-    let (work, config) = setup(
-        "identical",
-        2,
-        &[
-            ("schedule.send", "\"0 10 1 * *\""),
-            ("schedule.timezone", "\"UTC\""),
-            ("schedule.proof_lead", "\"0s\""),
-        ],
-    );
+    let (work, config) = setup("identical", 2, MONTHLY);
     let (ctx, store) = context(&config).await;
     let scheduler = new_scheduler(&ctx, store.clone());
     let september = utc(2021, 9, 1, 10, 0);
@@ -270,14 +208,7 @@ async fn a_fresh_store_has_missed_nothing() {
     );
 
     // Every minute, started 20 s after a slot: that slot is on time, nothing is missed.
-    let (work, config) = setup(
-        "fresh-minute",
-        1,
-        &[
-            ("schedule.send", "\"* * * * *\""),
-            ("schedule.timezone", "\"UTC\""),
-        ],
-    );
+    let (work, config) = setup("fresh-minute", 1, EVERY_MINUTE);
     let (ctx, store) = context(&config).await;
     let scheduler = new_scheduler(&ctx, store.clone());
     let now = utc(2021, 9, 2, 9, 30) + chrono::Duration::seconds(20);
@@ -303,15 +234,7 @@ async fn a_fresh_store_has_missed_nothing() {
 
 #[tokio::test]
 async fn an_interrupted_slot_whose_files_are_gone_is_given_up_once() {
-    let (work, config) = setup(
-        "interrupted-gone",
-        2,
-        &[
-            ("schedule.send", "\"0 10 1 * *\""),
-            ("schedule.timezone", "\"UTC\""),
-            ("schedule.proof_lead", "\"0s\""),
-        ],
-    );
+    let (work, config) = setup("interrupted-gone", 2, MONTHLY);
     let (ctx, store) = context(&config).await;
     let slot = utc(2021, 9, 1, 10, 0);
     block_freezing(&ctx.settings.store.url).await;
@@ -343,39 +266,6 @@ async fn an_interrupted_slot_whose_files_are_gone_is_given_up_once() {
     assert!(delivered(&outbox).is_empty());
 }
 
-/// Starts the real `gazette serve`, its log going to `log`.
-fn spawn_serve(config: &Path, log: &Path, env: &[(&str, &str)]) -> Child {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_gazette"));
-    command
-        .args(["--config", config.to_str().unwrap(), "serve"])
-        .env("GAZETTE_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap());
-    for (k, v) in env {
-        command.env(k, v);
-    }
-    command.spawn().unwrap()
-}
-
-/// Sends SIGTERM to a child and waits for it (20 s at most).
-fn terminate(child: &mut Child) -> std::process::ExitStatus {
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "gazette serve did not stop within 20 s of SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// Polls `check` every 100 ms until it is true; fails with `what` and the log after
 /// `secs` seconds.
 fn wait_until(secs: u64, what: &str, log: &Path, mut check: impl FnMut() -> bool) {
@@ -388,16 +278,6 @@ fn wait_until(secs: u64, what: &str, log: &Path, mut check: impl FnMut() -> bool
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-/// A daily crontab expression with seconds for `at`'s time of day (UTC).
-fn cron_at(at: DateTime<Utc>) -> String {
-    format!(
-        "\"{} {} {} * * *\"",
-        at.format("%-S"),
-        at.format("%-M"),
-        at.format("%-H")
-    )
 }
 
 fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
@@ -458,21 +338,23 @@ struct Killed {
     url: String,
 }
 
-/// Every slot the store knows is in a final state.
-fn all_slots_final(url: &str) -> Vec<(DateTime<Utc>, String)> {
-    block_on(async {
-        let store = Store::open(url).await.unwrap();
-        let slots = store
+/// Every slot the store at `url` knows, newest first (from a test without a runtime).
+fn slots_in(url: &str) -> Vec<SlotRow> {
+    with_store(url, async |store| {
+        store
             .recent_slots(1000, utc(2999, 1, 1, 0, 0))
             .await
-            .unwrap();
-        store.close().await;
-        slots
-            .into_iter()
-            .filter(|s| !FINAL.contains(&s.state.as_str()))
-            .map(|s| (s.at, s.state))
-            .collect()
+            .unwrap()
     })
+}
+
+/// The slots not yet in a final state.
+fn all_slots_final(url: &str) -> Vec<(DateTime<Utc>, String)> {
+    slots_in(url)
+        .into_iter()
+        .filter(|s| !FINAL.contains(&s.state.as_str()))
+        .map(|s| (s.at, s.state))
+        .collect()
 }
 
 #[test]
@@ -510,12 +392,6 @@ fn serve_killed_between_claim_and_freeze_finishes_the_slot_on_restart() {
         assert_eq!((counts.sent, counts.total()), (3, 3));
         store.close().await;
     });
-    let out = run(&killed.config, &["status"]);
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains(": sent"),
-        "{}",
-        describe(&out)
-    );
 }
 
 #[test]
@@ -640,27 +516,11 @@ fn the_first_run_sends_one_issue_to_the_sample_subscribers_without_false_alarms(
     wait_until(90, "no issue delivered", &log, || {
         delivered(&outbox).len() >= 5
     });
-    let first_slot = block_on(async {
-        let store = Store::open(&url).await.unwrap();
-        let slots = store
-            .recent_slots(1000, utc(2999, 1, 1, 0, 0))
-            .await
-            .unwrap();
-        store.close().await;
-        slots.iter().map(|s| s.at).min().unwrap()
-    });
+    let first_slot = slots_in(&url).iter().map(|s| s.at).min().unwrap();
     wait_until(90, "no later slot was looked at", &log, || {
-        block_on(async {
-            let store = Store::open(&url).await.unwrap();
-            let slots = store
-                .recent_slots(1000, utc(2999, 1, 1, 0, 0))
-                .await
-                .unwrap();
-            store.close().await;
-            slots
-                .iter()
-                .any(|s| s.at > first_slot && FINAL.contains(&s.state.as_str()))
-        })
+        slots_in(&url)
+            .iter()
+            .any(|s| s.at > first_slot && FINAL.contains(&s.state.as_str()))
     });
     let status = terminate(&mut daemon);
     let text = std::fs::read_to_string(&log).unwrap();
@@ -684,14 +544,7 @@ fn the_first_run_sends_one_issue_to_the_sample_subscribers_without_false_alarms(
 
 #[tokio::test]
 async fn an_every_minute_schedule_left_running_past_midnight_tells_the_editors_once() {
-    let (work, config) = setup(
-        "past-midnight",
-        2,
-        &[
-            ("schedule.send", "\"* * * * *\""),
-            ("schedule.timezone", "\"UTC\""),
-        ],
-    );
+    let (work, config) = setup("past-midnight", 2, EVERY_MINUTE);
     let (ctx, store) = context(&config).await;
     let scheduler = new_scheduler(&ctx, store.clone());
     let start = utc(2021, 9, 1, 23, 58);
@@ -724,23 +577,7 @@ async fn an_every_minute_schedule_left_running_past_midnight_tells_the_editors_o
 async fn a_store_from_before_final_states_keeps_its_slots_and_its_history() {
     let dir = TempDir::new("slots-upgrade");
     // The schema as it was: the migrations before this change, applied for real.
-    let old = dir.path().join("old-migrations");
-    std::fs::create_dir_all(&old).unwrap();
-    for entry in std::fs::read_dir(repo_root().join("migrations")).unwrap() {
-        let entry = entry.unwrap();
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.as_str() < "0050" {
-            std::fs::copy(entry.path(), old.join(&name)).unwrap();
-        }
-    }
-    let url = format!("sqlite://{}/gazette.db?mode=rwc", dir.path().display());
-    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-    sqlx::migrate::Migrator::new(old.as_path())
-        .await
-        .unwrap()
-        .run(&pool)
-        .await
-        .unwrap();
+    let (url, pool) = crate::support::store_migrated_before(dir.path(), "0050").await;
     let at = |d: u32| utc(2021, 9, d, 10, 0).timestamp();
     for (day, state, frozen) in [
         (1, "claimed", Some(at(1))),
@@ -818,14 +655,7 @@ async fn a_store_from_before_final_states_keeps_its_slots_and_its_history() {
 
 #[tokio::test]
 async fn the_first_run_started_again_later_that_day_reports_nothing_missed() {
-    let (work, config) = setup(
-        "first-run-again",
-        2,
-        &[
-            ("schedule.send", "\"* * * * *\""),
-            ("schedule.timezone", "\"UTC\""),
-        ],
-    );
+    let (work, config) = setup("first-run-again", 2, EVERY_MINUTE);
     let (ctx, store) = context(&config).await;
     let first = utc(2021, 9, 2, 9, 30) + chrono::Duration::seconds(20);
     new_scheduler(&ctx, store.clone())

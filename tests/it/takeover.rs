@@ -2,14 +2,16 @@
 //! over by another worker on the same SQLite file, with each subscriber served once.
 //! A holder that looks alive (on another host) is waited for until its time is up.
 
-use crate::delivery_support::{add_subscribers, context, freeze, issue_id, smtp_config};
+use crate::delivery_support::{Sending, issue_id, sending, worker};
+use crate::support::TempDir;
 use crate::support::mailstack::SmtpSink;
-use crate::support::{TempDir, copy_sections, fixture, write_config};
-use chrono::{DateTime, TimeZone, Utc};
+use crate::support::scheduler::{MONTHLY, context, setup, slot_state, utc};
+use chrono::{DateTime, Utc};
 use gazette::app::Context;
 use gazette::app::daemon::scheduler as new_scheduler;
+use gazette::domain::IssueId;
 use gazette::send::{ConfiguredTransport, DeliveryWorker, Outcome};
-use gazette::store::{Store, from_ts, ts};
+use gazette::store::Store;
 use std::time::Duration;
 
 /// The name the delivery worker's lease is kept under.
@@ -25,40 +27,6 @@ fn dead_worker_name() -> String {
     child.wait().unwrap();
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
     format!("{}:{pid}:1", host.trim())
-}
-
-struct Sending {
-    _dir: TempDir,
-    ctx: Context,
-    store: Store,
-    emails: Vec<String>,
-    t0: DateTime<Utc>,
-}
-
-/// `n` subscribers and a frozen issue, sending to `port`.
-async fn sending(label: &str, port: u16, n: usize) -> Sending {
-    let dir = TempDir::new(label);
-    let ctx = context(&smtp_config(&dir, port, &[]));
-    let store = Store::open(&ctx.settings.store.url).await.unwrap();
-    let emails: Vec<String> = (0..n)
-        .map(|i| format!("reader{i:02}@example.org"))
-        .collect();
-    let refs: Vec<(&str, Option<&str>)> = emails.iter().map(|e| (e.as_str(), None)).collect();
-    add_subscribers(&store, &refs).await;
-    // Whole seconds, as the ledger keeps times.
-    let t0 = from_ts(ts(Utc::now()));
-    freeze(&ctx, &store, t0).await;
-    Sending {
-        _dir: dir,
-        ctx,
-        store,
-        emails,
-        t0,
-    }
-}
-
-fn worker(s: &Sending) -> DeliveryWorker<ConfiguredTransport> {
-    gazette::app::delivery::delivery_worker(&s.ctx, s.store.clone()).unwrap()
 }
 
 /// Steps `w` at `now` until nothing is due; the messages sent.
@@ -92,10 +60,10 @@ async fn each_once(s: &Sending, sink: &SmtpSink) {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_lease_held_by_a_dead_worker_is_taken_over_and_the_issue_finished_once() {
     let sink = SmtpSink::start(&[]);
-    let s = sending("lease-dead", sink.port(), 12).await;
+    let (s, ctx) = sending("lease-dead", sink.port(), 12, &[]).await;
     // The first worker sends one batch, then its process dies holding the lease: the
     // lease is renamed to a process that has exited, and it has ten minutes left.
-    let mut first = worker(&s).with_batch_size(4);
+    let mut first = worker(&ctx, &s.store).with_batch_size(4);
     let Outcome::Worked(report) = first.try_once(s.t0).await.unwrap() else {
         panic!("a batch was due");
     };
@@ -116,7 +84,7 @@ async fn a_lease_held_by_a_dead_worker_is_taken_over_and_the_issue_finished_once
     drop(first);
 
     // Another worker takes the lease over at once and sends the rest.
-    let mut second = worker(&s);
+    let mut second = worker(&ctx, &s.store);
     let sent = drain(&mut second, s.t0 + chrono::Duration::seconds(1)).await;
     assert_eq!(sent, 8);
     let holder = s.store.lease_holder(LEASE).await.unwrap().unwrap();
@@ -127,7 +95,7 @@ async fn a_lease_held_by_a_dead_worker_is_taken_over_and_the_issue_finished_once
 #[tokio::test(flavor = "multi_thread")]
 async fn a_lease_held_on_another_host_is_waited_for_until_it_expires() {
     let sink = SmtpSink::start(&[]);
-    let s = sending("lease-expired", sink.port(), 6).await;
+    let (s, ctx) = sending("lease-expired", sink.port(), 6, &[]).await;
     let expires = s.t0 + chrono::Duration::seconds(60);
     assert!(
         s.store
@@ -135,7 +103,7 @@ async fn a_lease_held_on_another_host_is_waited_for_until_it_expires() {
             .await
             .unwrap()
     );
-    let mut w = worker(&s);
+    let mut w = worker(&ctx, &s.store);
     let outcome = w
         .try_once(s.t0 + chrono::Duration::seconds(30))
         .await
@@ -156,39 +124,12 @@ async fn a_lease_held_on_another_host_is_waited_for_until_it_expires() {
 // ---------------------------------------------------------------------------------
 // A slot claimed by a scheduler that died before freezing its issue
 
-fn utc(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(y, m, d, h, min, 0).unwrap()
-}
-
 /// A monthly schedule at 10:00 UTC on the 1st, the September 2021 sections and
 /// `readers` active subscribers, with the file transport.
 async fn scheduled(label: &str, readers: usize) -> (TempDir, Context, Store) {
-    let dir = TempDir::new(label);
-    copy_sections(&fixture("2021-09"), &dir.path().join("sections"));
-    let config = write_config(
-        dir.path(),
-        &[
-            ("schedule.send", "\"0 10 1 * *\""),
-            ("schedule.timezone", "\"UTC\""),
-            ("schedule.proof_lead", "\"0s\""),
-        ],
-    );
-    let ctx = Context::from_config(&config).unwrap();
-    let store = ctx.open_store().await.unwrap();
-    for i in 0..readers {
-        crate::support::add_active(&store, &format!("reader{i}@example.org")).await;
-    }
+    let (dir, config) = setup(label, readers, MONTHLY);
+    let (ctx, store) = context(&config).await;
     (dir, ctx, store)
-}
-
-async fn slot_state(store: &Store, at: DateTime<Utc>) -> Option<String> {
-    store
-        .recent_slots(1000, utc(2999, 1, 1, 0, 0))
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|s| s.at == at)
-        .map(|s| s.state)
 }
 
 /// Runs the delivery worker until nothing is due at `now`; the messages sent.
@@ -206,19 +147,20 @@ async fn deliver(ctx: &Context, store: &Store, now: DateTime<Utc>) -> u64 {
     sent
 }
 
+/// Claims the slot at 10:00 on 1 September 2021 for `holder` and freezes nothing: what
+/// a scheduler stopped between claim and freeze leaves behind. The slot and its issue.
+async fn claim_left_by(ctx: &Context, store: &Store, holder: &str) -> (DateTime<Utc>, IssueId) {
+    let slot = utc(2021, 9, 1, 10, 0);
+    let issue = new_scheduler(ctx, store.clone()).timing().issue_id(slot);
+    assert!(store.claim_slot(slot, issue, holder, slot).await.unwrap());
+    (slot, issue)
+}
+
 #[tokio::test]
 async fn a_slot_claimed_by_a_dead_scheduler_is_finished_at_once_and_sent_once() {
     let (_dir, ctx, store) = scheduled("claim-dead", 3).await;
-    let slot = utc(2021, 9, 1, 10, 0);
+    let (slot, issue) = claim_left_by(&ctx, &store, &dead_worker_name()).await;
     let scheduler = new_scheduler(&ctx, store.clone());
-    let issue = scheduler.timing().issue_id(slot);
-    // What a scheduler killed between claim and freeze leaves behind.
-    assert!(
-        store
-            .claim_slot(slot, issue, &dead_worker_name(), slot)
-            .await
-            .unwrap()
-    );
 
     scheduler
         .try_once(slot + chrono::Duration::seconds(5))
@@ -252,15 +194,8 @@ async fn a_slot_claimed_by_a_dead_scheduler_is_finished_at_once_and_sent_once() 
 #[tokio::test]
 async fn a_slot_claimed_on_another_host_is_left_to_it_for_a_minute_then_finished_once() {
     let (_dir, ctx, store) = scheduled("claim-elsewhere", 2).await;
-    let slot = utc(2021, 9, 1, 10, 0);
+    let (slot, issue) = claim_left_by(&ctx, &store, ELSEWHERE).await;
     let scheduler = new_scheduler(&ctx, store.clone());
-    let issue = scheduler.timing().issue_id(slot);
-    assert!(
-        store
-            .claim_slot(slot, issue, ELSEWHERE, slot)
-            .await
-            .unwrap()
-    );
 
     // Within the grace the other daemon may still be freezing it.
     scheduler

@@ -56,15 +56,7 @@ fn implicit_tls_to_the_relay_checks_the_certificate_and_delivers() {
         deliver_over_implicit_tls(&stack, &dir, &[("smtp.ca_file", &ca)], "dora"),
         DeliveryStatus::Sent
     );
-    let raw = stack.wait_for_messages("dora", 1, Duration::from_secs(30));
-    let text = String::from_utf8_lossy(&raw[0]);
-    let headers = text.split("\r\n\r\n").next().unwrap_or_default();
-    let headers = headers.split("\n\n").next().unwrap_or_default();
-    // Postfix writes "with ESMTPS" in its Received header when the session used TLS.
-    assert!(
-        headers.contains("with ESMTPS"),
-        "Postfix did not record TLS:\n{headers}"
-    );
+    stack.assert_first_came_over_tls("dora");
     assert!(stack.messages("eve").is_empty());
 }
 

@@ -4,9 +4,7 @@
 //! Chromium makes of the pages.
 
 use crate::support::http::{self, Response, form_encode};
-use crate::support::{
-    TempDir, chromium, copy_sections, describe, fixture, gazette, prometheus, write_config,
-};
+use crate::support::{TempDir, chromium, copy_sections, fixture, prometheus, write_config};
 use gazette::app::Cli;
 use gazette::domain::{SubscriberEmail, TokenKey, TokenPurpose};
 use gazette::store::{Store, Subscriber, SubscriberStatus};
@@ -158,14 +156,7 @@ impl TestWeb {
     /// reference sections in the sections folder.
     pub(crate) fn send_now(&self, date: &str) {
         copy_sections(&fixture("2021-09"), &self.dir.path().join("sections"));
-        let out = gazette(&[
-            "--config",
-            self.config.to_str().unwrap(),
-            "send-now",
-            "--date",
-            date,
-        ]);
-        assert!(out.status.success(), "{}", describe(&out));
+        crate::support::send_now(&self.config, date);
     }
 
     pub(crate) fn url(&self, path: &str) -> String {

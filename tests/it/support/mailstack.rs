@@ -341,6 +341,19 @@ impl MailStack {
         self.root.join("mail").join(user).join("Maildir")
     }
 
+    /// Waits for `user`'s first message and checks that Postfix took it over TLS: it
+    /// writes "with ESMTPS" in its Received header when the session used TLS.
+    pub fn assert_first_came_over_tls(&self, user: &str) {
+        let raw = self.wait_for_messages(user, 1, Duration::from_secs(30));
+        let text = String::from_utf8_lossy(&raw[0]);
+        let headers = text.split("\r\n\r\n").next().unwrap_or_default();
+        let headers = headers.split("\n\n").next().unwrap_or_default();
+        assert!(
+            headers.contains("with ESMTPS"),
+            "Postfix did not record TLS:\n{headers}"
+        );
+    }
+
     /// The raw messages (RFC 5322 bytes, as Dovecot stored them) in `user`'s INBOX now,
     /// oldest first as far as the Maildir file names tell.
     pub fn messages(&self, user: &str) -> Vec<Vec<u8>> {

@@ -8,6 +8,7 @@ pub mod http;
 pub mod judges;
 pub mod mailstack;
 pub mod prometheus;
+pub mod scheduler;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -124,6 +125,38 @@ pub fn gazette(args: &[&str]) -> Output {
         .expect("run gazette")
 }
 
+/// Imports `readers` subscribers, `reader{i}@example.org` named `Reader {i}`, into the
+/// store of `config` with the real `gazette subscribers import`; returns their addresses
+/// in order.
+pub fn import_readers(config: &Path, readers: usize) -> Vec<String> {
+    let emails: Vec<String> = (0..readers)
+        .map(|i| format!("reader{i}@example.org"))
+        .collect();
+    let mut csv = String::from("email,name\n");
+    for (i, email) in emails.iter().enumerate() {
+        csv.push_str(&format!("{email},Reader {i}\n"));
+    }
+    let people = config.with_file_name("readers.csv");
+    std::fs::write(&people, csv).unwrap();
+    let config = config.to_str().unwrap();
+    let out = gazette(&[
+        "--config",
+        config,
+        "subscribers",
+        "import",
+        people.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", describe(&out));
+    emails
+}
+
+/// Runs the real `gazette send-now --date date` with `config` to its end; it must succeed.
+pub fn send_now(config: &Path, date: &str) {
+    let config = config.to_str().unwrap();
+    let out = gazette(&["--config", config, "send-now", "--date", date]);
+    assert!(out.status.success(), "{}", describe(&out));
+}
+
 /// stdout and stderr of a run, for assertion messages.
 pub fn describe(output: &Output) -> String {
     format!(
@@ -132,6 +165,56 @@ pub fn describe(output: &Output) -> String {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     )
+}
+
+/// The store `write_config` puts in `dir`.
+pub fn store_url(dir: &Path) -> String {
+    format!("sqlite://{}/gazette.db", dir.display())
+}
+
+/// Opens the store at `url`, runs `f` on it and closes it: how a test without a runtime
+/// of its own reads what a run of the binary left behind (or prepares the next run).
+pub fn with_store<T>(url: &str, f: impl AsyncFnOnce(&gazette::store::Store) -> T) -> T {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        let store = gazette::store::Store::open(url)
+            .await
+            .expect("open the store");
+        let out = f(&store).await;
+        store.close().await;
+        out
+    })
+}
+
+/// A store `gazette.db` in `dir` as an older gazette left it: only the migrations whose
+/// file names sort before `before` applied (copied to `dir/old-migrations`). Returns the
+/// store's URL and a pool open on it, for the test to write old rows with raw SQL.
+pub async fn store_migrated_before(dir: &Path, before: &str) -> (String, sqlx::SqlitePool) {
+    let old = dir.join("old-migrations");
+    std::fs::create_dir_all(&old).unwrap();
+    for entry in std::fs::read_dir(repo_root().join("migrations")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        if name.as_str() < before {
+            std::fs::copy(&path, old.join(&name)).unwrap();
+        }
+    }
+    let url = store_url(dir);
+    let options = <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(&url)
+        .unwrap()
+        .create_if_missing(true)
+        .foreign_keys(true);
+    let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+    sqlx::migrate::Migrator::new(old.as_path())
+        .await
+        .unwrap()
+        .run(&pool)
+        .await
+        .unwrap();
+    (url, pool)
 }
 
 /// Adds an active subscriber straight into the store, as `gazette subscribers add` does.
@@ -161,33 +244,47 @@ pub async fn add_active(store: &gazette::store::Store, email: &str) -> i64 {
 /// file, so a test can compare where and how many without knowing the time.
 pub fn files(dir: &Path) -> Vec<String> {
     let mut out = Vec::new();
+    for path in walk(dir) {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            continue;
+        }
+        let relative = path.strip_prefix(dir).unwrap().display().to_string();
+        let fresh = name
+            .strip_suffix(".eml")
+            .is_some_and(|stem| stem.parse::<i64>().is_err() && !stem.is_empty());
+        out.push(match fresh {
+            true => match Path::new(&relative).parent() {
+                Some(folder) if !folder.as_os_str().is_empty() => {
+                    format!("{}/*.eml", folder.display())
+                }
+                _ => "*.eml".to_owned(),
+            },
+            false => relative,
+        });
+    }
+    out.sort();
+    out
+}
+
+/// Every file under `dir`, hidden ones too, at any depth, sorted; none if `dir` is not
+/// there.
+pub fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
     let mut stack = vec![dir.to_owned()];
     while let Some(d) = stack.pop() {
         let Ok(entries) = std::fs::read_dir(&d) else {
             continue;
         };
         for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
             // A temporary file may be renamed away while the folder is read.
             let Ok(kind) = e.file_type() else {
                 continue;
             };
             if kind.is_dir() {
                 stack.push(e.path());
-            } else if !name.starts_with('.') {
-                let relative = e.path().strip_prefix(dir).unwrap().display().to_string();
-                let fresh = name
-                    .strip_suffix(".eml")
-                    .is_some_and(|stem| stem.parse::<i64>().is_err() && !stem.is_empty());
-                out.push(match fresh {
-                    true => match Path::new(&relative).parent() {
-                        Some(folder) if !folder.as_os_str().is_empty() => {
-                            format!("{}/*.eml", folder.display())
-                        }
-                        _ => "*.eml".to_owned(),
-                    },
-                    false => relative,
-                });
+            } else {
+                out.push(e.path());
             }
         }
     }
