@@ -334,75 +334,105 @@ pub async fn import_file(
         source,
     };
     let mut session = store.begin_import(&consent, now).await.map_err(store_err)?;
-    // A batch keeps every line's outcome in order: rows wait for the store's decision,
-    // the rest is decided already.
-    let mut pending: Vec<Result<ImportRow, LineReport>> = Vec::with_capacity(BATCH);
-    let mut rows = 0;
-    while let Some(line) = reader.next_line().map_err(read_err)? {
-        pending.push(columns.read(line));
-        if pending.last().is_some_and(Result::is_ok) {
-            rows += 1;
-        }
-        if rows == BATCH {
-            flush(&mut session, &mut pending, &mut |r| emit(r, &mut totals))
-                .await
-                .map_err(store_err)?;
-            rows = 0;
-        }
+    // The file is read and parsed on a thread of its own while the store applies the
+    // batch before: the two take about as long as each other. The channel holds one
+    // batch, so memory stays bounded.
+    let delimiter = columns.delimiter;
+    let (batches, mut received) = tokio::sync::mpsc::channel(1);
+    let parser = std::thread::spawn(move || read_batches(reader, &columns, &batches));
+    while let Some(batch) = received.recv().await {
+        let batch = batch.map_err(read_err)?;
+        flush(&mut session, batch, &mut |r| emit(r, &mut totals))
+            .await
+            .map_err(store_err)?;
     }
-    flush(&mut session, &mut pending, &mut |r| emit(r, &mut totals))
-        .await
-        .map_err(store_err)?;
+    // The channel also closes if the parser panicked: that is not the end of the file.
+    if let Err(panic) = parser.join() {
+        std::panic::resume_unwind(panic);
+    }
     session.commit().await.map_err(store_err)?;
     Ok(ImportReport {
         lines,
-        delimiter: columns.delimiter,
+        delimiter,
         totals,
     })
+}
+
+/// A batch: every line in order, each a row for the store or decided already.
+type Batch = Vec<Result<ImportRow, LineReport>>;
+
+/// Reads the data lines into batches of [`BATCH`] rows and sends them on; stops at the
+/// end of the file, at a read error (sent on) or when nobody receives any more.
+fn read_batches<R: BufRead>(
+    mut reader: Lines<R>,
+    columns: &Columns,
+    batches: &tokio::sync::mpsc::Sender<std::io::Result<Batch>>,
+) {
+    let mut pending = Vec::with_capacity(BATCH);
+    let mut rows = 0;
+    loop {
+        match reader.next_line() {
+            Err(e) => {
+                let _ = batches.blocking_send(Err(e));
+                return;
+            }
+            Ok(None) => break,
+            Ok(Some(line)) => {
+                let item = columns.read(line);
+                rows += usize::from(item.is_ok());
+                pending.push(item);
+                if rows == BATCH {
+                    let full = std::mem::replace(&mut pending, Vec::with_capacity(BATCH));
+                    if batches.blocking_send(Ok(full)).is_err() {
+                        return;
+                    }
+                    rows = 0;
+                }
+            }
+        }
+    }
+    let _ = batches.blocking_send(Ok(pending));
 }
 
 /// Applies the batch's rows and reports every line of it in order.
 async fn flush(
     session: &mut crate::store::ImportSession,
-    pending: &mut Vec<Result<ImportRow, LineReport>>,
+    batch: Batch,
     emit: &mut impl FnMut(LineReport),
 ) -> Result<(), StoreError> {
-    let rows: Vec<ImportRow> = pending
-        .iter()
-        .filter_map(|p| p.as_ref().ok().cloned())
-        .collect();
-    let mut actions = session.apply(&rows).await?.into_iter();
-    for item in pending.drain(..) {
+    let mut rows = Vec::with_capacity(batch.len());
+    let mut decided = Vec::new();
+    for item in batch {
         match item {
-            Err(report) => emit(report),
-            Ok(row) => {
-                let action = actions
-                    .next()
-                    .map(|(_, a)| a)
-                    .unwrap_or(ImportAction::Added);
-                let email = row.email;
-                let outcome = match action {
-                    ImportAction::Added => LineOutcome::Added(email),
-                    ImportAction::Updated { old_name, new_name } => LineOutcome::Updated {
-                        email,
-                        old_name,
-                        new_name,
-                    },
-                    ImportAction::Unchanged => LineOutcome::Unchanged(email),
-                    ImportAction::SkippedSuppressed(status) => {
-                        LineOutcome::Suppressed(email, status)
-                    }
-                    ImportAction::Duplicate(first_line) => {
-                        LineOutcome::Duplicate { email, first_line }
-                    }
-                };
-                emit(LineReport {
-                    line: row.line,
-                    outcome,
-                });
-            }
+            Ok(row) => rows.push(row),
+            Err(report) => decided.push(report),
         }
     }
+    let actions = session.apply(&rows).await?;
+    // Both lists are in line order: merge them back into one.
+    let mut decided = decided.into_iter().peekable();
+    for (row, (_, action)) in rows.into_iter().zip(actions) {
+        while let Some(report) = decided.next_if(|r| r.line < row.line) {
+            emit(report);
+        }
+        let email = row.email;
+        let outcome = match action {
+            ImportAction::Added => LineOutcome::Added(email),
+            ImportAction::Updated { old_name, new_name } => LineOutcome::Updated {
+                email,
+                old_name,
+                new_name,
+            },
+            ImportAction::Unchanged => LineOutcome::Unchanged(email),
+            ImportAction::SkippedSuppressed(status) => LineOutcome::Suppressed(email, status),
+            ImportAction::Duplicate(first_line) => LineOutcome::Duplicate { email, first_line },
+        };
+        emit(LineReport {
+            line: row.line,
+            outcome,
+        });
+    }
+    decided.for_each(emit);
     Ok(())
 }
 

@@ -122,7 +122,7 @@ impl Store {
         email: &SubscriberEmail,
     ) -> Result<Vec<i64>, StoreError> {
         // `lower()` folds ASCII letters, which is what addresses are made of in practice;
-        // the expression matches the index `subscribers_by_lower_email`.
+        // the expression matches the unique index `subscribers_by_mailbox`.
         Ok(sqlx::query_scalar(
             "SELECT id FROM subscribers WHERE lower(email) = lower(?1) ORDER BY id",
         )

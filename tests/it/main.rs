@@ -15,6 +15,7 @@ mod every_message;
 mod faults;
 mod fixtures;
 mod identity;
+mod import_batches;
 mod imports;
 mod inbox;
 mod inbox_claim;

@@ -1,0 +1,162 @@
+//! An import longer than one batch: a mailbox met in an earlier batch (added, known or
+//! suppressed, in any spelling) is a duplicate of the line that met it first, a rename
+//! is applied once, and new subscribers get ids in file order.
+
+use crate::support::TempDir;
+use chrono::Utc;
+use gazette::app::import::{LineOutcome, LineReport, import_file};
+use gazette::domain::{HeaderText, SubscriberEmail};
+use gazette::store::{Consent, NewSubscriber, Store, SubscriberStatus, Withdrawal};
+
+fn email(raw: &str) -> SubscriberEmail {
+    SubscriberEmail::parse(raw).unwrap()
+}
+
+#[tokio::test]
+async fn duplicates_across_batches_name_the_first_line_and_ids_follow_the_file() {
+    let dir = TempDir::new("import-batches");
+    let store = Store::open(&format!("sqlite://{}/gazette.db", dir.path().display()))
+        .await
+        .unwrap();
+    let now = Utc::now();
+    for (raw, name) in [("Known@Example.org", "Old"), ("gone@example.org", "Gone")] {
+        store
+            .add_subscriber(
+                &NewSubscriber {
+                    email: email(raw),
+                    name: Some(HeaderText::parse(name).unwrap()),
+                    status: SubscriberStatus::Active,
+                    consent: Consent::default(),
+                },
+                now,
+            )
+            .await
+            .unwrap();
+    }
+    let gone = store
+        .subscriber_by_email(&email("gone@example.org"))
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .unsubscribe(
+            gone.id,
+            &Withdrawal::CommandLine {
+                by: "test".to_owned(),
+            },
+            now,
+        )
+        .await
+        .unwrap();
+
+    // Line n (from 2) is user n-1, except for these; 25 000 rows make three batches.
+    let rows = 25_000;
+    let mut lines: Vec<String> = std::iter::once("email,name".to_owned())
+        .chain((1..=rows).map(|i| format!("user{i}@example.org,User {i}")))
+        .collect();
+    let special = [
+        (3, "known@example.org,New"),
+        (5, "gone@example.org,Back"),
+        (15_000, "KNOWN@example.org,Newer"),
+        (15_001, "User8@EXAMPLE.org,Someone"),
+        (22_000, "GONE@example.org,"),
+        (22_001, "user30000@example.org,A"),
+        (22_002, "USER30000@example.org,B"),
+    ];
+    for (line, text) in special {
+        lines[line - 1] = text.to_owned();
+    }
+    let file = dir.path().join("long.csv");
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+
+    let mut got: Vec<LineReport> = Vec::new();
+    let report = import_file(&store, &file, now, |l| got.push(l.clone()))
+        .await
+        .unwrap();
+    assert_eq!(report.lines, rows as u64 + 1);
+    assert_eq!(report.totals.sum(), report.lines);
+    let numbers: Vec<u64> = got.iter().map(|l| l.line).collect();
+    assert_eq!(numbers, (1..=report.lines).collect::<Vec<_>>());
+    let outcome = |line: u64| &got[(line - 1) as usize].outcome;
+    assert_eq!(
+        outcome(3),
+        &LineOutcome::Updated {
+            email: email("known@example.org"),
+            old_name: Some(HeaderText::parse("Old").unwrap()),
+            new_name: HeaderText::parse("New").unwrap(),
+        }
+    );
+    assert_eq!(
+        outcome(5),
+        &LineOutcome::Suppressed(email("gone@example.org"), SubscriberStatus::Unsubscribed)
+    );
+    for (line, raw, first_line) in [
+        (15_000, "KNOWN@example.org", 3),
+        (15_001, "User8@EXAMPLE.org", 9),
+        (22_000, "GONE@example.org", 5),
+        (22_002, "USER30000@example.org", 22_001),
+    ] {
+        assert_eq!(
+            outcome(line),
+            &LineOutcome::Duplicate {
+                email: email(raw),
+                first_line
+            },
+            "line {line}"
+        );
+    }
+    let t = &report.totals;
+    assert_eq!(
+        (
+            t.header,
+            t.updated,
+            t.suppressed,
+            t.duplicate,
+            t.unchanged,
+            t.invalid
+        ),
+        (1, 1, 1, 4, 0, 0)
+    );
+    assert_eq!(t.added, rows as u64 - 6);
+
+    // The first spelling and the first name stay; later lines changed nothing.
+    let known = store
+        .subscriber_by_email(&email("KNOWN@example.org"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(known.name.as_ref().map(HeaderText::as_str), Some("New"));
+    let gone = store.subscriber(gone.id).await.unwrap().unwrap();
+    assert_eq!(gone.status, SubscriberStatus::Unsubscribed);
+    assert_eq!(gone.name.as_ref().map(HeaderText::as_str), Some("Gone"));
+    let user8 = store
+        .subscriber_by_email(&email("user8@example.org"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(user8.name.as_ref().map(HeaderText::as_str), Some("User 8"));
+
+    // New subscribers, by id, are the added lines in file order.
+    let added: Vec<SubscriberEmail> = got
+        .iter()
+        .filter_map(|l| match &l.outcome {
+            LineOutcome::Added(e) => Some(e.clone()),
+            _ => None,
+        })
+        .collect();
+    let stored: Vec<SubscriberEmail> = store
+        .subscribers(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|s| s.id > gone.id)
+        .map(|s| s.email)
+        .collect();
+    assert_eq!(stored.len(), added.len());
+    assert!(
+        stored
+            .iter()
+            .zip(&added)
+            .all(|(s, a)| s.as_str() == a.as_str())
+    );
+}
