@@ -17,12 +17,13 @@
 //!   `render::finish`.
 //! - [`store`]: subscribers, frozen issues and the delivery ledger (all SQL lives here);
 //!   one unsubscribe operation that every channel uses.
-//! - [`send`]: the delivery engine: transports taking an envelope and bytes (file, SMTP, a
-//!   test double) and the worker
-//!   that drains the ledger with the retry policy.
-//! - [`inbox`]: reads the newsletter's mailbox; unsubscribes, counts bounces, answers.
+//! - [`send`]: the delivery engine: transports taking an envelope and bytes (file, SMTP,
+//!   a pool of relays, a test double) and the worker that drains the ledger with the
+//!   retry policy.
+//! - [`inbox`]: reads the newsletter's mailbox (one daemon at a time, by a lease);
+//!   unsubscribes, counts bounces, answers.
 //! - [`web`]: the sign-up form, confirm and unsubscribe links, archive, preview,
-//!   health and metrics over HTTP.
+//!   health and metrics over HTTP; its pages are tera templates in `templates/web/`.
 //! - [`doctor`]: `gazette doctor`'s checks of DNS, the web, the relay and the store: what a
 //!   receiving server will think of our mail.
 //! - [`app`]: wiring; the only module that knows the whole pipeline, with `main.rs`
