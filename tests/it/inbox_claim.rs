@@ -5,26 +5,11 @@
 
 use crate::delivery_support::{context, smtp_config};
 use crate::support::mailstack::{SmtpSink, free_port};
-use crate::support::{TempDir, add_active};
+use crate::support::{TempDir, add_active, unsubscribe_request};
 use chrono::{Duration as Span, Utc};
-use gazette::app::{Context, inbox_worker};
-use gazette::domain::TokenPurpose;
+use gazette::app::inbox_worker;
 use gazette::inbox::Outcome;
 use gazette::store::{Store, SubscriberStatus, from_ts, ts};
-use std::path::Path;
-
-/// Puts an UNSUBSCRIBE request carrying `id`'s token into the Maildir at `inbox`.
-fn request(ctx: &Context, inbox: &Path, id: i64, n: u32) {
-    let token = ctx.tokens.sign(TokenPurpose::Unsubscribe, id);
-    let text = format!(
-        "From: someone@elsewhere.test\r\nTo: newsletter@example.org\r\n\
-         Subject: UNSUBSCRIBE {token}\r\nMessage-ID: <claim-{n}@elsewhere.test>\r\n\
-         MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n\r\n"
-    );
-    let new = inbox.join("new");
-    std::fs::create_dir_all(&new).unwrap();
-    std::fs::write(new.join(format!("17000000{n:02}.M1P1.host")), text).unwrap();
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_daemons_reading_one_mailbox_send_an_owed_notice_once() {
@@ -36,7 +21,7 @@ async fn two_daemons_reading_one_mailbox_send_an_owed_notice_once() {
     let ctx = context(&down);
     let store = Store::open(&ctx.settings.store.url).await.unwrap();
     let alice = add_active(&store, "alice@example.net").await;
-    request(&ctx, &dir.path().join("inbox"), alice, 1);
+    unsubscribe_request(&ctx, &dir.path().join("inbox"), alice, 1);
     let t0 = from_ts(ts(Utc::now()));
 
     // A first daemon acts on the request while the relay is down: the notice is owed.
@@ -74,7 +59,7 @@ async fn a_daemon_on_another_host_keeps_the_mailbox_until_its_lease_ends() {
     let ctx = context(&smtp_config(&dir, free_port(), &[]));
     let store = Store::open(&ctx.settings.store.url).await.unwrap();
     let alice = add_active(&store, "alice@example.net").await;
-    request(&ctx, &dir.path().join("inbox"), alice, 1);
+    unsubscribe_request(&ctx, &dir.path().join("inbox"), alice, 1);
     let t0 = from_ts(ts(Utc::now()));
     let until = t0 + Span::minutes(3);
     assert!(
@@ -121,7 +106,7 @@ async fn a_daemon_whose_process_is_gone_hands_the_mailbox_over_at_once() {
     let ctx = context(&smtp_config(&dir, free_port(), &[]));
     let store = Store::open(&ctx.settings.store.url).await.unwrap();
     let alice = add_active(&store, "alice@example.net").await;
-    request(&ctx, &dir.path().join("inbox"), alice, 1);
+    unsubscribe_request(&ctx, &dir.path().join("inbox"), alice, 1);
     let t0 = from_ts(ts(Utc::now()));
     // A process of this host that has exited.
     let mut child = std::process::Command::new("true").spawn().unwrap();

@@ -5,26 +5,12 @@
 
 use crate::delivery_support::{context, smtp_config};
 use crate::support::mailstack::free_port;
-use crate::support::{TempDir, add_active, write_config};
+use crate::support::{TempDir, add_active, unsubscribe_request, write_config};
 use chrono::{DateTime, Duration as Span, Utc};
-use gazette::app::{Context, inbox_worker};
-use gazette::domain::{SubscriberEmail, TokenPurpose};
+use gazette::app::inbox_worker;
+use gazette::domain::SubscriberEmail;
 use gazette::inbox::{Outcome, PollReport};
 use gazette::store::{Store, SubscriberStatus, from_ts, ts};
-use std::path::Path;
-
-/// Puts an UNSUBSCRIBE request carrying `id`'s token into the Maildir at `inbox`.
-fn request(ctx: &Context, inbox: &Path, id: i64, n: u32) {
-    let token = ctx.tokens.sign(TokenPurpose::Unsubscribe, id);
-    let text = format!(
-        "From: someone@elsewhere.test\r\nTo: newsletter@example.org\r\n\
-         Subject: UNSUBSCRIBE {token}\r\nMessage-ID: <request-{n}@elsewhere.test>\r\n\
-         MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n\r\n"
-    );
-    let new = inbox.join("new");
-    std::fs::create_dir_all(&new).unwrap();
-    std::fs::write(new.join(format!("17000000{n:02}.M1P1.host")), text).unwrap();
-}
 
 async fn poll(
     worker: &mut gazette::inbox::Worker<gazette::send::ConfiguredTransport>,
@@ -45,7 +31,7 @@ async fn a_notice_that_cannot_be_sent_is_tried_five_times_then_given_up() {
     let store = Store::open(&ctx.settings.store.url).await.unwrap();
     let alice = add_active(&store, "alice@example.net").await;
     let inbox = dir.path().join("inbox");
-    request(&ctx, &inbox, alice, 1);
+    unsubscribe_request(&ctx, &inbox, alice, 1);
     let mut worker = inbox_worker(&ctx, store.clone()).unwrap();
     let t0 = from_ts(ts(Utc::now()));
 
@@ -98,7 +84,7 @@ async fn one_address_gets_at_most_the_daily_number_of_notices() {
     let mut n = 0;
     let mut cycle = async |at: DateTime<Utc>| {
         n += 1;
-        request(&ctx, &inbox, alice, n);
+        unsubscribe_request(&ctx, &inbox, alice, n);
         // Back through a confirmed sign-up, when an earlier cycle unsubscribed her.
         if let gazette::store::SignupOutcome::Confirm { request_id, .. } = store
             .web_signup(&email, None, "192.0.2.1", at)

@@ -303,3 +303,19 @@ pub fn only_message(dir: &Path) -> String {
     assert_eq!(found.len(), 1, "{}: {found:?}", dir.display());
     std::fs::read_to_string(found.pop().unwrap()).unwrap()
 }
+
+/// Puts request `n`, an UNSUBSCRIBE carrying subscriber `id`'s token, into the Maildir at
+/// `inbox`, as a reply would arrive.
+pub fn unsubscribe_request(ctx: &gazette::app::Context, inbox: &Path, id: i64, n: u32) {
+    let token = ctx
+        .tokens
+        .sign(gazette::domain::TokenPurpose::Unsubscribe, id);
+    let text = format!(
+        "From: someone@elsewhere.test\r\nTo: newsletter@example.org\r\n\
+         Subject: UNSUBSCRIBE {token}\r\nMessage-ID: <request-{n}@elsewhere.test>\r\n\
+         MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n\r\n"
+    );
+    let new = inbox.join("new");
+    std::fs::create_dir_all(&new).unwrap();
+    std::fs::write(new.join(format!("17000000{n:02}.M1P1.host")), text).unwrap();
+}
