@@ -5,12 +5,10 @@
 use crate::support::dkim::{Key, ed25519_key, rsa_key};
 use crate::support::dnsmasq::Dnsmasq;
 use crate::support::mailstack::{self, MailStack, SmtpSink, free_port};
-use crate::support::{TempDir, describe, gazette, write_config};
+use crate::support::{TempDir, describe, freeze_small as freeze, gazette, write_config};
 use gazette::doctor::{CheckKind, DoctorOptions, Report, TxtRecord, Verdict, examine};
-use gazette::domain::{HeaderText, IssueId};
-use gazette::render::{Personalized, RenderedIssue};
 use gazette::settings::Settings;
-use gazette::store::{DeliveryUpdate, FrozenIssue, Store};
+use gazette::store::{DeliveryUpdate, Store};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -430,21 +428,6 @@ fn a_relay_without_working_starttls_is_a_problem() {
         Some(Verdict::Problem),
         "{report:#?}"
     );
-}
-
-/// Freezes a small issue for every active subscriber at `at`.
-async fn freeze(store: &Store, id: &str, at: chrono::DateTime<chrono::Utc>) -> IssueId {
-    let issue = IssueId::parse(id).unwrap();
-    let rendered = RenderedIssue {
-        subject: HeaderText::parse("News").unwrap(),
-        html: Personalized::parse("<p>hi</p>", true),
-        text: Personalized::parse("hi", false),
-    };
-    store
-        .freeze_and_snapshot(&FrozenIssue::new(issue, &rendered, vec![], at), at)
-        .await
-        .unwrap();
-    issue
 }
 
 #[tokio::test(flavor = "multi_thread")]

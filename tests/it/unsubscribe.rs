@@ -5,30 +5,13 @@
 //! port for the web.
 
 use crate::support::http::form_encode;
-use crate::support::{TempDir, describe, gazette_command, repo_root, write_config};
+use crate::support::{TempDir, describe, freeze_small as freeze, gazette_command, write_config};
 use crate::web::TestWeb;
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use gazette::domain::{HeaderText, IssueId, SubscriberEmail, TokenPurpose};
-use gazette::render::{Personalized, RenderedIssue};
+use gazette::domain::{IssueId, SubscriberEmail, TokenPurpose};
 use gazette::store::{
-    DeliveryStatus, DeliveryUpdate, FrozenIssue, SignupOutcome, Store, SubscriberStatus,
-    Withdrawal, Withdrawn,
+    DeliveryStatus, DeliveryUpdate, SignupOutcome, Store, SubscriberStatus, Withdrawal, Withdrawn,
 };
-
-/// Freezes a small issue for every active subscriber at `at`.
-async fn freeze(store: &Store, id: &str, at: chrono::DateTime<Utc>) -> IssueId {
-    let issue = IssueId::parse(id).unwrap();
-    let rendered = RenderedIssue {
-        subject: HeaderText::parse("News").unwrap(),
-        html: Personalized::parse("<p>hi</p>", true),
-        text: Personalized::parse("hi", false),
-    };
-    store
-        .freeze_and_snapshot(&FrozenIssue::new(issue, &rendered, vec![], at), at)
-        .await
-        .unwrap();
-    issue
-}
 
 fn run_ok(config: &std::path::Path, args: &[&str]) -> String {
     let out = gazette_command(config, args).output().unwrap();
@@ -423,27 +406,7 @@ async fn a_bounced_subscriber_who_leaves_cannot_be_reactivated() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn withdrawals_recorded_by_earlier_versions_read_in_the_one_shape() {
     let dir = TempDir::new("unsub-upgrade");
-    let old = dir.path().join("old-migrations");
-    std::fs::create_dir_all(&old).unwrap();
-    for entry in std::fs::read_dir(repo_root().join("migrations")).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
-        if name.as_str() < "0060" {
-            std::fs::copy(&path, old.join(&name)).unwrap();
-        }
-    }
-    let url = format!("sqlite://{}/gazette.db", dir.path().display());
-    let options = <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(&url)
-        .unwrap()
-        .create_if_missing(true)
-        .foreign_keys(true);
-    let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
-    sqlx::migrate::Migrator::new(old.as_path())
-        .await
-        .unwrap()
-        .run(&pool)
-        .await
-        .unwrap();
+    let (url, pool) = crate::support::store_migrated_before(dir.path(), "0060").await;
     let t = |d| {
         Utc.with_ymd_and_hms(2026, 10, d, 9, 0, 0)
             .unwrap()

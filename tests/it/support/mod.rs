@@ -319,3 +319,27 @@ pub fn unsubscribe_request(ctx: &gazette::app::Context, inbox: &Path, id: i64, n
     std::fs::create_dir_all(&new).unwrap();
     std::fs::write(new.join(format!("17000000{n:02}.M1P1.host")), text).unwrap();
 }
+
+/// Freezes a small issue `id` ("News", one line of text) for every active subscriber at
+/// `at`, straight through the store.
+pub async fn freeze_small(
+    store: &gazette::store::Store,
+    id: &str,
+    at: chrono::DateTime<chrono::Utc>,
+) -> gazette::domain::IssueId {
+    use gazette::render::{Personalized, RenderedIssue};
+    let issue = gazette::domain::IssueId::parse(id).unwrap();
+    let rendered = RenderedIssue {
+        subject: gazette::domain::HeaderText::parse("News").unwrap(),
+        html: Personalized::parse("<p>hi</p>", true),
+        text: Personalized::parse("hi", false),
+    };
+    store
+        .freeze_and_snapshot(
+            &gazette::store::FrozenIssue::new(issue, &rendered, vec![], at),
+            at,
+        )
+        .await
+        .unwrap();
+    issue
+}
