@@ -59,6 +59,9 @@ impl Store {
     /// Writes a consistent copy of the store to `to` (which must not exist yet), then
     /// checks it and says what it holds.
     pub async fn backup_to(&self, to: &Path) -> Result<BackupSummary, BackupError> {
+        if self.dialect != super::Dialect::Sqlite {
+            return Err(BackupError::NotSqlite(self.name.clone()));
+        }
         if to.exists() {
             return Err(BackupError::Exists { path: to.into() });
         }

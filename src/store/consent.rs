@@ -72,7 +72,7 @@ impl Store {
         how: &Withdrawal,
         now: DateTime<Utc>,
     ) -> Result<Option<SubscriberStatus>, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let outcome = withdraw(&mut tx, id, how, now).await?;
         tx.commit().await?;
         Ok(outcome.map(|(_, before)| before))
@@ -82,7 +82,7 @@ impl Store {
     pub async fn consent_withdrawn(&self, id: i64) -> Result<Option<Withdrawn>, StoreError> {
         let row = sqlx::query(
             "SELECT withdrawn_at, withdrawn_source, withdrawn_evidence FROM subscribers \
-             WHERE id = ?1",
+             WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(&self.pool)
@@ -103,14 +103,14 @@ impl Store {
 /// one). Returns the subscriber's current id (a merged twin's id resolves to the row
 /// kept) and the status before, or `None` for an unknown id.
 pub(super) async fn withdraw(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut sqlx::AnyConnection,
     id: i64,
     how: &Withdrawal,
     now: DateTime<Utc>,
 ) -> Result<Option<(i64, SubscriberStatus)>, StoreError> {
     let id = resolve_id(&mut *tx, id).await?;
     let Some(before) =
-        sqlx::query_scalar::<_, String>("SELECT status FROM subscribers WHERE id = ?1")
+        sqlx::query_scalar::<_, String>("SELECT status FROM subscribers WHERE id = $1")
             .bind(id)
             .fetch_optional(&mut *tx)
             .await?
@@ -123,8 +123,8 @@ pub(super) async fn withdraw(
     }
     // The status change fires `web_signups_close_on_leaving` (migration 0040).
     sqlx::query(
-        "UPDATE subscribers SET status = 'unsubscribed', updated_at = ?2, withdrawn_at = ?2, \
-         withdrawn_source = ?3, withdrawn_evidence = ?4 WHERE id = ?1",
+        "UPDATE subscribers SET status = 'unsubscribed', updated_at = $2, withdrawn_at = $2, \
+         withdrawn_source = $3, withdrawn_evidence = $4 WHERE id = $1",
     )
     .bind(id)
     .bind(ts(now))
@@ -133,8 +133,8 @@ pub(super) async fn withdraw(
     .execute(&mut *tx)
     .await?;
     sqlx::query(
-        "UPDATE deliveries SET status = 'skipped', updated_at = ?2 \
-         WHERE subscriber_id = ?1 AND status IN ('queued', 'retrying')",
+        "UPDATE deliveries SET status = 'skipped', updated_at = $2 \
+         WHERE subscriber_id = $1 AND status IN ('queued', 'retrying')",
     )
     .bind(id)
     .bind(ts(now))

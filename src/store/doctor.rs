@@ -48,7 +48,7 @@ impl Store {
         let issue = issue_id_from_db(row.try_get("id")?)?;
         let frozen_at: i64 = row.try_get("frozen_at")?;
         let unsubscribes_since: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM subscribers WHERE status = 'unsubscribed' AND withdrawn_at >= ?1",
+            "SELECT COUNT(*) FROM subscribers WHERE status = 'unsubscribed' AND withdrawn_at >= $1",
         )
         .bind(frozen_at)
         .fetch_one(&self.pool)
@@ -56,8 +56,8 @@ impl Store {
         let rows = sqlx::query(
             "SELECT s.id, s.email, s.withdrawn_at, d.sent_at FROM deliveries d \
              JOIN subscribers s ON s.id = d.subscriber_id \
-             WHERE d.issue_id = ?1 AND d.status = 'sent' AND s.withdrawn_at IS NOT NULL \
-               AND d.sent_at > s.withdrawn_at + ?2 \
+             WHERE d.issue_id = $1 AND d.status = 'sent' AND s.withdrawn_at IS NOT NULL \
+               AND d.sent_at > s.withdrawn_at + $2 \
              ORDER BY d.sent_at, s.id",
         )
         .bind(issue.to_string())

@@ -124,7 +124,7 @@ impl Store {
         // `lower()` folds ASCII letters, which is what addresses are made of in practice;
         // the expression matches the unique index `subscribers_by_mailbox`.
         Ok(sqlx::query_scalar(
-            "SELECT id FROM subscribers WHERE lower(email) = lower(?1) ORDER BY id",
+            "SELECT id FROM subscribers WHERE lower(email) = lower($1) ORDER BY id",
         )
         .bind(email.as_str())
         .fetch_all(&self.pool)
@@ -140,7 +140,7 @@ impl Store {
     ) -> Result<Option<String>, StoreError> {
         Ok(sqlx::query_scalar(
             "SELECT s.email FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id \
-             WHERE d.issue_id = ?1 AND d.subscriber_id = ?2 AND d.status = 'sent'",
+             WHERE d.issue_id = $1 AND d.subscriber_id = $2 AND d.status = 'sent'",
         )
         .bind(issue.to_string())
         .bind(subscriber)
@@ -156,9 +156,9 @@ impl Store {
         let mut out = HashMap::new();
         // SQLite allows 32 766 parameters; stay far below.
         for chunk in keys.chunks(500) {
-            let marks = vec!["?"; chunk.len()].join(",");
+            let marks = super::placeholders(chunk.len(), 1);
             let sql = format!("SELECT key, disposition FROM inbox_messages WHERE key IN ({marks})");
-            // Only `?` marks are spliced in; the keys are bound.
+            // Only numbered marks are spliced in; the keys are bound.
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
             for key in chunk {
                 query = query.bind(*key);
@@ -179,7 +179,7 @@ impl Store {
         limits: InboxLimits,
         now: DateTime<Utc>,
     ) -> Result<Vec<InboxRecorded>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let mut results = Vec::with_capacity(entries.len());
         for entry in entries {
             let subscriber_id = entry.effects.first().map(|e| match e {
@@ -193,7 +193,7 @@ impl Store {
             };
             let inserted = sqlx::query(
                 "INSERT INTO inbox_messages (key, command, disposition, subscriber_id, detail, \
-                 processed_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (key) DO NOTHING",
+                 processed_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (key) DO NOTHING",
             )
             .bind(&entry.key)
             .bind(entry.command)
@@ -207,7 +207,7 @@ impl Store {
                 == 1;
             if !inserted {
                 let before: String =
-                    sqlx::query_scalar("SELECT disposition FROM inbox_messages WHERE key = ?1")
+                    sqlx::query_scalar("SELECT disposition FROM inbox_messages WHERE key = $1")
                         .bind(&entry.key)
                         .fetch_one(&mut *tx)
                         .await?;
@@ -236,7 +236,7 @@ impl Store {
                         changed.push((id, before, SubscriberStatus::Unsubscribed));
                         let recent: i64 = sqlx::query_scalar(
                             "SELECT COUNT(*) FROM inbox_notices \
-                             WHERE lower(email) = lower(?1) AND created_at > ?2",
+                             WHERE lower(email) = lower($1) AND created_at > $2",
                         )
                         .bind(&email)
                         .bind(ts(now - Duration::days(1)))
@@ -245,7 +245,7 @@ impl Store {
                         if recent < i64::from(limits.notices_per_day) {
                             let notice: i64 = sqlx::query_scalar(
                                 "INSERT INTO inbox_notices (subscriber_id, email, message_key, \
-                                 created_at) VALUES (?1, ?2, ?3, ?4) RETURNING id",
+                                 created_at) VALUES ($1, $2, $3, $4) RETURNING id",
                             )
                             .bind(id)
                             .bind(&email)
@@ -271,8 +271,8 @@ impl Store {
                         // One count per message sent: a second report quoting the same
                         // message (resent, or forged from a forwarded copy) changes nothing.
                         let first = sqlx::query(
-                            "UPDATE deliveries SET bounce_reported_at = ?3 \
-                             WHERE issue_id = ?1 AND subscriber_id = ?2 AND status = 'sent' \
+                            "UPDATE deliveries SET bounce_reported_at = $3 \
+                             WHERE issue_id = $1 AND subscriber_id = $2 AND status = 'sent' \
                              AND bounce_reported_at IS NULL",
                         )
                         .bind(issue.to_string())
@@ -304,7 +304,7 @@ impl Store {
         let rows = sqlx::query(
             "SELECT n.id, n.subscriber_id, s.email, s.name, n.attempts \
              FROM inbox_notices n JOIN subscribers s ON s.id = n.subscriber_id \
-             WHERE n.done = 0 ORDER BY n.id LIMIT ?1",
+             WHERE n.done = 0 ORDER BY n.id LIMIT $1",
         )
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
@@ -334,8 +334,8 @@ impl Store {
         match result {
             Ok(()) => {
                 sqlx::query(
-                    "UPDATE inbox_notices SET sent_at = ?2, attempts = attempts + 1, done = 1 \
-                     WHERE id = ?1",
+                    "UPDATE inbox_notices SET sent_at = $2, attempts = attempts + 1, done = 1 \
+                     WHERE id = $1",
                 )
                 .bind(id)
                 .bind(ts(now))
@@ -344,8 +344,8 @@ impl Store {
             }
             Err(error) => {
                 sqlx::query(
-                    "UPDATE inbox_notices SET attempts = attempts + 1, last_error = ?2, \
-                     done = CASE WHEN attempts + 1 >= ?3 THEN 1 ELSE 0 END WHERE id = ?1",
+                    "UPDATE inbox_notices SET attempts = attempts + 1, last_error = $2, \
+                     done = CASE WHEN attempts + 1 >= $3 THEN 1 ELSE 0 END WHERE id = $1",
                 )
                 .bind(id)
                 .bind(error)
@@ -360,7 +360,7 @@ impl Store {
     /// Notices sent to `email` (for tests and reports).
     pub async fn notices_sent_to(&self, email: &SubscriberEmail) -> Result<u64, StoreError> {
         let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM inbox_notices WHERE lower(email) = ?1 AND sent_at IS NOT NULL",
+            "SELECT COUNT(*) FROM inbox_notices WHERE lower(email) = $1 AND sent_at IS NOT NULL",
         )
         .bind(email.key())
         .fetch_one(&self.pool)
@@ -378,10 +378,10 @@ impl Store {
 }
 
 async fn status_and_email(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut sqlx::AnyConnection,
     id: i64,
 ) -> Result<Option<(SubscriberStatus, String)>, StoreError> {
-    let row = sqlx::query("SELECT status, email FROM subscribers WHERE id = ?1")
+    let row = sqlx::query("SELECT status, email FROM subscribers WHERE id = $1")
         .bind(id)
         .fetch_optional(&mut *tx)
         .await?;
@@ -395,7 +395,7 @@ async fn status_and_email(
 impl Store {
     /// Records that the inbox worker finished a poll at `now`.
     pub async fn record_inbox_poll(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO inbox_polls (id, at) VALUES (1, ?1) ON CONFLICT (id) DO UPDATE SET at = ?1")
+        sqlx::query("INSERT INTO inbox_polls (id, at) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET at = $1")
             .bind(ts(now))
             .execute(&self.pool)
             .await?;
@@ -407,7 +407,7 @@ impl Store {
     pub async fn inbox_figures(&self) -> Result<InboxFigures, StoreError> {
         let row = sqlx::query(
             "SELECT COUNT(*) AS processed, \
-             COALESCE(SUM(command = ?1), 0) AS unverified FROM inbox_messages",
+             COALESCE(SUM(command = $1), 0) AS unverified FROM inbox_messages",
         )
         .bind(UNVERIFIED_REPORT)
         .fetch_one(&self.pool)

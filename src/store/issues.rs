@@ -82,11 +82,11 @@ impl Store {
         issue: &FrozenIssue,
         now: DateTime<Utc>,
     ) -> Result<FreezeOutcome, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let id = issue.id.to_string();
         let inserted = sqlx::query(
             "INSERT INTO issues (id, subject, html_template, text_template, message_date, \
-             frozen_at, sources_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+             frozen_at, sources_hash) VALUES ($1, $2, $3, $4, $5, $6, $7) \
              ON CONFLICT (id) DO NOTHING",
         )
         .bind(&id)
@@ -109,7 +109,7 @@ impl Store {
         }
         for (name, content) in &issue.sources {
             sqlx::query(
-                "INSERT INTO issue_sources (issue_id, file_name, content) VALUES (?1, ?2, ?3)",
+                "INSERT INTO issue_sources (issue_id, file_name, content) VALUES ($1, $2, $3)",
             )
             .bind(&id)
             .bind(name)
@@ -120,7 +120,7 @@ impl Store {
         let queued = sqlx::query(
             "INSERT INTO deliveries (issue_id, subscriber_id, status, attempts, \
              next_attempt_at, updated_at) \
-             SELECT ?1, id, 'queued', 0, ?2, ?2 FROM subscribers WHERE status = 'active'",
+             SELECT $1, id, 'queued', 0, $2, $2 FROM subscribers WHERE status = 'active'",
         )
         .bind(&id)
         .bind(ts(now))
@@ -139,7 +139,7 @@ impl Store {
         let key = id.to_string();
         let Some(row) = sqlx::query(
             "SELECT subject, html_template, text_template, message_date, frozen_at \
-             FROM issues WHERE id = ?1",
+             FROM issues WHERE id = $1",
         )
         .bind(&key)
         .fetch_optional(&self.pool)
@@ -172,7 +172,7 @@ impl Store {
         sources: &[(String, String)],
     ) -> Result<Option<IssueId>, StoreError> {
         let id: Option<String> = sqlx::query_scalar(
-            "SELECT id FROM issues WHERE sources_hash = ?1 ORDER BY frozen_at LIMIT 1",
+            "SELECT id FROM issues WHERE sources_hash = $1 ORDER BY frozen_at LIMIT 1",
         )
         .bind(sources_hash(sources))
         .fetch_optional(&self.pool)
@@ -183,7 +183,7 @@ impl Store {
     /// The section files frozen with the issue `id`: (file name, content), by name.
     async fn frozen_sources(&self, id: &str) -> Result<Vec<(String, String)>, StoreError> {
         let rows = sqlx::query(
-            "SELECT file_name, content FROM issue_sources WHERE issue_id = ?1 ORDER BY file_name",
+            "SELECT file_name, content FROM issue_sources WHERE issue_id = $1 ORDER BY file_name",
         )
         .bind(id)
         .fetch_all(&self.pool)
@@ -203,7 +203,7 @@ impl Store {
                 .await?;
         for id in ids {
             let sources = self.frozen_sources(&id).await?;
-            sqlx::query("UPDATE issues SET sources_hash = ?1 WHERE id = ?2")
+            sqlx::query("UPDATE issues SET sources_hash = $1 WHERE id = $2")
                 .bind(sources_hash(&sources))
                 .bind(&id)
                 .execute(&self.pool)
@@ -214,7 +214,7 @@ impl Store {
 
     /// True if an issue was frozen at or after `since`.
     pub async fn issue_frozen_since(&self, since: DateTime<Utc>) -> Result<bool, StoreError> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM issues WHERE frozen_at >= ?1")
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM issues WHERE frozen_at >= $1")
             .bind(ts(since))
             .fetch_one(&self.pool)
             .await?;

@@ -15,9 +15,9 @@ impl Store {
         expires_at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "INSERT INTO leases (name, holder, expires_at) VALUES (?1, ?2, ?3) \
-             ON CONFLICT (name) DO UPDATE SET holder = ?2, expires_at = ?3 \
-             WHERE leases.holder = ?2 OR leases.expires_at < ?4",
+            "INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET holder = $2, expires_at = $3 \
+             WHERE leases.holder = $2 OR leases.expires_at < $4",
         )
         .bind(name)
         .bind(holder)
@@ -30,7 +30,7 @@ impl Store {
 
     /// Who holds the lease `name`, if anyone has ever taken it.
     pub async fn lease_holder(&self, name: &str) -> Result<Option<String>, StoreError> {
-        let row = sqlx::query("SELECT holder FROM leases WHERE name = ?1")
+        let row = sqlx::query("SELECT holder FROM leases WHERE name = $1")
             .bind(name)
             .fetch_optional(&self.pool)
             .await?;
@@ -63,7 +63,7 @@ impl Store {
         expires_at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "UPDATE leases SET holder = ?1, expires_at = ?2 WHERE name = ?3 AND holder = ?4",
+            "UPDATE leases SET holder = $1, expires_at = $2 WHERE name = $3 AND holder = $4",
         )
         .bind(holder)
         .bind(ts(expires_at))
@@ -76,7 +76,7 @@ impl Store {
 
     /// Gives the lease `name` up, if `holder` has it.
     pub async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM leases WHERE name = ?1 AND holder = ?2")
+        sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")
             .bind(name)
             .bind(holder)
             .execute(&self.pool)

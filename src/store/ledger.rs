@@ -138,29 +138,15 @@ impl DeliveryCounts {
     }
 }
 
-/// A row to be tried again at `?4`: status `?7` (retrying, or unknown after no answer),
-/// `?6` attempts more, the error `?5`, at `?3`; the row is issue `?1`, subscriber `?2`.
-const TRY_AGAIN: &str = "UPDATE deliveries SET status = ?7, attempts = attempts + ?6, \
-     first_attempt_at = COALESCE(first_attempt_at, ?3), \
-     next_attempt_at = ?4, last_error = ?5, updated_at = ?3 \
-     WHERE issue_id = ?1 AND subscriber_id = ?2";
+/// A row to be tried again at `$4`: status `$7` (retrying, or unknown after no answer),
+/// `$6` attempts more, the error `$5`, at `$3`; the row is issue `$1`, subscriber `$2`.
+const TRY_AGAIN: &str = "UPDATE deliveries SET status = $7, attempts = attempts + $6, \
+     first_attempt_at = COALESCE(first_attempt_at, $3), \
+     next_attempt_at = $4, last_error = $5, updated_at = $3 \
+     WHERE issue_id = $1 AND subscriber_id = $2";
 
 /// Sent rows recorded per statement: well under SQLite's limit on bound values.
 const SENT_PER_STATEMENT: usize = 500;
-
-/// `?N, ?N+1, …`: `count` numbered placeholders from `first` (only these are ever spliced
-/// into SQL; every value is bound).
-fn placeholders(count: usize, first: usize) -> String {
-    let mut out = String::with_capacity(count * 6);
-    for i in first..first + count {
-        if i > first {
-            out.push_str(", ");
-        }
-        out.push('?');
-        out.push_str(&i.to_string());
-    }
-    out
-}
 
 impl Store {
     /// Up to `limit` rows due at `now` (queued or retrying, `next_attempt_at <= now`),
@@ -174,8 +160,8 @@ impl Store {
             "SELECT d.issue_id, d.subscriber_id, d.attempts, d.first_attempt_at, \
                     s.email, s.name, s.status \
              FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id \
-             WHERE d.status IN ('queued', 'retrying', 'unknown') AND d.next_attempt_at <= ?1 \
-             ORDER BY d.next_attempt_at, d.issue_id, d.subscriber_id LIMIT ?2",
+             WHERE d.status IN ('queued', 'retrying', 'unknown') AND d.next_attempt_at <= $1 \
+             ORDER BY d.next_attempt_at, d.issue_id, d.subscriber_id LIMIT $2",
         )
         .bind(ts(now))
         .bind(i64::from(limit))
@@ -230,10 +216,10 @@ impl Store {
         if results.is_empty() && claim.is_none() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         if let Some(claim) = claim {
             let held =
-                sqlx::query("UPDATE leases SET expires_at = ?3 WHERE name = ?1 AND holder = ?2")
+                sqlx::query("UPDATE leases SET expires_at = $3 WHERE name = $1 AND holder = $2")
                     .bind(claim.name)
                     .bind(claim.holder)
                     .bind(ts(claim.expires_at))
@@ -243,7 +229,7 @@ impl Store {
                     == 1;
             if !held {
                 let holder: Option<String> =
-                    sqlx::query_scalar("SELECT holder FROM leases WHERE name = ?1")
+                    sqlx::query_scalar("SELECT holder FROM leases WHERE name = $1")
                         .bind(claim.name)
                         .fetch_optional(&mut *tx)
                         .await?;
@@ -267,11 +253,11 @@ impl Store {
         for group in sent.chunk_by(|a, b| (a.0, a.1) == (b.0, b.1)) {
             for chunk in group.chunks(SENT_PER_STATEMENT) {
                 let (issue, at, _) = chunk[0];
-                let ids = placeholders(chunk.len(), 3);
+                let ids = super::placeholders(chunk.len(), 3);
                 let mut query = sqlx::query(sqlx::AssertSqlSafe(format!(
                     "UPDATE deliveries SET status = 'sent', attempts = attempts + 1, \
-                     first_attempt_at = COALESCE(first_attempt_at, ?2), sent_at = ?2, \
-                     updated_at = ?2 WHERE issue_id = ?1 AND subscriber_id IN ({ids})"
+                     first_attempt_at = COALESCE(first_attempt_at, $2), sent_at = $2, \
+                     updated_at = $2 WHERE issue_id = $1 AND subscriber_id IN ({ids})"
                 )))
                 .bind(issue.to_string())
                 .bind(ts(at));
@@ -280,7 +266,7 @@ impl Store {
                 }
                 query.execute(&mut *tx).await?;
                 // A delivery that went through clears earlier permanent failures.
-                let ids = placeholders(chunk.len(), 1);
+                let ids = super::placeholders(chunk.len(), 1);
                 let mut query = sqlx::query(sqlx::AssertSqlSafe(format!(
                     "UPDATE subscribers SET bounce_count = 0 \
                      WHERE bounce_count > 0 AND id IN ({ids})"
@@ -319,9 +305,9 @@ impl Store {
                 } => {
                     sqlx::query(
                         "UPDATE deliveries SET status = 'failed', attempts = attempts + 1, \
-                         first_attempt_at = COALESCE(first_attempt_at, ?3), \
-                         last_error = ?4, updated_at = ?3 \
-                         WHERE issue_id = ?1 AND subscriber_id = ?2",
+                         first_attempt_at = COALESCE(first_attempt_at, $3), \
+                         last_error = $4, updated_at = $3 \
+                         WHERE issue_id = $1 AND subscriber_id = $2",
                     )
                     .bind(&issue)
                     .bind(subscriber)
@@ -347,8 +333,8 @@ impl Store {
                 }
                 DeliveryUpdate::Skipped { at } => {
                     sqlx::query(
-                        "UPDATE deliveries SET status = 'skipped', updated_at = ?3 \
-                         WHERE issue_id = ?1 AND subscriber_id = ?2",
+                        "UPDATE deliveries SET status = 'skipped', updated_at = $3 \
+                         WHERE issue_id = $1 AND subscriber_id = $2",
                     )
                     .bind(&issue)
                     .bind(subscriber)
@@ -365,7 +351,7 @@ impl Store {
     /// The ledger of `issue` by status.
     pub async fn delivery_counts(&self, issue: IssueId) -> Result<DeliveryCounts, StoreError> {
         let rows = sqlx::query(
-            "SELECT status, COUNT(*) AS n FROM deliveries WHERE issue_id = ?1 GROUP BY status",
+            "SELECT status, COUNT(*) AS n FROM deliveries WHERE issue_id = $1 GROUP BY status",
         )
         .bind(issue.to_string())
         .fetch_all(&self.pool)
@@ -400,7 +386,7 @@ impl Store {
     ) -> Result<Option<(DeliveryStatus, u32, Option<String>)>, StoreError> {
         let Some(row) = sqlx::query(
             "SELECT status, attempts, last_error FROM deliveries \
-             WHERE issue_id = ?1 AND subscriber_id = ?2",
+             WHERE issue_id = $1 AND subscriber_id = $2",
         )
         .bind(issue.to_string())
         .bind(subscriber)

@@ -18,14 +18,14 @@ impl Store {
     /// One transaction, taken with the write lock so two daemons opening the same store
     /// at once merge once.
     pub(super) async fn merge_mailbox_twins(&self) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let done: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM sqlite_master \
-             WHERE type = 'index' AND name = 'subscribers_by_mailbox')",
+        let mut tx = self.begin_write().await?;
+        let done: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sqlite_master \
+             WHERE type = 'index' AND name = 'subscribers_by_mailbox'",
         )
         .fetch_one(&mut *tx)
         .await?;
-        if done {
+        if done > 0 {
             return Ok(());
         }
         let (before, after) = MERGE_SQL

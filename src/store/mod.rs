@@ -1,13 +1,31 @@
 //! Store: every row gazette keeps (subscribers, frozen issues, the delivery ledger), and
 //! all the SQL that reads or writes them.
 //!
-//! [`Store`]'s methods are the boundary: callers speak in domain types and never see SQL,
-//! so a PostgreSQL backend can later serve the same surface to several daemons. The
-//! SQLite backend keeps one file (created if missing) in WAL mode with
-//! `synchronous=FULL`, so a row written is a row that survives a power cut, and applies
-//! the migrations in `migrations/` each time it opens.
+//! [`Store`]'s methods are the boundary: callers speak in domain types and never see SQL.
+//! Two backends serve that surface, chosen by the url:
 //!
-//! Times are whole seconds (UTC) in the database; [`ts`] and [`from_ts`] convert.
+//! - **SQLite** (`sqlite://…`, the default): one file (created if missing) in WAL mode with
+//!   `synchronous=FULL`, so a row written is a row that survives a power cut.
+//! - **PostgreSQL** (`postgres://…`): for several daemons on several machines sharing one
+//!   store.
+//!
+//! Both run through one sqlx `Any` pool with the same SQL text wherever the two agree,
+//! which is nearly everywhere: placeholders are `$N` (SQLite reads them too), conflicts
+//! are `ON CONFLICT`, times are whole seconds in 64-bit integers ([`ts`], [`from_ts`]).
+//! The few statements that differ (the import's batch statements, how a write
+//! transaction takes its lock, reading the schema) ask [`Dialect`]. This keeps one copy
+//! of every operation, so the backends cannot drift apart in behaviour, which a pair of
+//! typed pools with a copy of each method could; the cost is that rows are read through
+//! `Any`'s few types (integers, text, blobs), which is all the schema uses.
+//!
+//! Each backend has its own migrations (`migrations/sqlite`, `migrations/postgres`),
+//! applied each time the store opens; a change to the schema adds a file with the same
+//! number to both.
+//!
+//! Transactions behave alike on both: a write transaction takes the store's write lock
+//! (SQLite's `BEGIN IMMEDIATE`; on PostgreSQL a transaction-scoped advisory lock), so a
+//! read-then-write inside one sees no other writer in between. Claims that must not wait
+//! on each other (ledger rows, slots, leases) are single conditional statements instead.
 
 mod backup;
 mod consent;
@@ -42,9 +60,9 @@ pub use web::{
 };
 
 use chrono::{DateTime, TimeZone, Utc};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::AnyPool;
+use sqlx::any::{Any, AnyConnectOptions, AnyPoolOptions};
+use sqlx::sqlite::SqliteConnectOptions;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
@@ -68,11 +86,11 @@ pub enum StoreError {
     #[error("no subscriber with id {0}")]
     NoSuchSubscriber(i64),
     #[error(
-        "the store {path} was written by a newer gazette (schema version {found}; this one \
+        "the store {store} was written by a newer gazette (schema version {found}; this one \
          knows up to {known}): upgrade gazette, or restore a backup made by this version"
     )]
     NewerSchema {
-        path: PathBuf,
+        store: String,
         found: i64,
         known: i64,
     },
@@ -92,21 +110,61 @@ pub enum StoreError {
 /// How long a statement waits for another connection's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The PostgreSQL advisory lock a write transaction takes: the store's one write lock,
+/// as `BEGIN IMMEDIATE` takes SQLite's. Any fixed number works; this one spells
+/// "gazette" in its bytes.
+const WRITE_LOCK: i64 = 0x0067_617a_6574_7465;
+
+/// Which database a store is on, for the few statements that differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    /// The backend a store url names, or why it names none.
+    pub fn of(url: &str) -> Result<Self, StoreError> {
+        if url.starts_with("sqlite:") {
+            Ok(Self::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Self::Postgres)
+        } else {
+            Err(StoreError::Url {
+                url: url.to_owned(),
+                reason: "it must start with sqlite:// or postgres://".into(),
+            })
+        }
+    }
+}
+
 /// The store: a pool of connections to one database.
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: SqlitePool,
-    /// Held (shared) for as long as any clone of the store lives, so that `restore`
-    /// can tell that no process has the store open.
+    pool: AnyPool,
+    dialect: Dialect,
+    /// What the store is called in messages: the SQLite file, or the PostgreSQL url
+    /// without its password.
+    name: String,
+    /// SQLite only: held (shared) for as long as any clone of the store lives, so that
+    /// `restore` can tell that no process has the store open.
     _lock: Option<std::sync::Arc<StoreLock>>,
 }
 
-/// The migrations compiled into this binary.
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+/// The migrations compiled into this binary, one set per backend.
+static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
-/// The newest schema version this binary knows.
+fn migrator(dialect: Dialect) -> &'static sqlx::migrate::Migrator {
+    match dialect {
+        Dialect::Sqlite => &SQLITE_MIGRATOR,
+        Dialect::Postgres => &POSTGRES_MIGRATOR,
+    }
+}
+
+/// The newest schema version this binary knows (the same on both backends).
 pub(crate) fn newest_known_migration() -> i64 {
-    MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
+    SQLITE_MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
 }
 
 fn options_path(url: &str) -> Result<PathBuf, StoreError> {
@@ -122,11 +180,21 @@ pub(crate) fn sqlite_file(url: &str) -> Result<Option<PathBuf>, StoreError> {
     if !url.starts_with("sqlite:") {
         return Ok(None);
     }
-    let options = SqliteConnectOptions::from_str(url).map_err(|e| StoreError::Url {
-        url: url.to_owned(),
-        reason: e.to_string(),
-    })?;
-    Ok(Some(options.get_filename().to_owned()))
+    options_path(url).map(Some)
+}
+
+/// A PostgreSQL url as messages show it: without its password.
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.split_once('@') {
+        Some((credentials, host)) if credentials.contains(':') => {
+            let user = credentials.split_once(':').map_or(credentials, |(u, _)| u);
+            format!("{scheme}://{user}:***@{host}")
+        }
+        _ => url.to_owned(),
+    }
 }
 
 /// An advisory lock on `<database>.lock`: every open store holds it shared, a restore
@@ -174,133 +242,257 @@ impl StoreLock {
     }
 }
 
+/// `url` with SQLite's open mode (`rwc` creates the file, `ro` only reads) set.
+fn sqlite_url_with_mode(url: &str, mode: &str) -> String {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut params: Vec<&str> = query
+        .split('&')
+        .filter(|p| !p.is_empty() && !p.starts_with("mode="))
+        .collect();
+    let mode = format!("mode={mode}");
+    params.push(&mode);
+    format!("{base}?{}", params.join("&"))
+}
+
+/// A pool on `url` through the `Any` driver; SQLite connections get the pragmas gazette
+/// relies on (each connection's own: they are not kept in the file, except WAL).
+async fn any_pool(
+    url: &str,
+    dialect: Dialect,
+    max: u32,
+    read_only: bool,
+) -> Result<AnyPool, StoreError> {
+    sqlx::any::install_default_drivers();
+    let options = AnyConnectOptions::from_str(url).map_err(|e| StoreError::Url {
+        url: without_password(url),
+        reason: e.to_string(),
+    })?;
+    let pool = AnyPoolOptions::new()
+        .max_connections(max)
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                if dialect == Dialect::Sqlite {
+                    let busy = format!("PRAGMA busy_timeout = {}", BUSY_TIMEOUT.as_millis());
+                    sqlx::raw_sql(sqlx::AssertSqlSafe(busy))
+                        .execute(&mut *conn)
+                        .await?;
+                    let pragmas = if read_only {
+                        "PRAGMA foreign_keys = ON"
+                    } else {
+                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                         PRAGMA foreign_keys = ON"
+                    };
+                    sqlx::raw_sql(pragmas).execute(&mut *conn).await?;
+                }
+                Ok(())
+            })
+        })
+        .connect_with(options)
+        .await?;
+    Ok(pool)
+}
+
 impl Store {
-    /// Opens (creating it and its folder if missing) the database at `url`, such as
-    /// `sqlite://var/gazette.db`, and brings its schema up to date.
+    /// Opens the database at `url`, such as `sqlite://var/gazette.db` (created with its
+    /// folder if missing) or `postgres://gazette@db.example.org/gazette` (the database
+    /// must exist), and brings its schema up to date.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::from_str(url)
-            .map_err(|e| StoreError::Url {
-                url: url.to_owned(),
-                reason: e.to_string(),
-            })?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(BUSY_TIMEOUT)
-            .foreign_keys(true);
-        let file = options.get_filename().to_owned();
-        if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::Folder {
-                path: dir.to_owned(),
-                source,
-            })?;
-        }
-        let lock = StoreLock::shared(&file)?;
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await?;
-        refuse_newer_schema(&pool, &file).await?;
-        MIGRATOR.run(&pool).await?;
+        let dialect = Dialect::of(url)?;
+        let (pool, name, lock) = match dialect {
+            Dialect::Sqlite => {
+                let file = options_path(url)?;
+                if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(|source| StoreError::Folder {
+                        path: dir.to_owned(),
+                        source,
+                    })?;
+                }
+                let lock = StoreLock::shared(&file)?;
+                let pool = any_pool(&sqlite_url_with_mode(url, "rwc"), dialect, 4, false).await?;
+                (
+                    pool,
+                    file.display().to_string(),
+                    Some(std::sync::Arc::new(lock)),
+                )
+            }
+            Dialect::Postgres => (
+                any_pool(url, dialect, 8, false).await?,
+                without_password(url),
+                None,
+            ),
+        };
         let store = Self {
             pool,
-            _lock: Some(std::sync::Arc::new(lock)),
+            dialect,
+            name,
+            _lock: lock,
         };
-        store.merge_mailbox_twins().await?;
+        store.refuse_newer_schema().await?;
+        store.migrate().await?;
+        if dialect == Dialect::Sqlite {
+            // A PostgreSQL store starts with the one-mailbox index: it has no twins.
+            store.merge_mailbox_twins().await?;
+        }
         store.report_merges().await?;
         store.fill_sources_hashes().await?;
         Ok(store)
+    }
+
+    /// Applies the migrations this store lacks. On PostgreSQL several daemons may start
+    /// at once: the migrator takes PostgreSQL's advisory lock, so one applies them.
+    async fn migrate(&self) -> Result<(), StoreError> {
+        migrator(self.dialect).run(&self.pool).await?;
+        Ok(())
     }
 
     /// Opens an existing database read-only, for commands that only look: nothing is
     /// created and nothing is written (no migration either, so an old store is read as
     /// it is).
     pub async fn open_read_only(url: &str) -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::from_str(url)
-            .map_err(|e| StoreError::Url {
-                url: url.to_owned(),
-                reason: e.to_string(),
-            })?
-            .create_if_missing(false)
-            .read_only(true)
-            .busy_timeout(BUSY_TIMEOUT);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options)
-            .await?;
+        let dialect = Dialect::of(url)?;
+        let pool = match dialect {
+            Dialect::Sqlite => any_pool(&sqlite_url_with_mode(url, "ro"), dialect, 1, true).await?,
+            Dialect::Postgres => any_pool(url, dialect, 1, true).await?,
+        };
+        let name = match dialect {
+            Dialect::Sqlite => options_path(url)?.display().to_string(),
+            Dialect::Postgres => without_password(url),
+        };
+        let mut store = Self {
+            pool,
+            dialect,
+            name,
+            _lock: None,
+        };
         // Opening is lazy about the file's contents: read the schema now so a file that
         // is not a database says so here, once.
-        sqlx::query("SELECT count(*) FROM sqlite_master")
-            .execute(&pool)
-            .await?;
+        store.has_table("_sqlx_migrations").await?;
         // A store from an older gazette lacks tables or columns this one reads; one from a
         // newer gazette may hold what this one would misread.
         let newest = newest_known_migration();
-        let applied: Option<i64> =
-            sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
-                .fetch_one(&pool)
-                .await
-                .unwrap_or(None);
-        if applied.unwrap_or(0) < newest {
-            pool.close().await;
+        let applied = store.schema_version().await.unwrap_or(0);
+        if applied < newest {
+            store.pool.close().await;
             return Err(StoreError::Outdated);
         }
-        if let Some(found) = applied.filter(|v| *v > newest) {
-            pool.close().await;
-            return Err(StoreError::NewerSchema {
-                path: options_path(url)?,
-                found,
-                known: newest,
-            });
+        store.refuse_newer_schema().await?;
+        if dialect == Dialect::Sqlite {
+            // The lock tells a restore that this process reads the store; a store in a
+            // folder this user cannot write to is read without it.
+            store._lock = StoreLock::shared(&options_path(url)?)
+                .ok()
+                .map(std::sync::Arc::new);
         }
-        // The lock tells a restore that this process reads the store; a store in a
-        // folder this user cannot write to is read without it.
-        let lock = StoreLock::shared(&options_path(url)?)
-            .ok()
-            .map(std::sync::Arc::new);
-        Ok(Self { pool, _lock: lock })
+        Ok(store)
     }
 
-    /// Whether the database file `url` names exists (without creating it): lets a dry run
-    /// look without changing anything.
+    /// Whether the database `url` names exists (without creating it): lets a dry run
+    /// look without changing anything. A PostgreSQL database is created by its
+    /// administrator, so it is taken to exist; opening it says otherwise.
     pub fn exists(url: &str) -> Result<bool, StoreError> {
-        let options = SqliteConnectOptions::from_str(url).map_err(|e| StoreError::Url {
-            url: url.to_owned(),
-            reason: e.to_string(),
-        })?;
-        Ok(options.get_filename().exists())
+        match Dialect::of(url)? {
+            Dialect::Sqlite => Ok(options_path(url)?.exists()),
+            Dialect::Postgres => Ok(true),
+        }
+    }
+
+    /// The backend this store is on.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
     }
 
     /// Closes every connection, waiting for statements in progress.
     pub async fn close(&self) {
         self.pool.close().await;
     }
+
+    /// Starts a write transaction: it holds the store's write lock from its first
+    /// statement (see the module's doc), so what it reads stays true until it commits.
+    pub(super) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Any>, StoreError> {
+        match self.dialect {
+            Dialect::Sqlite => Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?),
+            Dialect::Postgres => {
+                let mut tx = self.pool.begin().await?;
+                // The lock function returns `void`, which `Any` cannot read: count it.
+                sqlx::query("SELECT COUNT(*) FROM (SELECT pg_advisory_xact_lock($1)) AS l")
+                    .bind(WRITE_LOCK)
+                    .execute(&mut *tx)
+                    .await?;
+                Ok(tx)
+            }
+        }
+    }
+
+    /// Starts a transaction that may write: SQLite takes its write lock at the first
+    /// write (and refuses the commit of a transaction that read a snapshot another
+    /// writer changed); PostgreSQL takes the store's write lock at once, to give the
+    /// same guarantee.
+    pub(super) async fn begin(&self) -> Result<sqlx::Transaction<'static, Any>, StoreError> {
+        match self.dialect {
+            Dialect::Sqlite => Ok(self.pool.begin().await?),
+            Dialect::Postgres => self.begin_write().await,
+        }
+    }
+
+    /// Whether the table `name` exists.
+    async fn has_table(&self, name: &str) -> Result<bool, StoreError> {
+        let sql = match self.dialect {
+            Dialect::Sqlite => {
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = $1"
+            }
+            Dialect::Postgres => {
+                "SELECT COUNT(*) FROM information_schema.tables \
+                 WHERE table_schema = current_schema() AND table_name = $1"
+            }
+        };
+        let n: i64 = sqlx::query_scalar(sql)
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n > 0)
+    }
+
+    /// The newest migration applied to this store (0 for an empty database).
+    pub(crate) async fn schema_version(&self) -> Result<i64, StoreError> {
+        if !self.has_table("_sqlx_migrations").await? {
+            return Ok(0);
+        }
+        let found: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(found)
+    }
+
+    /// A store whose schema is newer than this binary's is refused before anything is
+    /// migrated: running old code on it could misread or damage what the newer one wrote.
+    async fn refuse_newer_schema(&self) -> Result<(), StoreError> {
+        let found = self.schema_version().await?;
+        let known = newest_known_migration();
+        if found > known {
+            return Err(StoreError::NewerSchema {
+                store: self.name.clone(),
+                found,
+                known,
+            });
+        }
+        Ok(())
+    }
 }
 
-/// A store whose schema is newer than this binary's is refused before anything is
-/// migrated: running old code on it could misread or damage what the newer one wrote.
-async fn refuse_newer_schema(pool: &SqlitePool, file: &std::path::Path) -> Result<(), StoreError> {
-    let has_table: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' \
-         AND name = '_sqlx_migrations')",
-    )
-    .fetch_one(pool)
-    .await?;
-    if !has_table {
-        return Ok(());
+/// `$N, $N+1, …`: `count` numbered placeholders from `first` (only these are ever spliced
+/// into SQL; every value is bound). Both backends read `$N`.
+pub(super) fn placeholders(count: usize, first: usize) -> String {
+    let mut out = String::with_capacity(count * 6);
+    for i in first..first + count {
+        if i > first {
+            out.push_str(", ");
+        }
+        out.push('$');
+        out.push_str(&i.to_string());
     }
-    let found: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations")
-        .fetch_one(pool)
-        .await?;
-    let known = newest_known_migration();
-    if found > known {
-        return Err(StoreError::NewerSchema {
-            path: file.to_owned(),
-            found,
-            known,
-        });
-    }
-    Ok(())
+    out
 }
 
 /// Seconds since the epoch, as the database keeps times.

@@ -34,10 +34,10 @@ impl Store {
     ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO relay_status (id, up, since, retry_at, failures, last_error, updated_at) \
-             VALUES (1, 0, ?1, ?2, ?3, ?4, ?1) \
+             VALUES (1, 0, $1, $2, $3, $4, $1) \
              ON CONFLICT (id) DO UPDATE SET up = 0, \
-             since = CASE WHEN relay_status.up = 1 THEN ?1 ELSE relay_status.since END, \
-             retry_at = ?2, failures = ?3, last_error = ?4, updated_at = ?1",
+             since = CASE WHEN relay_status.up = 1 THEN $1 ELSE relay_status.since END, \
+             retry_at = $2, failures = $3, last_error = $4, updated_at = $1",
         )
         .bind(ts(now))
         .bind(ts(retry_at))
@@ -52,10 +52,10 @@ impl Store {
     pub async fn relay_up(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO relay_status (id, up, since, retry_at, failures, last_error, updated_at) \
-             VALUES (1, 1, ?1, NULL, 0, NULL, ?1) \
+             VALUES (1, 1, $1, NULL, 0, NULL, $1) \
              ON CONFLICT (id) DO UPDATE SET up = 1, \
-             since = CASE WHEN relay_status.up = 0 THEN ?1 ELSE relay_status.since END, \
-             retry_at = NULL, failures = 0, last_error = NULL, updated_at = ?1",
+             since = CASE WHEN relay_status.up = 0 THEN $1 ELSE relay_status.since END, \
+             retry_at = NULL, failures = 0, last_error = NULL, updated_at = $1",
         )
         .bind(ts(now))
         .execute(&self.pool)

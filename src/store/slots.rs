@@ -29,13 +29,13 @@ pub struct UnfinishedClaim {
     pub claimed_at: DateTime<Utc>,
 }
 
-/// Holds a slot in state `?5` until `?3` for the errors `?4`, at `?2`.
-const HOLD: &str = "UPDATE slots SET state = 'held', next_check_at = ?3, note = ?4, \
-     hold_errors = ?4, updated_at = ?2 WHERE at = ?1 AND state = ?5";
+/// Holds a slot in state `$5` until `$3` for the errors `$4`, at `$2`.
+const HOLD: &str = "UPDATE slots SET state = 'held', next_check_at = $3, note = $4, \
+     hold_errors = $4, updated_at = $2 WHERE at = $1 AND state = $5";
 
 impl Store {
-    /// Runs one guarded change to the slot at `?1`, stamped `now` as `?2`, with `texts`
-    /// bound as `?3`, `?4`, …; true if it changed the slot. The guard in `sql` is what
+    /// Runs one guarded change to the slot at `$1`, stamped `now` as `$2`, with `texts`
+    /// bound as `$3`, `$4`, …; true if it changed the slot. The guard in `sql` is what
     /// lets only one of two daemons win.
     async fn change_slot(
         &self,
@@ -57,7 +57,7 @@ impl Store {
         issue: IssueId,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        sqlx::query("INSERT OR IGNORE INTO slots (at, issue_id, state, updated_at) VALUES (?, ?, 'open', ?)")
+        sqlx::query("INSERT INTO slots (at, issue_id, state, updated_at) VALUES ($1, $2, 'open', $3) ON CONFLICT DO NOTHING")
             .bind(ts(at))
             .bind(issue.to_string())
             .bind(ts(now))
@@ -69,7 +69,7 @@ impl Store {
     /// The scheduler's view of every slot at or after `since`.
     pub async fn slot_records(&self, since: DateTime<Utc>) -> Result<Vec<SlotRecord>, StoreError> {
         let rows = sqlx::query(
-            "SELECT at, state, proof_sent_at, next_check_at FROM slots WHERE at >= ? ORDER BY at",
+            "SELECT at, state, proof_sent_at, next_check_at FROM slots WHERE at >= $1 ORDER BY at",
         )
         .bind(ts(since))
         .fetch_all(&self.pool)
@@ -115,8 +115,8 @@ impl Store {
     ) -> Result<bool, StoreError> {
         self.ensure_slot(at, issue, now).await?;
         self.change_slot(
-            "UPDATE slots SET proof_sent_at = ?2, updated_at = ?2 \
-             WHERE at = ?1 AND proof_sent_at IS NULL",
+            "UPDATE slots SET proof_sent_at = $2, updated_at = $2 \
+             WHERE at = $1 AND proof_sent_at IS NULL",
             at,
             now,
             &[],
@@ -163,9 +163,9 @@ impl Store {
     ) -> Result<bool, StoreError> {
         self.ensure_slot(at, issue, now).await?;
         self.change_slot(
-            "UPDATE slots SET state = 'claimed', claimed_by = ?3, claimed_at = ?2, \
-             next_check_at = NULL, note = NULL, updated_at = ?2 \
-             WHERE at = ?1 AND state IN ('open', 'held')",
+            "UPDATE slots SET state = 'claimed', claimed_by = $3, claimed_at = $2, \
+             next_check_at = NULL, note = NULL, updated_at = $2 \
+             WHERE at = $1 AND state IN ('open', 'held')",
             at,
             now,
             &[daemon],
@@ -181,8 +181,8 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         self.change_slot(
-            "UPDATE slots SET state = 'sent', frozen_at = ?2, updated_at = ?2 \
-             WHERE at = ?1 AND state = 'claimed'",
+            "UPDATE slots SET state = 'sent', frozen_at = $2, updated_at = $2 \
+             WHERE at = $1 AND state = 'claimed'",
             at,
             now,
             &[],
@@ -230,8 +230,8 @@ impl Store {
             other => unreachable!("close_claim takes Superseded or GivenUp, not {other:?}"),
         };
         self.change_slot(
-            "UPDATE slots SET state = ?3, note = ?4, updated_at = ?2 \
-             WHERE at = ?1 AND state = 'claimed' AND frozen_at IS NULL",
+            "UPDATE slots SET state = $3, note = $4, updated_at = $2 \
+             WHERE at = $1 AND state = 'claimed' AND frozen_at IS NULL",
             at,
             now,
             &[state, note],
@@ -242,7 +242,7 @@ impl Store {
     /// True if a slot after `at` has been claimed or sent: it took over from `at`.
     pub async fn later_slot_taken(&self, at: DateTime<Utc>) -> Result<bool, StoreError> {
         let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM slots WHERE at > ? AND state IN ('claimed', 'sent')",
+            "SELECT COUNT(*) FROM slots WHERE at > $1 AND state IN ('claimed', 'sent')",
         )
         .bind(ts(at))
         .fetch_one(&self.pool)
@@ -257,7 +257,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         self.change_slot(
-            "UPDATE slots SET editors_told_at = ?2 WHERE at = ?1",
+            "UPDATE slots SET editors_told_at = $2 WHERE at = $1",
             at,
             now,
             &[],
@@ -274,7 +274,7 @@ impl Store {
         state: SlotState,
     ) -> Result<bool, StoreError> {
         let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM slots WHERE issue_id = ? AND state = ? AND editors_told_at IS NOT NULL",
+            "SELECT COUNT(*) FROM slots WHERE issue_id = $1 AND state = $2 AND editors_told_at IS NOT NULL",
         )
         .bind(issue.to_string())
         .bind(state.as_str())
@@ -293,7 +293,7 @@ impl Store {
         except: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM slots WHERE issue_id = ? AND at <> ? AND hold_errors = ? AND editors_told_at IS NOT NULL",
+            "SELECT COUNT(*) FROM slots WHERE issue_id = $1 AND at <> $2 AND hold_errors = $3 AND editors_told_at IS NOT NULL",
         )
         .bind(issue.to_string())
         .bind(ts(except))
@@ -313,11 +313,11 @@ impl Store {
         note: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         for at in ats {
             sqlx::query(
-                "INSERT INTO slots (at, issue_id, state, note, updated_at) VALUES (?1, ?2, 'served', ?3, ?4) \
-                 ON CONFLICT (at) DO UPDATE SET state = 'served', note = ?3, next_check_at = NULL, updated_at = ?4 \
+                "INSERT INTO slots (at, issue_id, state, note, updated_at) VALUES ($1, $2, 'served', $3, $4) \
+                 ON CONFLICT (at) DO UPDATE SET state = 'served', note = $3, next_check_at = NULL, updated_at = $4 \
                  WHERE slots.state IN ('open', 'held')",
             )
             .bind(ts(*at))
@@ -341,10 +341,10 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<DateTime<Utc>, StoreError> {
         sqlx::query(
-            "INSERT INTO schedule_epoch (id, send, timezone, since) VALUES (1, ?1, ?2, ?3) \
-             ON CONFLICT (id) DO UPDATE SET send = ?1, timezone = ?2, \
-             since = CASE WHEN schedule_epoch.send IS NULL THEN schedule_epoch.since ELSE ?3 END \
-             WHERE schedule_epoch.send IS NOT ?1 OR schedule_epoch.timezone IS NOT ?2",
+            "INSERT INTO schedule_epoch (id, send, timezone, since) VALUES (1, $1, $2, $3) \
+             ON CONFLICT (id) DO UPDATE SET send = $1, timezone = $2, \
+             since = CASE WHEN schedule_epoch.send IS NULL THEN schedule_epoch.since ELSE $3 END \
+             WHERE schedule_epoch.send IS DISTINCT FROM $1 OR schedule_epoch.timezone IS DISTINCT FROM $2",
         )
         .bind(send)
         .bind(timezone)
@@ -375,8 +375,8 @@ impl Store {
         };
         self.ensure_slot(at, issue, now).await?;
         self.change_slot(
-            "UPDATE slots SET state = ?3, note = ?4, updated_at = ?2 \
-             WHERE at = ?1 AND state IN ('open', 'held')",
+            "UPDATE slots SET state = $3, note = $4, updated_at = $2 \
+             WHERE at = $1 AND state IN ('open', 'held')",
             at,
             now,
             &[state, note],
@@ -390,9 +390,9 @@ impl Store {
         limit: u32,
         until: DateTime<Utc>,
     ) -> Result<Vec<SlotRow>, StoreError> {
-        let rows = sqlx::query("SELECT at, issue_id, state, proof_sent_at, frozen_at, note, editors_told_at FROM slots WHERE at <= ? ORDER BY at DESC LIMIT ?")
+        let rows = sqlx::query("SELECT at, issue_id, state, proof_sent_at, frozen_at, note, editors_told_at FROM slots WHERE at <= $1 ORDER BY at DESC LIMIT $2")
             .bind(ts(until))
-            .bind(limit)
+            .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await?;
         Ok(rows

@@ -1,10 +1,10 @@
 //! Subscribers: add, look up, change status, import, list; and the suppression rule.
 
-use super::{Store, StoreError, Withdrawn, from_ts, ts};
+use super::{Dialect, Store, StoreError, Withdrawn, from_ts, ts};
 use crate::domain::{HeaderText, SubscriberEmail};
 use chrono::{DateTime, Utc};
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
@@ -173,9 +173,9 @@ macro_rules! subscriber_columns {
 macro_rules! current_id {
     ($n:literal) => {
         concat!(
-            "COALESCE((SELECT kept_id FROM subscriber_merges WHERE merged_id = ?",
+            "COALESCE((SELECT kept_id FROM subscriber_merges WHERE merged_id = $",
             $n,
-            "), ?",
+            "), $",
             $n,
             ")"
         )
@@ -184,10 +184,7 @@ macro_rules! current_id {
 pub(super) use current_id;
 
 /// The subscriber id `id` stands for now (itself, or the row it was merged into).
-pub(super) async fn resolve_id(
-    conn: &mut sqlx::SqliteConnection,
-    id: i64,
-) -> Result<i64, StoreError> {
+pub(super) async fn resolve_id(conn: &mut sqlx::AnyConnection, id: i64) -> Result<i64, StoreError> {
     Ok(sqlx::query_scalar(concat!("SELECT ", current_id!("1")))
         .bind(id)
         .fetch_one(&mut *conn)
@@ -214,7 +211,7 @@ pub(super) fn name_from_db(raw: Option<String>) -> Result<Option<HeaderText>, St
         .transpose()
 }
 
-fn subscriber_from_row(row: &SqliteRow) -> Result<Subscriber, StoreError> {
+fn subscriber_from_row(row: &AnyRow) -> Result<Subscriber, StoreError> {
     Ok(Subscriber {
         id: row.try_get("id")?,
         email: email_from_db(row.try_get("email")?)?,
@@ -264,7 +261,7 @@ impl Store {
         let inserted = sqlx::query(
             "INSERT INTO subscribers (email, name, status, consent_at, consent_source, \
              consent_ip, bounce_count, created_at, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?7) ON CONFLICT DO NOTHING",
+             VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $7) ON CONFLICT DO NOTHING",
         )
         .bind(new.email.as_str().to_owned())
         .bind(new.name.as_ref().map(|n| n.as_str().to_owned()))
@@ -309,7 +306,7 @@ impl Store {
         sqlx::query(concat!(
             "SELECT ",
             subscriber_columns!(),
-            " FROM subscribers WHERE lower(email) = ?1"
+            " FROM subscribers WHERE lower(email) = $1"
         ))
         .bind(email.key())
         .fetch_optional(&self.pool)
@@ -327,7 +324,7 @@ impl Store {
         let rows = sqlx::query(concat!(
             "SELECT ",
             subscriber_columns!(),
-            " FROM subscribers WHERE ?1 IS NULL OR status = ?1 ORDER BY id"
+            " FROM subscribers WHERE $1 IS NULL OR status = $1 ORDER BY id"
         ))
         .bind(status.map(SubscriberStatus::as_str))
         .fetch_all(&self.pool)
@@ -337,7 +334,7 @@ impl Store {
 
     /// How many subscribers have `status`.
     pub async fn count_subscribers(&self, status: SubscriberStatus) -> Result<u64, StoreError> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM subscribers WHERE status = ?1")
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM subscribers WHERE status = $1")
             .bind(status.as_str())
             .fetch_one(&self.pool)
             .await?;
@@ -353,11 +350,11 @@ impl Store {
         threshold: u32,
         now: DateTime<Utc>,
     ) -> Result<SubscriberStatus, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let id = resolve_id(&mut tx, id).await?;
         bounce(&mut tx, id, threshold, now).await?;
         let status: Option<String> =
-            sqlx::query_scalar("SELECT status FROM subscribers WHERE id = ?1")
+            sqlx::query_scalar("SELECT status FROM subscribers WHERE id = $1")
                 .bind(id)
                 .fetch_optional(&mut *tx)
                 .await?;
@@ -386,18 +383,20 @@ impl Store {
         consent: &Consent,
         now: DateTime<Utc>,
     ) -> Result<ImportSession, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         // A temporary table belongs to the connection, which the transaction holds: the
         // subscribers met so far in the file, by id, with the line that met them first.
         // Ids added by the import grow with the file, so most rows are appended.
         for sql in [
-            "DROP TABLE IF EXISTS temp.import_seen",
-            "CREATE TEMP TABLE import_seen (id INTEGER PRIMARY KEY, line INTEGER NOT NULL)",
+            "DROP TABLE IF EXISTS import_seen",
+            "CREATE TEMP TABLE import_seen (id BIGINT PRIMARY KEY, line BIGINT NOT NULL)",
         ] {
             sqlx::query(sql).execute(&mut *tx).await?;
         }
         Ok(ImportSession {
             tx,
+            sql: ImportSql::of(self.dialect),
+            dialect: self.dialect,
             consent_at: consent.at.map(ts).unwrap_or(ts(now)),
             consent_source: consent.source.clone(),
             now: ts(now),
@@ -453,7 +452,7 @@ impl Store {
                 );
             }
         }
-        sqlx::query("UPDATE subscriber_merges SET reported_at = ?1 WHERE reported_at IS NULL")
+        sqlx::query("UPDATE subscriber_merges SET reported_at = $1 WHERE reported_at IS NULL")
             .bind(ts(Utc::now()))
             .execute(&self.pool)
             .await?;
@@ -469,8 +468,8 @@ impl Store {
         by: &str,
         now: DateTime<Utc>,
     ) -> Result<ReactivateOutcome, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let row = sqlx::query("SELECT id, status FROM subscribers WHERE lower(email) = ?1")
+        let mut tx = self.begin_write().await?;
+        let row = sqlx::query("SELECT id, status FROM subscribers WHERE lower(email) = $1")
             .bind(email.key())
             .fetch_optional(&mut *tx)
             .await?;
@@ -483,8 +482,8 @@ impl Store {
             return Ok(ReactivateOutcome::NotBounced(status));
         }
         sqlx::query(
-            "UPDATE subscribers SET status = 'active', bounce_count = 0, reactivated_at = ?2, \
-             reactivated_by = ?3, updated_at = ?2 WHERE id = ?1 AND status = 'bounced'",
+            "UPDATE subscribers SET status = 'active', bounce_count = 0, reactivated_at = $2, \
+             reactivated_by = $3, updated_at = $2 WHERE id = $1 AND status = 'bounced'",
         )
         .bind(id)
         .bind(ts(now))
@@ -506,11 +505,14 @@ impl Store {
 /// row's name if it has one and it differs (reported with the old name); suppressed
 /// addresses (unsubscribed, bounced) are left alone; a mailbox seen earlier in the file
 /// (in any spelling) is a duplicate. A batch costs four statements whatever its size:
-/// its rows travel as one JSON array each (`json_each`), so no statement is prepared per
-/// row and nothing is looked up twice. Dropped without [`ImportSession::commit`],
+/// its rows travel as one JSON array each (SQLite's `json_each`, PostgreSQL's
+/// `jsonb_array_elements`), so no statement is prepared per row and nothing is looked up
+/// twice. Dropped without [`ImportSession::commit`],
 /// nothing is imported.
 pub struct ImportSession {
-    tx: sqlx::Transaction<'static, sqlx::Sqlite>,
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+    sql: ImportSql,
+    dialect: Dialect,
     consent_at: i64,
     consent_source: Option<String>,
     now: i64,
@@ -547,15 +549,10 @@ impl ImportSession {
         // stored before anything changes. `lower(s.email) = j.value` finds each through
         // the mailbox index. The answer comes back as one JSON text rather than a row per
         // match, which would cost a hand-over between threads each.
-        let known: String = sqlx::query_scalar(
-            "SELECT json_group_array(json_array(j.key, s.id, s.name, s.status, seen.line)) \
-             FROM json_each(?1) j \
-             JOIN subscribers s ON lower(s.email) = j.value \
-             LEFT JOIN temp.import_seen seen ON seen.id = s.id",
-        )
-        .bind(json(&keys))
-        .fetch_one(&mut **tx)
-        .await?;
+        let known: String = sqlx::query_scalar(self.sql.known)
+            .bind(json(&keys))
+            .fetch_one(&mut **tx)
+            .await?;
         drop(keys);
         type Known = (usize, i64, Option<String>, String, Option<u64>);
         let known: Vec<Known> = serde_json::from_str(&known)
@@ -589,14 +586,11 @@ impl ImportSession {
         }
 
         if !renames.is_empty() {
-            sqlx::query(
-                "UPDATE subscribers SET name = j.value ->> 1, updated_at = ?2 \
-                 FROM json_each(?1) j WHERE subscribers.id = j.value ->> 0",
-            )
-            .bind(json(&renames))
-            .bind(self.now)
-            .execute(&mut **tx)
-            .await?;
+            sqlx::query(self.sql.rename)
+                .bind(json(&renames))
+                .bind(self.now)
+                .execute(&mut **tx)
+                .await?;
         }
 
         // New mailboxes, added in file order so ids follow it.
@@ -613,44 +607,71 @@ impl ImportSession {
             })
             .collect();
         if !new.is_empty() {
-            let done = sqlx::query(
-                "INSERT INTO subscribers (email, name, status, consent_at, consent_source, \
-                 consent_ip, bounce_count, created_at, updated_at) \
-                 SELECT j.value ->> 0, j.value ->> 1, 'active', ?2, ?3, NULL, 0, ?4, ?4 \
-                 FROM json_each(?1) j ORDER BY j.key",
-            )
-            .bind(json(&new))
-            .bind(self.consent_at)
-            .bind(self.consent_source.as_deref())
-            .bind(self.now)
-            .execute(&mut **tx)
-            .await?;
-            // AUTOINCREMENT gives each row one more than the last, and the write lock
-            // keeps anyone else from taking an id in between: the ids are consecutive,
-            // in file order, ending at the last one inserted.
-            if done.rows_affected() != new.len() as u64 {
-                return Err(corrupt(
-                    "import batch",
-                    format!("{} of {} rows added", done.rows_affected(), new.len()),
-                ));
-            }
-            let first_id = done.last_insert_rowid() - new.len() as i64 + 1;
             let lines = unique
                 .iter()
                 .zip(&is_known)
                 .filter(|(_, known)| !**known)
                 .map(|(at, _)| rows[*at].line);
-            seen.extend((first_id..).zip(lines));
+            match self.dialect {
+                Dialect::Sqlite => {
+                    let done = sqlx::query(self.sql.insert)
+                        .bind(json(&new))
+                        .bind(self.consent_at)
+                        .bind(self.consent_source.as_deref())
+                        .bind(self.now)
+                        .execute(&mut **tx)
+                        .await?;
+                    // AUTOINCREMENT gives each row one more than the last, and the write
+                    // lock keeps anyone else from taking an id in between: the ids are
+                    // consecutive, in file order, ending at the last one inserted.
+                    if done.rows_affected() != new.len() as u64 {
+                        return Err(corrupt(
+                            "import batch",
+                            format!("{} of {} rows added", done.rows_affected(), new.len()),
+                        ));
+                    }
+                    let last: i64 = sqlx::query_scalar("SELECT last_insert_rowid()")
+                        .fetch_one(&mut **tx)
+                        .await?;
+                    let first_id = last - new.len() as i64 + 1;
+                    seen.extend((first_id..).zip(lines));
+                }
+                Dialect::Postgres => {
+                    // An identity column promises unique ids, not consecutive ones: the
+                    // insert says which id each mailbox got.
+                    let ids: Vec<(i64, String)> = sqlx::query_as(self.sql.insert)
+                        .bind(json(&new))
+                        .bind(self.consent_at)
+                        .bind(self.consent_source.as_deref())
+                        .bind(self.now)
+                        .fetch_all(&mut **tx)
+                        .await?;
+                    if ids.len() != new.len() {
+                        return Err(corrupt(
+                            "import batch",
+                            format!("{} of {} rows added", ids.len(), new.len()),
+                        ));
+                    }
+                    let by_key: HashMap<String, i64> =
+                        ids.into_iter().map(|(id, key)| (key, id)).collect();
+                    for (line, (email, _)) in lines.zip(&new) {
+                        let key = SubscriberEmail::parse(email)
+                            .map(|e| e.key())
+                            .map_err(|_| corrupt("import row", *email))?;
+                        let id = by_key
+                            .get(&key)
+                            .ok_or_else(|| corrupt("import batch id", key.clone()))?;
+                        seen.push((*id, line));
+                    }
+                }
+            }
         }
 
         if !seen.is_empty() {
-            sqlx::query(
-                "INSERT INTO temp.import_seen (id, line) \
-                 SELECT j.value ->> 0, j.value ->> 1 FROM json_each(?1) j",
-            )
-            .bind(json(&seen))
-            .execute(&mut **tx)
-            .await?;
+            sqlx::query(self.sql.seen)
+                .bind(json(&seen))
+                .execute(&mut **tx)
+                .await?;
         }
 
         Ok(rows
@@ -662,11 +683,61 @@ impl ImportSession {
 
     /// Makes the whole import visible at once.
     pub async fn commit(mut self) -> Result<(), StoreError> {
-        sqlx::query("DROP TABLE temp.import_seen")
+        sqlx::query("DROP TABLE import_seen")
             .execute(&mut *self.tx)
             .await?;
         self.tx.commit().await?;
         Ok(())
+    }
+}
+
+/// The import's batch statements, which read JSON arrays each backend's own way. `$1` is
+/// the batch as JSON; `known` answers with one JSON text `[[position, id, name, status,
+/// line seen], …]`, positions counted from 0.
+struct ImportSql {
+    known: &'static str,
+    rename: &'static str,
+    /// PostgreSQL's answers `(id, lower(email))` per row added.
+    insert: &'static str,
+    seen: &'static str,
+}
+
+impl ImportSql {
+    fn of(dialect: Dialect) -> Self {
+        match dialect {
+            Dialect::Sqlite => Self {
+                known: "SELECT json_group_array(json_array(j.key, s.id, s.name, s.status, seen.line)) \
+                        FROM json_each($1) j \
+                        JOIN subscribers s ON lower(s.email) = j.value \
+                        LEFT JOIN import_seen seen ON seen.id = s.id",
+                rename: "UPDATE subscribers SET name = j.value ->> 1, updated_at = $2 \
+                         FROM json_each($1) j WHERE subscribers.id = j.value ->> 0",
+                insert: "INSERT INTO subscribers (email, name, status, consent_at, consent_source, \
+                         consent_ip, bounce_count, created_at, updated_at) \
+                         SELECT j.value ->> 0, j.value ->> 1, 'active', $2, $3, NULL, 0, $4, $4 \
+                         FROM json_each($1) j ORDER BY j.key",
+                seen: "INSERT INTO import_seen (id, line) \
+                       SELECT j.value ->> 0, j.value ->> 1 FROM json_each($1) j",
+            },
+            Dialect::Postgres => Self {
+                known: "SELECT COALESCE(json_agg(json_build_array(j.key - 1, s.id, s.name, \
+                        s.status, seen.line)), '[]')::text \
+                        FROM jsonb_array_elements_text($1::jsonb) WITH ORDINALITY AS j(value, key) \
+                        JOIN subscribers s ON lower(s.email) = j.value \
+                        LEFT JOIN import_seen seen ON seen.id = s.id",
+                rename: "UPDATE subscribers SET name = j.value ->> 1, updated_at = $2 \
+                         FROM jsonb_array_elements($1::jsonb) AS j(value) \
+                         WHERE subscribers.id = (j.value ->> 0)::bigint",
+                insert: "INSERT INTO subscribers (email, name, status, consent_at, consent_source, \
+                         consent_ip, bounce_count, created_at, updated_at) \
+                         SELECT j.value ->> 0, j.value ->> 1, 'active', $2, $3, NULL, 0, $4, $4 \
+                         FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS j(value, key) \
+                         ORDER BY j.key RETURNING id, lower(email)",
+                seen: "INSERT INTO import_seen (id, line) \
+                       SELECT (j.value ->> 0)::bigint, (j.value ->> 1)::bigint \
+                       FROM jsonb_array_elements($1::jsonb) AS j(value)",
+            },
+        }
     }
 }
 
@@ -677,16 +748,16 @@ fn json(value: &impl serde::Serialize) -> String {
 
 /// One more permanent failure for `id`, inside a transaction.
 pub(super) async fn bounce(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut sqlx::AnyConnection,
     id: i64,
     threshold: u32,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "UPDATE subscribers SET bounce_count = bounce_count + 1, updated_at = ?3, \
-         status = CASE WHEN status = 'active' AND bounce_count + 1 >= ?2 \
+        "UPDATE subscribers SET bounce_count = bounce_count + 1, updated_at = $3, \
+         status = CASE WHEN status = 'active' AND bounce_count + 1 >= $2 \
                        THEN 'bounced' ELSE status END \
-         WHERE id = ?1",
+         WHERE id = $1",
     )
     .bind(id)
     .bind(i64::from(threshold.max(1)))

@@ -94,10 +94,6 @@ const SUBSCRIBER_STATUSES: [SubscriberStatus; 4] = [
     SubscriberStatus::Bounced,
 ];
 
-/// Each of these transactions reads, then writes: taking the write lock up front means
-/// a concurrent writer makes it wait (busy timeout) instead of failing the upgrade.
-const IMMEDIATE: &str = "BEGIN IMMEDIATE";
-
 /// The condition for an issue to be public: it has gone out to at least one subscriber.
 macro_rules! sent {
     () => {
@@ -132,17 +128,17 @@ impl Store {
         now: DateTime<Utc>,
         per_day: u32,
     ) -> Result<SignupOutcome, StoreError> {
-        let mut tx = self.pool.begin_with(IMMEDIATE).await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO subscribers (email, name, status, bounce_count, created_at, updated_at) \
-             VALUES (?1, NULL, 'pending', 0, ?2, ?2) ON CONFLICT DO NOTHING",
+             VALUES ($1, NULL, 'pending', 0, $2, $2) ON CONFLICT DO NOTHING",
         )
         .bind(email.as_str())
         .bind(ts(now))
         .execute(&mut *tx)
         .await?;
         // One mailbox, one subscriber: any spelling finds the row first written.
-        let row = sqlx::query("SELECT id, email, status FROM subscribers WHERE lower(email) = ?1")
+        let row = sqlx::query("SELECT id, email, status FROM subscribers WHERE lower(email) = $1")
             .bind(email.key())
             .fetch_one(&mut *tx)
             .await?;
@@ -153,7 +149,7 @@ impl Store {
             return Ok(SignupOutcome::AlreadyActive);
         }
         let today: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM web_signups WHERE subscriber_id = ?1 AND requested_at > ?2",
+            "SELECT COUNT(*) FROM web_signups WHERE subscriber_id = $1 AND requested_at > $2",
         )
         .bind(id)
         .bind(ts(now - chrono::Duration::days(1)))
@@ -167,7 +163,7 @@ impl Store {
         }
         let request_id: i64 = sqlx::query_scalar(
             "INSERT INTO web_signups (subscriber_id, name, requested_at, requested_ip) \
-             VALUES (?1, ?2, ?3, ?4) RETURNING id",
+             VALUES ($1, $2, $3, $4) RETURNING id",
         )
         .bind(id)
         .bind(name.map(HeaderText::as_str))
@@ -187,7 +183,7 @@ impl Store {
     /// How many sign-up requests subscriber `id` has had (each one mailed a link).
     pub async fn web_signup_requests(&self, id: i64) -> Result<u64, StoreError> {
         let n: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM web_signups WHERE subscriber_id = ?1")
+            sqlx::query_scalar("SELECT COUNT(*) FROM web_signups WHERE subscriber_id = $1")
                 .bind(id)
                 .fetch_one(&self.pool)
                 .await?;
@@ -222,8 +218,8 @@ impl Store {
     ) -> Result<Option<WebSignupRequest>, StoreError> {
         let Some(row) = sqlx::query(
             "SELECT s.id, s.email, s.status, \
-             (w.closed_at IS NULL AND w.requested_at >= ?2) AS open \
-             FROM web_signups w JOIN subscribers s ON s.id = w.subscriber_id WHERE w.id = ?1",
+             (w.closed_at IS NULL AND w.requested_at >= $2) AS open \
+             FROM web_signups w JOIN subscribers s ON s.id = w.subscriber_id WHERE w.id = $1",
         )
         .bind(request_id)
         .bind(ts(since))
@@ -252,11 +248,11 @@ impl Store {
         since: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<ConfirmOutcome, StoreError> {
-        let mut tx = self.pool.begin_with(IMMEDIATE).await?;
+        let mut tx = self.begin_write().await?;
         let Some(request) = sqlx::query(
             "SELECT w.subscriber_id, w.name, s.status, \
-             (w.closed_at IS NULL AND w.requested_at >= ?2) AS open \
-             FROM web_signups w JOIN subscribers s ON s.id = w.subscriber_id WHERE w.id = ?1",
+             (w.closed_at IS NULL AND w.requested_at >= $2) AS open \
+             FROM web_signups w JOIN subscribers s ON s.id = w.subscriber_id WHERE w.id = $1",
         )
         .bind(request_id)
         .bind(ts(since))
@@ -276,10 +272,10 @@ impl Store {
         }
         let name = name_from_db(request.try_get("name")?)?;
         sqlx::query(
-            "UPDATE subscribers SET status = 'active', name = COALESCE(?2, name), \
-             consent_at = ?3, consent_source = 'web', consent_ip = ?4, bounce_count = 0, \
-             withdrawn_at = NULL, withdrawn_source = NULL, withdrawn_evidence = NULL, updated_at = ?3 \
-             WHERE id = ?1",
+            "UPDATE subscribers SET status = 'active', name = COALESCE($2, name), \
+             consent_at = $3, consent_source = 'web', consent_ip = $4, bounce_count = 0, \
+             withdrawn_at = NULL, withdrawn_source = NULL, withdrawn_evidence = NULL, updated_at = $3 \
+             WHERE id = $1",
         )
         .bind(id)
         .bind(name.as_ref().map(HeaderText::as_str))
@@ -288,8 +284,8 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         sqlx::query(
-            "UPDATE web_signups SET confirmed_at = ?2, confirmed_ip = ?3, closed_at = ?2 \
-             WHERE id = ?1",
+            "UPDATE web_signups SET confirmed_at = $2, confirmed_ip = $3, closed_at = $2 \
+             WHERE id = $1",
         )
         .bind(request_id)
         .bind(ts(now))
@@ -297,7 +293,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         sqlx::query(
-            "UPDATE web_signups SET closed_at = ?2 WHERE subscriber_id = ?1 AND closed_at IS NULL",
+            "UPDATE web_signups SET closed_at = $2 WHERE subscriber_id = $1 AND closed_at IS NULL",
         )
         .bind(id)
         .bind(ts(now))
@@ -336,15 +332,18 @@ impl Store {
 
     /// Issue `id` if it has gone out; an issue frozen but not yet sent stays private.
     pub async fn archived_issue(&self, id: IssueId) -> Result<Option<FrozenIssue>, StoreError> {
-        let sent: bool = sqlx::query_scalar(concat!(
-            "SELECT EXISTS (SELECT 1 FROM issues WHERE id = ?1 AND ",
-            sent!(),
-            ")"
+        let sent: i64 = sqlx::query_scalar(concat!(
+            "SELECT COUNT(*) FROM issues WHERE id = $1 AND ",
+            sent!()
         ))
         .bind(id.to_string())
         .fetch_one(&self.pool)
         .await?;
-        if sent { self.issue(id).await } else { Ok(None) }
+        if sent > 0 {
+            self.issue(id).await
+        } else {
+            Ok(None)
+        }
     }
 
     /// The ledger and the subscribers by status.
@@ -357,7 +356,7 @@ impl Store {
             sqlx::query("SELECT status, COUNT(*) AS n FROM subscribers GROUP BY status")
                 .fetch_all(&self.pool)
                 .await?;
-        let count = |rows: &[sqlx::sqlite::SqliteRow], status: &str| -> Result<u64, StoreError> {
+        let count = |rows: &[sqlx::any::AnyRow], status: &str| -> Result<u64, StoreError> {
             for row in rows {
                 if row.try_get::<String, _>("status")? == status {
                     return Ok(row.try_get::<i64, _>("n")?.max(0) as u64);

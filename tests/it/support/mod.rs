@@ -195,7 +195,7 @@ pub fn with_store<T>(url: &str, f: impl AsyncFnOnce(&gazette::store::Store) -> T
 pub async fn store_migrated_before(dir: &Path, before: &str) -> (String, sqlx::SqlitePool) {
     let old = dir.join("old-migrations");
     std::fs::create_dir_all(&old).unwrap();
-    for entry in std::fs::read_dir(repo_root().join("migrations")).unwrap() {
+    for entry in std::fs::read_dir(repo_root().join("migrations/sqlite")).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_str().unwrap().to_owned();
         if name.as_str() < before {
