@@ -495,10 +495,15 @@ impl RawSettings {
             ));
         }
 
-        if !self.store.url.starts_with("sqlite:") {
+        if crate::store::Dialect::of(&self.store.url).is_err() {
+            // Only the scheme is shown: the rest may hold a password.
+            let scheme = self.store.url.split(':').next().unwrap_or_default();
             return Err(SettingsError::invalid(
                 "store.url",
-                format!("'{}' is not supported; use sqlite://PATH", self.store.url),
+                format!(
+                    "'{scheme}:' is not a store gazette knows; use sqlite://PATH or \
+                     postgres://USER@HOST/DATABASE"
+                ),
             ));
         }
 

@@ -387,11 +387,20 @@ impl Store {
         // A temporary table belongs to the connection, which the transaction holds: the
         // subscribers met so far in the file, by id, with the line that met them first.
         // Ids added by the import grow with the file, so most rows are appended.
-        for sql in [
-            "DROP TABLE IF EXISTS import_seen",
-            "CREATE TEMP TABLE import_seen (id BIGINT PRIMARY KEY, line BIGINT NOT NULL)",
-        ] {
-            sqlx::query(sql).execute(&mut *tx).await?;
+        // PostgreSQL drops it at commit, and a rollback takes its creation back; a SQLite
+        // connection may still have one from an import that failed part-way.
+        let statements: &[&str] = match self.dialect {
+            Dialect::Sqlite => &[
+                "DROP TABLE IF EXISTS import_seen",
+                "CREATE TEMP TABLE import_seen (id INTEGER PRIMARY KEY, line INTEGER NOT NULL)",
+            ],
+            Dialect::Postgres => &[
+                "CREATE TEMP TABLE import_seen (id BIGINT PRIMARY KEY, line BIGINT NOT NULL) \
+                 ON COMMIT DROP",
+            ],
+        };
+        for sql in statements {
+            sqlx::query(*sql).execute(&mut *tx).await?;
         }
         Ok(ImportSession {
             tx,
@@ -683,9 +692,11 @@ impl ImportSession {
 
     /// Makes the whole import visible at once.
     pub async fn commit(mut self) -> Result<(), StoreError> {
-        sqlx::query("DROP TABLE import_seen")
-            .execute(&mut *self.tx)
-            .await?;
+        if self.dialect == Dialect::Sqlite {
+            sqlx::query("DROP TABLE import_seen")
+                .execute(&mut *self.tx)
+                .await?;
+        }
         self.tx.commit().await?;
         Ok(())
     }

@@ -145,7 +145,7 @@ async fn a_subscriber_name_with_slot_markers_fills_its_slot_as_text() {
     run(&["subscribers", "import", csv.to_str().unwrap()]);
     run(&["send-now", "--date", "2021-09-01"]);
 
-    let url = format!("sqlite://{}/gazette.db", dir.path().display());
+    let url = crate::support::store_url(dir.path());
     let store = Store::open(&url).await.unwrap();
     let outbox = dir.path().join("outbox");
     let ada = text_sent_to(&store, &outbox, "2021-09-01", "ada@example.org").await;

@@ -23,7 +23,7 @@ fn email(raw: &str) -> SubscriberEmail {
 #[tokio::test]
 async fn every_spelling_of_a_mailbox_is_one_subscriber_on_every_path() {
     let dir = TempDir::new("identity-paths");
-    let url = format!("sqlite://{}/gazette.db", dir.path().display());
+    let url = crate::support::store_url(dir.path());
     let store = Store::open(&url).await.unwrap();
     let now = Utc::now();
 

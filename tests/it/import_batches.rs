@@ -15,7 +15,7 @@ fn email(raw: &str) -> SubscriberEmail {
 #[tokio::test]
 async fn duplicates_across_batches_name_the_first_line_and_ids_follow_the_file() {
     let dir = TempDir::new("import-batches");
-    let store = Store::open(&format!("sqlite://{}/gazette.db", dir.path().display()))
+    let store = Store::open(&crate::support::store_url(dir.path()))
         .await
         .unwrap();
     let now = Utc::now();

@@ -12,7 +12,7 @@ use gazette::store::{Store, SubscriberStatus};
 use std::path::Path;
 
 async fn store_in(dir: &TempDir) -> Store {
-    Store::open(&format!("sqlite://{}/gazette.db", dir.path().display()))
+    Store::open(&crate::support::store_url(dir.path()))
         .await
         .unwrap()
 }

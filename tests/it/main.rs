@@ -2,6 +2,9 @@
 
 mod support;
 
+/// These tests' store: a SQLite file per test (tests/it_pg runs them on PostgreSQL).
+pub const BACKEND: support::Backend = support::Backend::Sqlite;
+
 mod backup;
 mod compose;
 mod crash;

@@ -294,6 +294,11 @@ fn serve_killed_between_claim_and_freeze(label: &str, subscribers: usize) -> Kil
     let slot = Utc::now() + chrono::Duration::seconds(4);
     let slot = Utc.timestamp_opt(slot.timestamp(), 0).unwrap();
     let cron = cron_at(slot);
+    // The freeze is blocked with a SQLite trigger, so this store is SQLite whichever
+    // backend the other tests run on.
+    let store_dir = TempDir::new(&format!("{label}-store"));
+    let url = format!("sqlite://{}/gazette.db", store_dir.path().display());
+    let store_url = format!("\"{url}\"");
     let (work, config) = setup(
         label,
         subscribers,
@@ -302,9 +307,9 @@ fn serve_killed_between_claim_and_freeze(label: &str, subscribers: usize) -> Kil
             ("schedule.timezone", "\"UTC\""),
             ("schedule.proof_lead", "\"0s\""),
             ("web.bind", "\"127.0.0.1:0\""),
+            ("store.url", &store_url),
         ],
     );
-    let url = format!("sqlite://{}/gazette.db", work.path().display());
     let store = block_on(async {
         block_freezing(&url).await;
         Store::open(&url).await.unwrap()
@@ -325,6 +330,7 @@ fn serve_killed_between_claim_and_freeze(label: &str, subscribers: usize) -> Kil
     assert_eq!(files(&work.path().join("sections")).len(), 6);
     Killed {
         work,
+        _store_dir: store_dir,
         config,
         slot,
         url,
@@ -333,6 +339,7 @@ fn serve_killed_between_claim_and_freeze(label: &str, subscribers: usize) -> Kil
 
 struct Killed {
     work: TempDir,
+    _store_dir: TempDir,
     config: PathBuf,
     slot: DateTime<Utc>,
     url: String,

@@ -36,7 +36,7 @@ async fn a_removal_from_the_command_line_is_a_withdrawal_the_two_day_rule_sees()
     let config = write_config(dir.path(), &[]);
     run_ok(&config, &["subscribers", "add", "alice@example.net"]);
     run_ok(&config, &["subscribers", "add", "bob@example.net"]);
-    let url = format!("sqlite://{}/gazette.db", dir.path().display());
+    let url = crate::support::store_url(dir.path());
     let store = Store::open(&url).await.unwrap();
     let alice = id_of(&store, "alice@example.net").await;
     let issue = freeze(&store, "2026-11-01", Utc::now() - Duration::days(1)).await;
@@ -338,7 +338,7 @@ async fn every_channel_records_the_same_withdrawal_and_no_further_issue_goes_out
 async fn a_second_withdrawal_keeps_the_first_record() {
     let dir = TempDir::new("unsub-twice");
     let config = write_config(dir.path(), &[]);
-    let url = format!("sqlite://{}/gazette.db", dir.path().display());
+    let url = crate::support::store_url(dir.path());
     let store = Store::open(&url).await.unwrap();
     let ada = crate::support::add_active(&store, "ada@example.org").await;
     let t0 = Utc::now() - Duration::days(3);
@@ -370,7 +370,7 @@ async fn a_bounced_subscriber_who_leaves_cannot_be_reactivated() {
     let dir = TempDir::new("unsub-bounced");
     let config = write_config(dir.path(), &[]);
     run_ok(&config, &["subscribers", "add", "bea@example.org"]);
-    let url = format!("sqlite://{}/gazette.db", dir.path().display());
+    let url = crate::support::store_url(dir.path());
     let store = Store::open(&url).await.unwrap();
     let bea = id_of(&store, "bea@example.org").await;
     assert_eq!(

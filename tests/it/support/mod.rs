@@ -10,6 +10,7 @@ pub mod mailstack;
 pub mod prometheus;
 pub mod scheduler;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -80,7 +81,7 @@ pub fn write_config(dir: &Path, overrides: &[(&str, &str)]) -> PathBuf {
         ("content.sections_dir", format!("\"{d}/sections\"")),
         ("content.archive_dir", format!("\"{d}/archive\"")),
         ("content.settle_time", "\"0s\"".to_owned()),
-        ("store.url", format!("\"sqlite://{d}/gazette.db\"")),
+        ("store.url", format!("\"{}\"", store_url(dir))),
         ("transport.outbox_dir", format!("\"{d}/outbox\"")),
         ("inbox.maildir", format!("\"{d}/inbox\"")),
     ];
@@ -167,9 +168,29 @@ pub fn describe(output: &Output) -> String {
     )
 }
 
-/// The store `write_config` puts in `dir`.
+/// Which store a test binary runs its tests on: `it` on SQLite files, `it_pg` on
+/// PostgreSQL databases (the same tests, see tests/it_pg/main.rs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The store `write_config` puts in `dir`: `dir/gazette.db`, or on PostgreSQL a fresh
+/// database of the test process's cluster, the same one for every call with `dir`.
 pub fn store_url(dir: &Path) -> String {
-    format!("sqlite://{}/gazette.db", dir.display())
+    match crate::BACKEND {
+        Backend::Sqlite => format!("sqlite://{}/gazette.db", dir.display()),
+        Backend::Postgres => {
+            static DATABASES: std::sync::Mutex<BTreeMap<PathBuf, String>> =
+                std::sync::Mutex::new(BTreeMap::new());
+            let mut databases = DATABASES.lock().unwrap_or_else(|e| e.into_inner());
+            databases
+                .entry(dir.to_owned())
+                .or_insert_with(postgres::database)
+                .clone()
+        }
+    }
 }
 
 /// Opens the store at `url`, runs `f` on it and closes it: how a test without a runtime
@@ -202,7 +223,8 @@ pub async fn store_migrated_before(dir: &Path, before: &str) -> (String, sqlx::S
             std::fs::copy(&path, old.join(&name)).unwrap();
         }
     }
-    let url = store_url(dir);
+    // An older gazette's store is always a SQLite file, whichever backend the test runs.
+    let url = format!("sqlite://{}/gazette.db", dir.display());
     let options = <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(&url)
         .unwrap()
         .create_if_missing(true)
