@@ -28,6 +28,7 @@ mod mailstack_delivery;
 mod notice_limits;
 mod outages;
 mod pipelining;
+mod postgres_schema;
 mod readers;
 mod relay_pool;
 mod send_now;

@@ -1129,7 +1129,7 @@ pub fn run_smtp_source(
 
 /// Creates a new, empty directory under the temp dir, named so that parallel tests and
 /// processes never share one: `<prefix>-<pid>-<counter>-<nanoseconds>`.
-fn unique_dir(prefix: &str) -> PathBuf {
+pub fn unique_dir(prefix: &str) -> PathBuf {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     loop {
         let nanos = SystemTime::now()
@@ -1154,7 +1154,7 @@ fn unique_dir(prefix: &str) -> PathBuf {
     }
 }
 
-fn remove_dir(path: &Path) {
+pub fn remove_dir(path: &Path) {
     if std::env::var_os("MAILSTACK_KEEP").is_some() {
         eprintln!("MAILSTACK_KEEP: keeping {}", path.display());
         return;
@@ -1244,7 +1244,7 @@ fn stop_daemon(pid: u32, grace: Duration) {
 /// Sends signal `name` to `target` (a pid, or `-PGID` for a process group). The standard
 /// library cannot send signals without `unsafe`, so this asks the shell's builtin `kill`
 /// (the `kill` program comes with procps, which a minimal Debian lacks).
-fn signal(name: &str, target: &str) -> std::io::Result<Output> {
+pub fn signal(name: &str, target: &str) -> std::io::Result<Output> {
     Command::new("/bin/sh")
         .args(["-c", r#"kill -s "$1" -- "$2""#, "sh", name, target])
         .stdin(Stdio::null())
@@ -1254,7 +1254,7 @@ fn signal(name: &str, target: &str) -> std::io::Result<Output> {
 }
 
 /// Whether the process is there and not a zombie.
-fn is_alive(pid: u32) -> bool {
+pub fn is_alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => stat_field(&stat, 0).is_some_and(|state| state != "Z" && state != "X"),
         Err(_) => false,
@@ -1325,7 +1325,7 @@ fn group_id(group: &str) -> Option<u32> {
 }
 
 /// uid and gid of a system user, from /etc/passwd.
-fn passwd_ids(user: &str) -> Option<(u32, u32)> {
+pub fn passwd_ids(user: &str) -> Option<(u32, u32)> {
     let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
     passwd.lines().find_map(|line| {
         let fields: Vec<&str> = line.split(':').collect();
@@ -1337,7 +1337,7 @@ fn passwd_ids(user: &str) -> Option<(u32, u32)> {
     })
 }
 
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     // The effective uid from /proc: std has no geteuid without unsafe.
     std::fs::read_to_string("/proc/self/status")
         .ok()
