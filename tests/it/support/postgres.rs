@@ -82,12 +82,25 @@ impl Drop for PgDatabase {
 
 /// Creates a new database on this process's cluster, starting the cluster first if this is
 /// the first call. Panics with the server's log if the cluster cannot start.
+///
+/// The cluster's locale is C (byte order, A-Z case folding), as SQLite's text is.
 pub fn database() -> PgDatabase {
+    create_database(&[])
+}
+
+/// A new database in `locale` (e.g. `C.UTF-8`), such as an operator's database may be in,
+/// to show what does not depend on the database's locale.
+pub fn database_in_locale(locale: &str) -> PgDatabase {
+    create_database(&["--template=template0", &format!("--locale={locale}")])
+}
+
+fn create_database(options: &[&str]) -> PgDatabase {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let cluster = cluster();
     let name = format!("test_{}", NEXT.fetch_add(1, Ordering::Relaxed));
     let output = cluster
         .client("createdb")
+        .args(options)
         .arg(&name)
         .output()
         .expect("run createdb");
