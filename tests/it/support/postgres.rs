@@ -5,7 +5,7 @@
 //! [`unique_dir`](super::mailstack::unique_dir) and the server on a 127.0.0.1 port from
 //! [`free_port`](super::mailstack::free_port), so parallel tests and several test binaries
 //! at once never share a port or a folder. One cluster per process, one database per test:
-//! `initdb` costs most of a second, a database a few tens of milliseconds.
+//! `initdb` and the start cost about half a second, a database a few tens of milliseconds.
 //!
 //! The server runs as a child of this process (not daemonized by `pg_ctl start`), so that
 //! stopping it also reaps it: a daemonized postmaster would be left to init, which may
