@@ -1,9 +1,10 @@
 -- The PostgreSQL schema, equal to the SQLite schema at version 90: the same tables, columns
 -- (same names, same order), keys, indexes (partial and expression ones included), foreign
--- keys, CHECKs, defaults and trigger that migrations/0001 to 0090 leave on a SQLite store,
--- plus `subscribers_by_mailbox`, which a SQLite store gets when it first opens
--- (src/store/mailbox_merge.sql; a new PostgreSQL store has no twins to merge).
--- Every later change adds one migration with the same number to both folders, so both
+-- keys, CHECKs, defaults and trigger that the SQLite migrations 0001 to 0090 leave on a
+-- store, plus `subscribers_by_mailbox`, which a SQLite store gets when it first opens
+-- (src/store/mailbox_merge.sql; a new PostgreSQL store has no twins to merge). Only the
+-- final schema is here: none of the SQLite migrations' steps that convert existing rows.
+-- Every later migration adds a file with the same number to both folders, so both
 -- backends always stand at the same version. tests/it/postgres_schema.rs checks that the
 -- two schemas agree.
 --

@@ -403,3 +403,113 @@ fn parallel_databases_are_fresh_and_separate() {
         }
     });
 }
+
+/// The same statements on both schemas have the same outcomes: the constraints, the
+/// identity ids, the trigger, byte-order text and A-Z-only case folding of the mailbox
+/// index, even in a PostgreSQL database whose locale folds more than A-Z.
+#[tokio::test]
+async fn the_same_statements_have_the_same_outcomes_on_both() {
+    let database = postgres::database_in_locale("C.UTF-8");
+    let pg = PgPool::connect(database.url()).await.unwrap();
+    sqlx::migrate::Migrator::new(repo_root().join("migrations/postgres").as_path())
+        .await
+        .unwrap()
+        .run(&pg)
+        .await
+        .unwrap();
+    let dir = TempDir::new("postgres-outcomes");
+    let url = format!("sqlite://{}", dir.path().join("gazette.db").display());
+    Store::open(&url).await.unwrap().close().await;
+    let options = <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(&url)
+        .unwrap()
+        .foreign_keys(true);
+    let lite = SqlitePool::connect_with(options).await.unwrap();
+
+    // Each statement, and whether both databases accept it.
+    let statements = [
+        (
+            "INSERT INTO subscribers (email, status, created_at, updated_at) \
+          VALUES ('Ada@example.org', 'active', 1, 1)",
+            true,
+        ),
+        (
+            "INSERT INTO subscribers (email, status, created_at, updated_at) \
+          VALUES ('ada@example.org', 'active', 1, 1)",
+            false,
+        ),
+        (
+            "INSERT INTO subscribers (email, status, created_at, updated_at) \
+          VALUES ('Émile@example.org', 'active', 1, 1)",
+            true,
+        ),
+        (
+            "INSERT INTO subscribers (email, status, created_at, updated_at) \
+          VALUES ('émile@example.org', 'pending', 2, 2)",
+            true,
+        ),
+        (
+            "INSERT INTO subscribers (email, status, created_at, updated_at) \
+          VALUES ('bob@example.org', 'lurking', 1, 1)",
+            false,
+        ),
+        (
+            "INSERT INTO web_signups (subscriber_id, requested_at, requested_ip) \
+          VALUES (1, 10, '192.0.2.1')",
+            true,
+        ),
+        (
+            "INSERT INTO web_signups (subscriber_id, requested_at, requested_ip) \
+          VALUES (99, 10, '192.0.2.1')",
+            false,
+        ),
+        (
+            "UPDATE subscribers SET status = 'unsubscribed', updated_at = 20 WHERE id = 1",
+            true,
+        ),
+        ("INSERT INTO inbox_polls (id, at) VALUES (2, 1)", false),
+        (
+            "INSERT INTO slots (at, issue_id, updated_at) VALUES (100, '2026-11-30', 1)",
+            true,
+        ),
+        (
+            "INSERT INTO deliveries (issue_id, subscriber_id, status, next_attempt_at, updated_at) \
+          VALUES ('2026-11-30', 1, 'queued', 1, 1)",
+            false,
+        ),
+    ];
+    for (sql, accepted) in statements {
+        let on_sqlite = sqlx::query(sql).execute(&lite).await;
+        let on_postgres = sqlx::query(sql).execute(&pg).await;
+        assert_eq!(on_sqlite.is_ok(), accepted, "SQLite: {sql}: {on_sqlite:?}");
+        assert_eq!(
+            on_postgres.is_ok(),
+            accepted,
+            "PostgreSQL: {sql}: {on_postgres:?}"
+        );
+    }
+
+    // Ids from the identity column as from AUTOINCREMENT (a refused insert may use one up
+    // on PostgreSQL, never reused either way), byte order, defaults, the trigger.
+    let queries = [
+        "SELECT email || ':' || status FROM subscribers ORDER BY email",
+        "SELECT CAST(subscriber_id AS TEXT) || ':' || COALESCE(CAST(closed_at AS TEXT), 'open') \
+         FROM web_signups",
+        "SELECT state FROM slots",
+        "SELECT email FROM subscribers WHERE lower(email) = 'émile@example.org'",
+    ];
+    for sql in queries {
+        let on_sqlite: Vec<String> = sqlx::query_scalar(sql).fetch_all(&lite).await.unwrap();
+        let on_postgres: Vec<String> = sqlx::query_scalar(sql).fetch_all(&pg).await.unwrap();
+        assert_eq!(
+            on_sqlite, on_postgres,
+            "{sql} (SQLite left, PostgreSQL right)"
+        );
+    }
+    let first: i64 = sqlx::query_scalar("SELECT min(id) FROM subscribers")
+        .fetch_one(&pg)
+        .await
+        .unwrap();
+    assert_eq!(first, 1, "PostgreSQL's first identity id");
+    pg.close().await;
+    lite.close().await;
+}

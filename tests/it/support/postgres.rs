@@ -5,7 +5,7 @@
 //! [`unique_dir`](super::mailstack::unique_dir) and the server on a 127.0.0.1 port from
 //! [`free_port`](super::mailstack::free_port), so parallel tests and several test binaries
 //! at once never share a port or a folder. One cluster per process, one database per test:
-//! `initdb` costs most of a second, a database a few tens of milliseconds.
+//! `initdb` and the start cost about half a second, a database a few tens of milliseconds.
 //!
 //! The server runs as a child of this process (not daemonized by `pg_ctl start`), so that
 //! stopping it also reaps it: a daemonized postmaster would be left to init, which may
@@ -82,12 +82,25 @@ impl Drop for PgDatabase {
 
 /// Creates a new database on this process's cluster, starting the cluster first if this is
 /// the first call. Panics with the server's log if the cluster cannot start.
+///
+/// The cluster's locale is C (byte order, A-Z case folding), as SQLite's text is.
 pub fn database() -> PgDatabase {
+    create_database(&[])
+}
+
+/// A new database in `locale` (e.g. `C.UTF-8`), such as an operator's database may be in,
+/// to show what does not depend on the database's locale.
+pub fn database_in_locale(locale: &str) -> PgDatabase {
+    create_database(&["--template=template0", &format!("--locale={locale}")])
+}
+
+fn create_database(options: &[&str]) -> PgDatabase {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let cluster = cluster();
     let name = format!("test_{}", NEXT.fetch_add(1, Ordering::Relaxed));
     let output = cluster
         .client("createdb")
+        .args(options)
         .arg(&name)
         .output()
         .expect("run createdb");
