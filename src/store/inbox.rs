@@ -407,7 +407,7 @@ impl Store {
     pub async fn inbox_figures(&self) -> Result<InboxFigures, StoreError> {
         let row = sqlx::query(
             "SELECT COUNT(*) AS processed, \
-             COALESCE(SUM(command = $1), 0) AS unverified FROM inbox_messages",
+             COUNT(CASE WHEN command = $1 THEN 1 END) AS unverified FROM inbox_messages",
         )
         .bind(UNVERIFIED_REPORT)
         .fetch_one(&self.pool)

@@ -218,7 +218,7 @@ impl Store {
     ) -> Result<Option<WebSignupRequest>, StoreError> {
         let Some(row) = sqlx::query(
             "SELECT s.id, s.email, s.status, \
-             (w.closed_at IS NULL AND w.requested_at >= $2) AS open \
+             CASE WHEN w.closed_at IS NULL AND w.requested_at >= $2 THEN 1 ELSE 0 END AS open \
              FROM web_signups w JOIN subscribers s ON s.id = w.subscriber_id WHERE w.id = $1",
         )
         .bind(request_id)
@@ -251,7 +251,7 @@ impl Store {
         let mut tx = self.begin_write().await?;
         let Some(request) = sqlx::query(
             "SELECT w.subscriber_id, w.name, s.status, \
-             (w.closed_at IS NULL AND w.requested_at >= $2) AS open \
+             CASE WHEN w.closed_at IS NULL AND w.requested_at >= $2 THEN 1 ELSE 0 END AS open \
              FROM web_signups w JOIN subscribers s ON s.id = w.subscriber_id WHERE w.id = $1",
         )
         .bind(request_id)

@@ -387,7 +387,9 @@ fn a_closed_pipe_ends_a_command_quietly() {
 
 #[test]
 fn status_without_a_store_says_so_and_creates_nothing() {
+    // About a SQLite file that is missing or is not a database.
     let (work, config) = setup("status-none", &[]);
+    let config = crate::support::with_sqlite_store(&config, work.path());
     let out = run(&config, &["status"]);
     assert!(out.status.success(), "{}", describe(&out));
     assert!(
@@ -409,7 +411,9 @@ fn status_without_a_store_says_so_and_creates_nothing() {
 
 #[test]
 fn status_on_an_unreadable_store_says_plainly_what_is_wrong() {
+    // About a SQLite file that is missing or is not a database.
     let (work, config) = setup("status-bad", &[]);
+    let config = crate::support::with_sqlite_store(&config, work.path());
     std::fs::write(
         work.path().join("gazette.db"),
         b"this is not a database, just text\n".repeat(200),

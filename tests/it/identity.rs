@@ -452,7 +452,9 @@ fn reactivate_brings_back_a_bounced_address_and_refuses_an_unsubscribed_one() {
 #[test]
 fn the_first_start_after_the_upgrade_says_what_it_merged() {
     let dir = TempDir::new("identity-merge-log");
-    let config = file_config(&dir, &[]);
+    // An upgrade of an older gazette's store: a SQLite file.
+    let store = format!("\"{}\"", crate::support::sqlite_url(dir.path()));
+    let config = file_config(&dir, &[("store.url", &store)]);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let url = rt.block_on(old_store(&dir));
     assert_eq!(url, context(&config).settings.store.url);

@@ -222,16 +222,13 @@ async fn a_ledger_that_cannot_be_written_stops_sending() {
 
     // Break the ledger from outside (a test fixture, not gazette's SQL): every update of
     // a delivery row now fails, as a full disk or a read-only file would.
-    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&ctx.settings.store.url)
-        .await
-        .unwrap();
-    sqlx::query(
-        "CREATE TRIGGER break_ledger BEFORE UPDATE ON deliveries \
-         BEGIN SELECT RAISE(ABORT, 'disk says no'); END",
+    crate::support::refuse_writes(
+        &ctx.settings.store.url,
+        "break_ledger",
+        "UPDATE",
+        "deliveries",
     )
-    .execute(&mut conn)
-    .await
-    .unwrap();
+    .await;
 
     let mut worker = stub_worker(&ctx, &store, StubTransport::new()).with_batch_size(10);
     let result = worker

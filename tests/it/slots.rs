@@ -49,26 +49,11 @@ async fn slots_told(store: &Store) -> Vec<DateTime<Utc>> {
 /// Makes every freeze fail from outside (a test fixture, not gazette's SQL): the store
 /// then holds exactly what a process killed between claim and freeze leaves behind.
 async fn block_freezing(url: &str) {
-    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(url)
-        .await
-        .unwrap();
-    sqlx::query(
-        "CREATE TRIGGER block_freeze BEFORE INSERT ON issues \
-         BEGIN SELECT RAISE(ABORT, 'freezing blocked by the test'); END",
-    )
-    .execute(&mut conn)
-    .await
-    .unwrap();
+    crate::support::refuse_writes(url, "block_freeze", "INSERT", "issues").await;
 }
 
 async fn unblock_freezing(url: &str) {
-    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(url)
-        .await
-        .unwrap();
-    sqlx::query("DROP TRIGGER block_freeze")
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    crate::support::allow_writes(url, "block_freeze", "issues").await;
 }
 
 // ---------------------------------------------------------------------------------
@@ -280,11 +265,19 @@ fn wait_until(secs: u64, what: &str, log: &Path, mut check: impl FnMut() -> bool
     }
 }
 
+/// Runs `f` on one runtime shared by these tests: a store's connections belong to the
+/// runtime that opened them (PostgreSQL's are its tasks), so a store opened in one
+/// `block_on` must be used in the next on the same runtime.
 fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap()
+        })
         .block_on(f)
 }
 
@@ -294,11 +287,6 @@ fn serve_killed_between_claim_and_freeze(label: &str, subscribers: usize) -> Kil
     let slot = Utc::now() + chrono::Duration::seconds(4);
     let slot = Utc.timestamp_opt(slot.timestamp(), 0).unwrap();
     let cron = cron_at(slot);
-    // The freeze is blocked with a SQLite trigger, so this store is SQLite whichever
-    // backend the other tests run on.
-    let store_dir = TempDir::new(&format!("{label}-store"));
-    let url = format!("sqlite://{}/gazette.db", store_dir.path().display());
-    let store_url = format!("\"{url}\"");
     let (work, config) = setup(
         label,
         subscribers,
@@ -307,9 +295,9 @@ fn serve_killed_between_claim_and_freeze(label: &str, subscribers: usize) -> Kil
             ("schedule.timezone", "\"UTC\""),
             ("schedule.proof_lead", "\"0s\""),
             ("web.bind", "\"127.0.0.1:0\""),
-            ("store.url", &store_url),
         ],
     );
+    let url = crate::support::store_url(work.path());
     let store = block_on(async {
         block_freezing(&url).await;
         Store::open(&url).await.unwrap()
@@ -330,7 +318,6 @@ fn serve_killed_between_claim_and_freeze(label: &str, subscribers: usize) -> Kil
     assert_eq!(files(&work.path().join("sections")).len(), 6);
     Killed {
         work,
-        _store_dir: store_dir,
         config,
         slot,
         url,
@@ -339,7 +326,6 @@ fn serve_killed_between_claim_and_freeze(label: &str, subscribers: usize) -> Kil
 
 struct Killed {
     work: TempDir,
-    _store_dir: TempDir,
     config: PathBuf,
     slot: DateTime<Utc>,
     url: String,

@@ -38,7 +38,18 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+        // The PostgreSQL database standing for a store in this folder goes with it.
+        let gone = lock_databases().remove(&self.0);
+        drop(gone);
     }
+}
+
+/// On PostgreSQL, the database [`store_url`] gave each folder.
+static DATABASES: std::sync::Mutex<BTreeMap<PathBuf, postgres::PgDatabase>> =
+    std::sync::Mutex::new(BTreeMap::new());
+
+fn lock_databases() -> std::sync::MutexGuard<'static, BTreeMap<PathBuf, postgres::PgDatabase>> {
+    DATABASES.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The repository root (where `config/`, `templates/` and `tests/fixtures/` are).
@@ -182,15 +193,11 @@ pub enum Backend {
 pub fn store_url(dir: &Path) -> String {
     match crate::BACKEND {
         Backend::Sqlite => format!("sqlite://{}/gazette.db", dir.display()),
-        Backend::Postgres => {
-            static DATABASES: std::sync::Mutex<BTreeMap<PathBuf, String>> =
-                std::sync::Mutex::new(BTreeMap::new());
-            let mut databases = DATABASES.lock().unwrap_or_else(|e| e.into_inner());
-            databases
-                .entry(dir.to_owned())
-                .or_insert_with(postgres::database)
-                .clone()
-        }
+        Backend::Postgres => lock_databases()
+            .entry(dir.to_owned())
+            .or_insert_with(postgres::database)
+            .url()
+            .to_owned(),
     }
 }
 
@@ -365,4 +372,76 @@ pub async fn freeze_small(
         .await
         .unwrap();
     issue
+}
+
+/// Makes every `event` (`INSERT`, `UPDATE`, `DELETE`) on `table` of the store at `url`
+/// fail, as a full disk or a broken database would, with a trigger named `name`; on
+/// either backend. A test fixture written from outside, not gazette's SQL.
+pub async fn refuse_writes(url: &str, name: &str, event: &str, table: &str) {
+    use sqlx::Connection;
+    if url.starts_with("sqlite:") {
+        let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
+        let sql = format!(
+            "CREATE TRIGGER {name} BEFORE {event} ON {table} \
+             BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+        );
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+    } else {
+        let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+        let sql = format!(
+            "CREATE OR REPLACE FUNCTION gazette_test_refuse() RETURNS trigger \
+             LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$; \
+             CREATE TRIGGER {name} BEFORE {event} ON {table} \
+             FOR EACH ROW EXECUTE FUNCTION gazette_test_refuse()"
+        );
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+    }
+}
+
+/// Removes the trigger `name` on `table` that [`refuse_writes`] made.
+pub async fn allow_writes(url: &str, name: &str, table: &str) {
+    use sqlx::Connection;
+    if url.starts_with("sqlite:") {
+        let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP TRIGGER {name}")))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+    } else {
+        let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "DROP TRIGGER {name} ON {table}"
+        )))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        conn.close().await.unwrap();
+    }
+}
+
+/// A SQLite store in `dir`, for the tests about SQLite's own files (upgrading an old
+/// store, a file that is not a database, …), whichever backend the other tests run on.
+pub fn sqlite_url(dir: &Path) -> String {
+    format!("sqlite://{}/gazette.db", dir.display())
+}
+
+/// The settings file `config` with its store moved to a SQLite file in `dir` (see
+/// [`sqlite_url`]); returns its path.
+pub fn with_sqlite_store(config: &Path, dir: &Path) -> PathBuf {
+    let mut doc: toml::Table = toml::from_str(&std::fs::read_to_string(config).unwrap()).unwrap();
+    doc["store"]
+        .as_table_mut()
+        .expect("a [store] table")
+        .insert("url".into(), toml::Value::String(sqlite_url(dir)));
+    std::fs::write(config, toml::to_string(&doc).unwrap()).unwrap();
+    config.to_owned()
 }
