@@ -23,7 +23,11 @@
 //! 6. `gazette inbox --once` over 1 000 waiting messages in a Maildir, when this build has
 //!    that command;
 //! 7. an outage: `send-now` with nothing listening (how soon it returns), then `serve`
-//!    with the relay coming back (how soon the first and the last message go out).
+//!    with the relay coming back (how soon the first and the last message go out);
+//! 8. PostgreSQL: the send of step 4 with the store on PostgreSQL (a private cluster with
+//!    `fsync` on, started by this run), by one `send-now` and then by two at once sharing
+//!    the issue, each against a fresh sink: rates, their ratio to the ceiling and to
+//!    SQLite's send, and each process's peak RSS.
 //!
 //! Targets are printed beside the figures; nothing here asserts on time.
 
@@ -31,6 +35,8 @@
 mod dkim_judge;
 #[path = "../tests/it/support/mailstack.rs"]
 mod mailstack;
+#[path = "../tests/it/support/postgres.rs"]
+mod postgres;
 
 use clap::Parser;
 use gazette::app::Context;
@@ -72,6 +78,9 @@ struct Args {
     /// until it is back).
     #[arg(long, default_value_t = 3_000)]
     outage_rows: usize,
+    /// Measure the send with the store on PostgreSQL (step 8); `--postgres false` skips it.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    postgres: bool,
     /// Keep the temp folder (stores, configs, logs) afterwards.
     #[arg(long)]
     keep: bool,
@@ -197,6 +206,30 @@ fn main() {
 
     // 7. An outage: send-now with nothing listening, then `serve` until the relay is back.
     report.outage = Some(outage(&dir, args.outage_rows, c));
+
+    // 8. PostgreSQL, by one daemon and by two sharing the issue.
+    if args.postgres {
+        postgres::durable();
+        for daemons in [1, 2] {
+            let label = format!("send-pg{daemons}");
+            let database = postgres::database();
+            let store = [("store.url", format!("\"{}\"", database.url()))];
+            let config = write_config_with(&dir, &label, 25, c, &store);
+            run_gazette(
+                &config,
+                &["subscribers", "import", path_str(&csv)],
+                &dir.join(format!("import-{label}.log")),
+            );
+            let sink = SmtpSink::start_unrecorded(&[]);
+            let config = write_config_with(&dir, &label, sink.port(), c, &store);
+            let shared = send_shared(&config, &sink, n, daemons, &dir, &label);
+            eprintln!(
+                "gazette on PostgreSQL, {daemons} daemon(s): {:.0} messages/s",
+                shared.sending_rate(n)
+            );
+            report.postgres.push((daemons, shared));
+        }
+    }
 
     report.load_after = load_average();
     println!("{}", report.render());
@@ -398,6 +431,85 @@ fn send_now(config: &Path, sink: &SmtpSink, n: usize, log: &Path) -> SendRun {
         first,
         last,
         received,
+    }
+}
+
+/// One issue sent by several `gazette send-now` processes at once on one store.
+#[derive(Debug, Clone)]
+struct SharedSend {
+    first: Option<Duration>,
+    last: Option<Duration>,
+    /// Each process's cost, in the order they were started.
+    costs: Vec<ChildCost>,
+}
+
+impl SharedSend {
+    /// Messages per second between the first and the last message.
+    fn sending_rate(&self, n: usize) -> f64 {
+        SendRun {
+            cost: self.costs[0],
+            first: self.first,
+            last: self.last,
+            received: n,
+        }
+        .sending_rate(n)
+    }
+}
+
+/// Runs `daemons` `gazette send-now` processes at once on the store of `config`, as
+/// several daemons share an issue, and watches the sink's count while they work.
+fn send_shared(
+    config: &Path,
+    sink: &SmtpSink,
+    n: usize,
+    daemons: usize,
+    dir: &Path,
+    label: &str,
+) -> SharedSend {
+    let started = Instant::now();
+    let pids: Vec<libc::pid_t> = (0..daemons)
+        .map(|i| {
+            let log = dir.join(format!("{label}-{i}.log"));
+            let child = gazette_command(config, &["send-now", "--date", ISSUE], &log)
+                .spawn()
+                .expect("start gazette send-now");
+            child.id() as libc::pid_t
+        })
+        .collect();
+    let mut costs: Vec<Option<ChildCost>> = vec![None; daemons];
+    let (mut first, mut last) = (None, None);
+    let mut poll = || {
+        let count = sink.received_count();
+        if count > 0 && first.is_none() {
+            first = Some(started.elapsed());
+        }
+        if count >= n && last.is_none() {
+            last = Some(started.elapsed());
+        }
+        count
+    };
+    while costs.iter().any(Option::is_none) {
+        poll();
+        for (pid, cost) in pids.iter().zip(costs.iter_mut()) {
+            if cost.is_none() {
+                *cost = try_reap(*pid, started);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while poll() < n && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let received = sink.received_count();
+    assert!(
+        received == n,
+        "{daemons} send-now on one store: the sink counted {received} of {n}"
+    );
+    SharedSend {
+        first,
+        last,
+        costs: costs.into_iter().flatten().collect(),
     }
 }
 
@@ -839,6 +951,8 @@ struct Report {
     dkim_sample: Option<(usize, usize)>,
     inbox: Option<(usize, ChildCost)>,
     outage: Option<Outage>,
+    /// Daemons, and how they sent, with the store on PostgreSQL.
+    postgres: Vec<(usize, SharedSend)>,
 }
 
 impl Report {
@@ -863,6 +977,7 @@ impl Report {
             dkim_sample: None,
             inbox: None,
             outage: None,
+            postgres: Vec::new(),
         }
     }
 
@@ -989,6 +1104,22 @@ impl Report {
                     verdict(verified == sent && sent > 0)
                 );
             }
+        }
+        let sqlite_rate = self.send.as_ref().map_or(0.0, |s| s.sending_rate(n));
+        for (daemons, shared) in &self.postgres {
+            let sending = shared.sending_rate(n);
+            let peak = shared
+                .costs
+                .iter()
+                .map(|c| c.peak_rss_kib as f64 * 1024.0 / 1e6)
+                .fold(0.0, f64::max);
+            let _ = writeln!(
+                w,
+                "| PostgreSQL store, {daemons} send-now at once (same N, C, sink; fsync on) | {sending:.0} messages/s: {:.0} % of the ceiling, {:.2} × SQLite's send; peak RSS per daemon {peak:.1} MB | < 64 MB per daemon: {} |",
+                sending / ceiling_rate.max(1e-9) * 100.0,
+                sending / sqlite_rate.max(1e-9),
+                verdict(peak < 64.0)
+            );
         }
         for (rows, cost) in &self.imports {
             let target = if *rows == 1_000_000 {

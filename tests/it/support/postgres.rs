@@ -25,6 +25,8 @@
 //! the `postgres` user through `runuser`, and the folder belongs to that user.
 //! Set `MAILSTACK_KEEP=1` to keep the folder (and its `postgres.log`) for a post-mortem.
 
+#![allow(dead_code)]
+
 use super::mailstack::{
     free_port, is_alive, is_root, listener_count, passwd_ids, remove_dir, signal, unique_dir,
 };
@@ -113,6 +115,16 @@ fn create_database(options: &[&str]) -> PgDatabase {
         url: format!("postgres://{USER}@127.0.0.1:{}/{name}", cluster.port),
         name,
     }
+}
+
+/// Whether the cluster writes as a production server does (`fsync` on): the benchmark's,
+/// so PostgreSQL pays for durability as SQLite does there. Tests leave it off.
+static DURABLE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Makes the cluster this process starts durable (see [`DURABLE`]); call before the first
+/// [`database`].
+pub fn durable() {
+    DURABLE.store(true, Ordering::SeqCst);
 }
 
 /// The running cluster of this process.
@@ -231,7 +243,12 @@ impl Cluster {
                 .arg(data)
                 .args(["-p", &port.to_string(), "-k"])
                 .arg(root)
-                .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
+                .args(["-c", "listen_addresses=127.0.0.1", "-c"])
+                .arg(if DURABLE.load(Ordering::SeqCst) {
+                    "fsync=on"
+                } else {
+                    "fsync=off"
+                })
                 .stdout(log)
                 .stderr(log_too);
             let mut child = server.spawn().map_err(|e| format!("start postgres: {e}"))?;
