@@ -29,6 +29,7 @@ mod notice_limits;
 mod outages;
 mod pipelining;
 mod postgres_schema;
+mod races;
 mod readers;
 mod relay_pool;
 mod send_now;

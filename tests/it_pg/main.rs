@@ -54,6 +54,8 @@ mod notice_limits;
 mod outages;
 #[path = "../it/pipelining.rs"]
 mod pipelining;
+#[path = "../it/races.rs"]
+mod races;
 #[path = "../it/readers.rs"]
 mod readers;
 #[path = "../it/relay_pool.rs"]
