@@ -3,6 +3,7 @@
 mod support;
 
 mod backup;
+mod claims;
 mod compose;
 mod crash;
 mod daemon;
