@@ -186,7 +186,7 @@ async fn print_leases(store: &Store, now: DateTime<Utc>) -> anyhow::Result<()> {
     }
     for claim in store.claim_holders(now).await? {
         let gone = if crate::domain::process_is_gone(&claim.holder) {
-            "; the process is gone, others send them after that"
+            "; its process is gone: the next sender takes them over"
         } else {
             ""
         };

@@ -8,8 +8,9 @@
 //! Several workers (several daemons, a `send-now`) may drain one ledger together. Each
 //! batch claims its rows in the store under a token of its own (`host:pid:n#batch`)
 //! for `claim_ttl`, renewed every third of that while the batch runs, so no other
-//! worker takes them; a worker that dies leaves its claims to run out, and then any
-//! worker sends those rows. Results are written in one transaction after the batch,
+//! worker takes them. A worker that dies leaves its claims to run out, and then any
+//! worker sends those rows; when it ran on this host and its process is gone, the next
+//! worker here that runs out of other rows takes them over at once. Results are written in one transaction after the batch,
 //! each only to a row the batch still holds: a worker whose claim ran out (a suspended
 //! VM, a stalled relay) and was taken over cannot write over the new holder's result;
 //! its late results are dropped and logged. The duplicates such a take-over can cause
@@ -430,10 +431,16 @@ impl<T: Transport> DeliveryWorker<T> {
         }
         self.batches += 1;
         let token = format!("{}#{}", self.holder, self.batches);
-        let rows = self
+        let mut rows = self
             .store
             .claim_due_deliveries(now, self.batch_size, &token, now + self.claim_ttl)
             .await?;
+        if rows.is_empty() && self.free_claims_of_the_gone(now).await? {
+            rows = self
+                .store
+                .claim_due_deliveries(now, self.batch_size, &token, now + self.claim_ttl)
+                .await?;
+        }
         if rows.is_empty() {
             // The last batch's rows are pending until they are written: wait for that
             // first, so the next due time is not theirs.
@@ -605,6 +612,25 @@ impl<T: Transport> DeliveryWorker<T> {
             return Ok(Outcome::Stopped(report));
         }
         Ok(Outcome::Worked(report))
+    }
+
+    /// Frees the claims of workers of this host whose process is gone (killed, crashed):
+    /// their rows need not wait for the claims to run out. True if any were freed.
+    /// Workers on other hosts cannot be seen from here; their claims run out.
+    async fn free_claims_of_the_gone(&self, now: DateTime<Utc>) -> Result<bool, WorkerError> {
+        let mut freed = false;
+        for claim in self.store.claim_holders(now).await? {
+            if claim.holder != self.holder && crate::domain::process_is_gone(&claim.holder) {
+                let rows = self.store.release_claims_of(&claim.holder).await?;
+                tracing::warn!(
+                    previous = %claim.holder,
+                    rows,
+                    "took over the rows claimed by a process that is gone"
+                );
+                freed |= rows > 0;
+            }
+        }
+        Ok(freed)
     }
 
     /// Sends `outgoing` across the transport's pool, renewing the claim `token` on its

@@ -225,6 +225,22 @@ impl Store {
         Ok(done.rows_affected())
     }
 
+    /// Frees every claim of the worker `holder` (tokens `holder#…`), known to be gone:
+    /// its rows are due again at once instead of when the claims run out. The rows freed.
+    pub async fn release_claims_of(&self, holder: &str) -> Result<u64, StoreError> {
+        // A range on the token rather than LIKE, which would read `_` and `%` in a name
+        // as wildcards: `$` follows `#` in byte order.
+        let done = sqlx::query(
+            "UPDATE deliveries SET claimed_by = NULL, claim_expires_at = NULL \
+             WHERE claimed_by >= $1 AND claimed_by < $2",
+        )
+        .bind(format!("{holder}#"))
+        .bind(format!("{holder}$"))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     /// Who holds live claims at `now`, by worker (the token up to its `#`), with their
     /// rows and when each one's claims run out: what `status` shows as sending.
     pub async fn claim_holders(&self, now: DateTime<Utc>) -> Result<Vec<ClaimHolder>, StoreError> {
