@@ -319,11 +319,6 @@ impl<T: Transport> DeliveryWorker<T> {
         self
     }
 
-    /// This worker's name, as its claims show it (`status`, logs).
-    pub fn holder(&self) -> &str {
-        &self.holder
-    }
-
     /// The relay's back-off: when the next try is due, if the relay is down.
     pub fn relay_retry_at(&self) -> Option<DateTime<Utc>> {
         self.relay.retry_at
