@@ -10,11 +10,12 @@
 //! for `claim_ttl`, renewed every third of that while the batch runs, so no other
 //! worker takes them. A worker that dies leaves its claims to run out, and then any
 //! worker sends those rows; when it ran on this host and its process is gone, the next
-//! worker here that runs out of other rows takes them over at once. Results are written in one transaction after the batch,
-//! each only to a row the batch still holds: a worker whose claim ran out (a suspended
-//! VM, a stalled relay) and was taken over cannot write over the new holder's result;
-//! its late results are dropped and logged. The duplicates such a take-over can cause
-//! are bounded by what that worker had in flight.
+//! worker here that runs out of other rows takes them over at once. Results are written
+//! in one transaction after the batch, each only to a row the batch still holds: a
+//! worker whose claim ran out (a suspended VM, a stalled relay) and was taken over
+//! cannot write over the new holder's result; its late results are dropped and logged.
+//! The duplicates such a take-over can cause are bounded by what that worker had in
+//! flight.
 //!
 //! A single step ([`DeliveryWorker::try_once`]) returns once its results are on disk.
 //! The loops ([`DeliveryWorker::deliver_due_until`], [`DeliveryWorker::run_until_stopped`])
@@ -22,8 +23,8 @@
 //! written are still claimed, so the next claim passes them over), and it must have
 //! succeeded before the next batch's results are written, so the writes stay in order.
 //! A crash loses at most two batches of results (one being written, one being sent),
-//! and those rows are sent again once their claims run out: the duplicates after a crash
-//! are bounded by twice the batch size, and the fsyncs per message stay low.
+//! and those rows are sent again once their claims are taken over: the duplicates after
+//! a crash are bounded by twice the batch size, and the fsyncs per message stay low.
 //!
 //! A batch can end early, and then every row not yet handed to the transport stays
 //! exactly as it was:
