@@ -19,7 +19,7 @@
 //!   one unsubscribe operation that every channel uses.
 //! - [`send`]: the delivery engine: transports taking an envelope and bytes (file, SMTP,
 //!   a pool of relays, a test double) and the worker that drains the ledger with the
-//!   retry policy.
+//!   retry policy (several at once, each batch claiming its rows).
 //! - [`inbox`]: reads the newsletter's mailbox (one daemon at a time, by a lease);
 //!   unsubscribes, counts bounces, answers.
 //! - [`web`]: the sign-up form, confirm and unsubscribe links, archive, preview,

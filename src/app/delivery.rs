@@ -70,7 +70,8 @@ pub fn delivery_worker(
     Ok(
         DeliveryWorker::new(store, transport, messages, RetryPolicy::from(d), rate)
             .with_relay_backoff(d.relay_retry_initial, d.relay_retry_max)
-            .with_stop_grace(d.stop_grace),
+            .with_stop_grace(d.stop_grace)
+            .with_claim_ttl(d.claim_ttl),
     )
 }
 
@@ -167,12 +168,14 @@ fn print_counts(issue: IssueId, counts: &DeliveryCounts) {
 }
 
 /// What `status` says about the relay: up, or down since when, why, and the next try.
-/// Which daemon reads the mailbox and which drains the ledger, while their leases last.
+/// Which daemon reads the mailbox (while its lease lasts) and which processes are
+/// sending (the live claims on ledger rows, by process).
 async fn print_leases(store: &Store, now: DateTime<Utc>) -> anyhow::Result<()> {
     for (name, holder, until) in store.leases().await? {
         let what = match name.as_str() {
             "inbox" => "reading the mailbox",
-            "delivery" => "sending",
+            // Written by versions that sent from one process at a time.
+            "delivery" => continue,
             other => other,
         };
         if until <= now || crate::domain::process_is_gone(&holder) {
@@ -180,6 +183,17 @@ async fn print_leases(store: &Store, now: DateTime<Utc>) -> anyhow::Result<()> {
         } else {
             println!("Daemons: {holder} is {what} (lease until {until})");
         }
+    }
+    for claim in store.claim_holders(now).await? {
+        let gone = if crate::domain::process_is_gone(&claim.holder) {
+            "; its process is gone: the next sender takes them over"
+        } else {
+            ""
+        };
+        println!(
+            "Daemons: {} is sending ({} row(s) claimed until {}{gone})",
+            claim.holder, claim.rows, claim.until
+        );
     }
     Ok(())
 }
@@ -340,7 +354,15 @@ pub async fn send_now(
             );
             ExitCode::from(EXIT_RELAY_DOWN)
         }
-        RunEnd::Done | RunEnd::Standby { .. } => {
+        RunEnd::Done => {
+            // Rows other processes claimed are theirs to finish (or, if one died, anyone's
+            // once its claim runs out).
+            for claim in store.claim_holders(Utc::now()).await? {
+                println!(
+                    "{} row(s) are being sent by {} (claimed until {}).",
+                    claim.rows, claim.holder, claim.until
+                );
+            }
             if counts.retrying + counts.unknown > 0
                 && let Some(next) = store.next_due_at().await?
             {

@@ -9,7 +9,8 @@
 //! - [`MessageFactory`] makes each recipient's message from a frozen issue.
 //! - [`RetryPolicy`] decides what a result means for a ledger row.
 //! - [`DeliveryWorker`] drives it: `try_once(now) -> Outcome` and `run_until_stopped`,
-//!   backing the relay off as a whole when it fails and stopping within a grace.
+//!   claiming each batch's rows so several workers share one ledger, backing the relay
+//!   off as a whole when it fails and stopping within a grace.
 
 mod configured;
 mod file;

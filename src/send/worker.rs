@@ -5,16 +5,26 @@
 //! by moving a clock instead of sleeping. [`DeliveryWorker::run_until_stopped`] loops
 //! over it until shutdown, and [`DeliveryWorker::deliver_due`] until nothing is due.
 //!
-//! Results of a batch are written in one transaction after the batch, together with the
-//! check that this worker still holds the delivery lease. A single step
-//! ([`DeliveryWorker::try_once`]) returns once they are on disk. The loops
-//! ([`DeliveryWorker::deliver_due_until`], [`DeliveryWorker::run_until_stopped`]) do not
-//! wait for that write: the next batch is sent while it runs (its rows are kept out of
-//! the next batch), and it must have succeeded before the next batch's results are
-//! written, so the writes stay in order and a lost lease still stops everything. A crash
-//! loses at most two batches of results (one being written, one being sent), and those
-//! rows are simply sent again: the duplicates after a crash are bounded by twice the
-//! batch size, and the fsyncs per message stay low.
+//! Several workers (several daemons, a `send-now`) may drain one ledger together. Each
+//! batch claims its rows in the store under a token of its own (`host:pid:n#batch`)
+//! for `claim_ttl`, renewed every third of that while the batch runs, so no other
+//! worker takes them. A worker that dies leaves its claims to run out, and then any
+//! worker sends those rows; when it ran on this host and its process is gone, the next
+//! worker here that runs out of other rows takes them over at once. Results are written
+//! in one transaction after the batch, each only to a row the batch still holds: a
+//! worker whose claim ran out (a suspended VM, a stalled relay) and was taken over
+//! cannot write over the new holder's result; its late results are dropped and logged.
+//! The duplicates such a take-over can cause are bounded by what that worker had in
+//! flight.
+//!
+//! A single step ([`DeliveryWorker::try_once`]) returns once its results are on disk.
+//! The loops ([`DeliveryWorker::deliver_due_until`], [`DeliveryWorker::run_until_stopped`])
+//! do not wait for that write: the next batch is sent while it runs (the rows being
+//! written are still claimed, so the next claim passes them over), and it must have
+//! succeeded before the next batch's results are written, so the writes stay in order.
+//! A crash loses at most two batches of results (one being written, one being sent),
+//! and those rows are sent again once their claims are taken over: the duplicates after
+//! a crash are bounded by twice the batch size, and the fsyncs per message stay low.
 //!
 //! A batch can end early, and then every row not yet handed to the transport stays
 //! exactly as it was:
@@ -24,19 +34,19 @@
 //!   refused, the outbox folder cannot be written): no recipient is charged; the relay as
 //!   a whole is backed off (`relay_retry_initial`, doubling up to `relay_retry_max`),
 //!   and the next step after that tries again at full speed.
-//! - the lease was lost: the results are not written (another worker owns the rows now).
+//! - the claim was lost (a renewal found rows taken by another worker): the results for
+//!   rows still held are written, the others dropped.
 //!
 //! Only explicit throttling replies lower the pace; each clean batch doubles it back.
 
 use super::policy::RetryPolicy;
 use super::{MessageFactory, SendError, Transport};
 use crate::domain::{Clock, IssueId};
-use crate::store::LeaseClaim;
 use crate::store::{DeliveryUpdate, DueDelivery, FrozenIssue, Store, StoreError, SubscriberStatus};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::future::Future;
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -65,12 +75,6 @@ pub enum Outcome {
     Worked(BatchReport),
     /// Nothing is due now; `next_due` is when something will be (None: nothing left).
     NothingDue { next_due: Option<DateTime<Utc>> },
-    /// Another worker (another daemon on the same store, or a `send-now`) holds the
-    /// delivery lease; this one waits and asks again at `retry_at`.
-    Standby {
-        holder: String,
-        retry_at: DateTime<Utc>,
-    },
     /// The relay (or the outbox folder) failed: nothing more is tried before `retry_at`.
     /// `report` is what the batch did before that (nothing when still backing off).
     RelayDown {
@@ -85,10 +89,8 @@ pub enum Outcome {
 /// How a run of steps ([`DeliveryWorker::deliver_due_until`]) ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RunEnd {
-    /// Nothing is due any more.
+    /// Nothing is due any more (rows other workers hold are theirs to finish).
     Done,
-    /// Another process holds the ledger.
-    Standby { holder: String },
     /// Asked to stop.
     Stopped,
     /// The relay (or the outbox folder) failed; tried again at `retry_at`.
@@ -98,17 +100,10 @@ pub enum RunEnd {
     },
 }
 
-/// The lease that makes one worker at a time drain the ledger.
-const LEASE: &str = "delivery";
-/// How long a lease lasts without renewal: longer than any batch can take, so a live
-/// holder never loses it mid-batch. A holder whose process is gone from this host is
-/// taken over at once; one on another host after this long.
-const LEASE_TTL: chrono::Duration = chrono::Duration::minutes(10);
-/// How often a holder writes its lease again while it works. Far inside `LEASE_TTL`, and
-/// not once per batch: each renewal is a write transaction with its own fsync.
-const LEASE_RENEWAL: chrono::Duration = chrono::Duration::minutes(1);
-/// How often a worker on standby asks for the lease again.
-const STANDBY_RETRY: chrono::Duration = chrono::Duration::seconds(5);
+/// How long a batch's claim on its rows lasts without renewal (`delivery.claim_ttl`'s
+/// default). A batch renews it every third of this while it runs, so a live worker keeps
+/// its rows; the rows of a worker that died are sent by others after this long.
+const CLAIM_TTL: Duration = Duration::from_secs(60);
 
 /// How a batch (or several) ended.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -121,6 +116,9 @@ pub struct BatchReport {
     pub throttled: u64,
     /// Rows sent without an answer (recorded as unknown, tried again later).
     pub unknown: u64,
+    /// Results not recorded: the batch's claim on those rows ran out and another worker
+    /// took them, so theirs stands.
+    pub dropped: u64,
 }
 
 impl BatchReport {
@@ -137,6 +135,7 @@ impl BatchReport {
         self.skipped += other.skipped;
         self.throttled += other.throttled;
         self.unknown += other.unknown;
+        self.dropped += other.dropped;
     }
 }
 /// Rows per connection per batch: enough to keep every connection busy.
@@ -220,13 +219,10 @@ enum Attempt {
 }
 
 /// A batch's results being written while the next batch is sent.
+/// Its rows stay claimed by its token until the write is done, so the next batch's
+/// claim passes them over. The task answers how many results were dropped.
 struct PendingCommit {
-    task: tokio::task::JoinHandle<Result<(), StoreError>>,
-    /// Its rows: still due in the store until the write is done, so kept out of the
-    /// next batch.
-    rows: HashSet<(IssueId, i64)>,
-    /// The step's time, which the write renews the lease from.
-    at: DateTime<Utc>,
+    task: tokio::task::JoinHandle<Result<u64, StoreError>>,
 }
 
 /// What the worker knows about the relay: failures in a row, and until when it waits.
@@ -254,11 +250,13 @@ pub struct DeliveryWorker<T: Transport> {
     pace: Pace,
     batch_size: u32,
     issues: HashMap<IssueId, Arc<FrozenIssue>>,
+    /// This worker's name; each batch's claim token is this, `#`, and its number.
     holder: String,
-    /// When this worker last took or renewed the lease (None: it does not hold it).
-    lease_renewed_at: Option<DateTime<Utc>>,
-    lease_ttl: chrono::Duration,
-    lease_renewal: chrono::Duration,
+    /// Batches claimed so far, for the next token.
+    batches: u64,
+    claim_ttl: chrono::Duration,
+    /// Results dropped by writes that ran while the loop went on (see `dropped`).
+    dropped_meanwhile: u64,
     relay: RelayHealth,
     relay_retry_initial: Duration,
     relay_retry_max: Duration,
@@ -288,9 +286,9 @@ impl<T: Transport> DeliveryWorker<T> {
             batch_size,
             issues: HashMap::new(),
             holder: crate::domain::process_name(),
-            lease_renewed_at: None,
-            lease_ttl: LEASE_TTL,
-            lease_renewal: LEASE_RENEWAL,
+            batches: 0,
+            claim_ttl: chrono::Duration::from_std(CLAIM_TTL).unwrap_or(chrono::Duration::MAX),
+            dropped_meanwhile: 0,
             relay: RelayHealth::default(),
             relay_retry_initial: RELAY_RETRY_INITIAL,
             relay_retry_max: RELAY_RETRY_MAX,
@@ -314,12 +312,11 @@ impl<T: Transport> DeliveryWorker<T> {
         self
     }
 
-    /// Sets how long the delivery lease lasts without renewal and how often it is
-    /// renewed, also while a batch runs (the defaults are 10 and 1 minutes).
-    pub fn with_lease(mut self, ttl: Duration, renew_every: Duration) -> Self {
-        let chrono = |d: Duration| chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
-        self.lease_ttl = chrono(ttl);
-        self.lease_renewal = chrono(renew_every.min(ttl / 2));
+    /// Sets how long a batch's claim on its rows lasts without renewal (the default is
+    /// a minute); a batch renews it every third of that while it runs.
+    pub fn with_claim_ttl(mut self, ttl: Duration) -> Self {
+        let ttl = ttl.max(Duration::from_secs(1));
+        self.claim_ttl = chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
         self
     }
 
@@ -390,37 +387,24 @@ impl<T: Transport> DeliveryWorker<T> {
         if self.overlap && matches!(outcome, Ok(Outcome::Worked(_))) {
             return outcome;
         }
-        let lost = self.finish_pending().await;
+        let finished = self.finish_pending().await;
         let outcome = outcome?;
-        if let Some(holder) = lost? {
-            return Ok(Outcome::Standby {
-                holder,
-                retry_at: now + STANDBY_RETRY,
-            });
-        }
+        finished?;
         Ok(outcome)
     }
 
-    /// Waits for the previous batch's results to be written. `Some(holder)` when the
-    /// lease was lost meanwhile (nothing of that batch was written).
-    async fn finish_pending(&mut self) -> Result<Option<String>, WorkerError> {
+    /// Waits for the previous batch's results to be written.
+    async fn finish_pending(&mut self) -> Result<(), WorkerError> {
         let Some(pending) = self.pending.take() else {
-            return Ok(None);
+            return Ok(());
         };
         match pending.task.await {
-            Ok(Ok(())) => {
-                self.lease_renewed_at = Some(pending.at);
-                Ok(None)
-            }
-            Ok(Err(StoreError::LeaseLost { holder, .. })) => {
-                tracing::error!(
-                    %holder,
-                    unrecorded = pending.rows.len(),
-                    "the delivery lease was taken over; the last batch's results are not recorded \
-                     (the new holder owns those rows now)"
-                );
-                self.lease_renewed_at = None;
-                Ok(Some(holder))
+            Ok(Ok(dropped)) => {
+                if dropped > 0 {
+                    log_dropped(dropped);
+                    self.dropped_meanwhile += dropped;
+                }
+                Ok(())
             }
             Ok(Err(e)) => Err(e.into()),
             Err(e) => Err(WorkerError::Commit(e.to_string())),
@@ -441,34 +425,27 @@ impl<T: Transport> DeliveryWorker<T> {
                 retry_at,
             });
         }
-        if let Some(holder) = self.hold_lease(now).await? {
-            return Ok(Outcome::Standby {
-                holder,
-                retry_at: now + STANDBY_RETRY,
-            });
+        self.batches += 1;
+        let token = format!("{}#{}", self.holder, self.batches);
+        let mut rows = self
+            .store
+            .claim_due_deliveries(now, self.batch_size, &token, now + self.claim_ttl)
+            .await?;
+        if rows.is_empty() && self.free_claims_of_the_gone(now).await? {
+            rows = self
+                .store
+                .claim_due_deliveries(now, self.batch_size, &token, now + self.claim_ttl)
+                .await?;
         }
-        let rows = match &self.pending {
-            None => self.store.due_deliveries(now, self.batch_size).await?,
-            Some(pending) => {
-                let limit = self.batch_size.saturating_add(pending.rows.len() as u32);
-                let mut rows = self.store.due_deliveries(now, limit).await?;
-                rows.retain(|row| !pending.rows.contains(&(row.issue, row.subscriber_id)));
-                rows.truncate(self.batch_size as usize);
-                rows
-            }
-        };
         if rows.is_empty() {
-            // The last batch's rows are due until they are written: wait for that first.
-            if let Some(holder) = self.finish_pending().await? {
-                return Ok(Outcome::Standby {
-                    holder,
-                    retry_at: now + STANDBY_RETRY,
-                });
-            }
+            // The last batch's rows are pending until they are written: wait for that
+            // first, so the next due time is not theirs.
+            self.finish_pending().await?;
             return Ok(Outcome::NothingDue {
                 next_due: self.store.next_due_at().await?,
             });
         }
+        let claimed = rows.len() as u64;
         let mut report = BatchReport::default();
         let mut updates = Vec::with_capacity(rows.len());
         let mut outgoing: Vec<(DueDelivery, Arc<FrozenIssue>)> = Vec::with_capacity(rows.len());
@@ -487,15 +464,11 @@ impl<T: Transport> DeliveryWorker<T> {
         }
 
         let started = Instant::now();
-        let (attempts, in_flight, lease_lost) = self.send_batch(outgoing, now, stop).await?;
-        // The last batch's results were being written meanwhile: they go first, and if
-        // the lease was lost, this batch's results are not written either.
-        if let Some(holder) = self.finish_pending().await? {
-            return Ok(Outcome::Standby {
-                holder,
-                retry_at: now + STANDBY_RETRY,
-            });
-        }
+        let (attempts, in_flight, claim_lost) = self
+            .send_batch(outgoing, now, stop, &token, claimed)
+            .await?;
+        // The last batch's results were being written meanwhile: they go first.
+        self.finish_pending().await?;
 
         let mut throttled = false;
         let mut relay_fault: Option<String> = None;
@@ -577,48 +550,22 @@ impl<T: Transport> DeliveryWorker<T> {
             self.pace.recover();
         }
 
-        if !lease_lost && self.overlap && relay_fault.is_none() && !stop.is_cancelled() {
+        if !claim_lost && self.overlap && relay_fault.is_none() && !stop.is_cancelled() {
             // Written while the next batch is sent; see `finish_pending`.
-            let wall = now + chrono::Duration::from_std(started.elapsed()).unwrap_or_default();
-            let (store, holder) = (self.store.clone(), self.holder.clone());
-            let expires_at = wall + self.lease_ttl;
-            let rows = updates.iter().map(|(issue, id, _)| (*issue, *id)).collect();
-            let task = tokio::spawn(async move {
-                let claim = LeaseClaim {
-                    name: LEASE,
-                    holder: &holder,
-                    expires_at,
-                };
-                store
-                    .record_deliveries_holding(Some(&claim), &updates)
-                    .await
-            });
-            self.pending = Some(PendingCommit {
-                task,
-                rows,
-                at: now,
-            });
-        } else if !lease_lost {
-            let wall = now + chrono::Duration::from_std(started.elapsed()).unwrap_or_default();
-            let claim = LeaseClaim {
-                name: LEASE,
-                holder: &self.holder,
-                expires_at: wall + self.lease_ttl,
-            };
-            match self
-                .store
-                .record_deliveries_holding(Some(&claim), &updates)
-                .await
-            {
-                Ok(()) => self.lease_renewed_at = Some(now),
-                Err(StoreError::LeaseLost { holder, .. }) => {
-                    return Ok(self.lost_lease(holder, &updates, now));
-                }
-                Err(e) => return Err(e.into()),
-            }
+            let store = self.store.clone();
+            let task =
+                tokio::spawn(
+                    async move { store.record_claimed_deliveries(&token, &updates).await },
+                );
+            self.pending = Some(PendingCommit { task });
         } else {
-            let holder = self.store.lease_holder(LEASE).await?.unwrap_or_default();
-            return Ok(self.lost_lease(holder, &updates, now));
+            report.dropped = self
+                .store
+                .record_claimed_deliveries(&token, &updates)
+                .await?;
+            if report.dropped > 0 {
+                log_dropped(report.dropped);
+            }
         }
 
         if let Some(error) = relay_fault {
@@ -663,36 +610,39 @@ impl<T: Transport> DeliveryWorker<T> {
         Ok(Outcome::Worked(report))
     }
 
-    fn lost_lease(
-        &mut self,
-        holder: String,
-        updates: &[(IssueId, i64, DeliveryUpdate)],
-        now: DateTime<Utc>,
-    ) -> Outcome {
-        tracing::error!(
-            %holder,
-            unrecorded = updates.len(),
-            "the delivery lease was taken over during a batch; its results are not recorded \
-             (the new holder owns those rows now)"
-        );
-        self.lease_renewed_at = None;
-        Outcome::Standby {
-            holder,
-            retry_at: now + STANDBY_RETRY,
+    /// Frees the claims of workers of this host whose process is gone (killed, crashed):
+    /// their rows need not wait for the claims to run out. True if any were freed.
+    /// Workers on other hosts cannot be seen from here; their claims run out.
+    async fn free_claims_of_the_gone(&self, now: DateTime<Utc>) -> Result<bool, WorkerError> {
+        let mut freed = false;
+        for claim in self.store.claim_holders(now).await? {
+            if claim.holder != self.holder && crate::domain::process_is_gone(&claim.holder) {
+                let rows = self.store.release_claims_of(&claim.holder).await?;
+                tracing::warn!(
+                    previous = %claim.holder,
+                    rows,
+                    "took over the rows claimed by a process that is gone"
+                );
+                freed |= rows > 0;
+            }
         }
+        Ok(freed)
     }
 
-    /// Sends `outgoing` across the transport's pool. Returns each row's attempt, the rows
-    /// still unanswered when the stop grace ran out, and whether the lease was lost.
+    /// Sends `outgoing` across the transport's pool, renewing the claim `token` on its
+    /// `claimed` rows meanwhile. Returns each row's attempt, the rows still unanswered
+    /// when the stop grace ran out, and whether the claim was lost (in part).
     ///
     /// Each message is built inside its own send future, so building the next one
     /// overlaps with waiting for the server on the others. A relay fault, a stop or a
-    /// lost lease ends the batch: rows not yet handed over come back as `NotTried`.
+    /// lost claim ends the batch: rows not yet handed over come back as `NotTried`.
     async fn send_batch(
         &self,
         outgoing: Vec<(DueDelivery, Arc<FrozenIssue>)>,
         now: DateTime<Utc>,
         stop: &CancellationToken,
+        token: &str,
+        claimed: u64,
     ) -> Result<(Vec<(DueDelivery, Attempt)>, Vec<DueDelivery>, bool), WorkerError> {
         let end = stop.child_token();
         let rows: Vec<DueDelivery> = outgoing.iter().map(|(row, _)| row.clone()).collect();
@@ -747,13 +697,15 @@ impl<T: Transport> DeliveryWorker<T> {
             tokio::time::sleep(grace).await;
         };
         tokio::pin!(deadline);
-        let renewal = self
-            .lease_renewal
+        // Every third of the claim's time: two renewals can fail (a busy store) before
+        // the claim runs out. Each is one write, not one per message.
+        let renewal = (self.claim_ttl / 3)
             .to_std()
-            .unwrap_or(Duration::from_secs(60));
+            .unwrap_or(Duration::from_secs(20))
+            .max(Duration::from_millis(100));
         let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + renewal, renewal);
         let mut attempts = Vec::with_capacity(rows.len());
-        let mut lease_lost = false;
+        let mut claim_lost = false;
         let mut grace_over = false;
         loop {
             tokio::select! {
@@ -769,15 +721,20 @@ impl<T: Transport> DeliveryWorker<T> {
                     grace_over = true;
                     break;
                 }
-                _ = renew.tick() => {
-                    // A long batch keeps its claim: renewed while it runs.
+                _ = renew.tick(), if !claim_lost => {
+                    // A long batch keeps its claim: renewed while it runs. Rows it no
+                    // longer holds ran out and were taken: sending more of them would
+                    // only make duplicates, so the batch ends.
                     let wall = now + chrono::Duration::from_std(started.elapsed()).unwrap_or_default();
-                    if !self
-                        .store
-                        .acquire_lease(LEASE, &self.holder, wall, wall + self.lease_ttl)
-                        .await?
-                    {
-                        lease_lost = true;
+                    let held = self.store.renew_claim(token, wall + self.claim_ttl).await?;
+                    if held < claimed {
+                        tracing::warn!(
+                            claimed,
+                            held,
+                            "rows of this batch were claimed by another worker after this \
+                             batch's claim ran out; the batch ends"
+                        );
+                        claim_lost = true;
                         end.cancel();
                     }
                 }
@@ -797,51 +754,7 @@ impl<T: Transport> DeliveryWorker<T> {
                 "stopping: messages still unanswered after the grace are recorded as unknown"
             );
         }
-        Ok((attempts, in_flight, lease_lost))
-    }
-
-    /// Takes or renews the delivery lease. `Some(holder)` when another live worker has it.
-    async fn hold_lease(&mut self, now: DateTime<Utc>) -> Result<Option<String>, WorkerError> {
-        // Renewed a moment ago: still ours, since nobody takes an unexpired lease from a
-        // live holder.
-        if let Some(at) = self.lease_renewed_at
-            && now >= at
-            && now - at < self.lease_renewal
-        {
-            return Ok(None);
-        }
-        self.lease_renewed_at = None;
-        if self
-            .store
-            .acquire_lease(LEASE, &self.holder, now, now + self.lease_ttl)
-            .await?
-        {
-            self.lease_renewed_at = Some(now);
-            return Ok(None);
-        }
-        let Some(holder) = self.store.lease_holder(LEASE).await? else {
-            return Ok(Some(String::new()));
-        };
-        if crate::domain::process_is_gone(&holder)
-            && self
-                .store
-                .take_over_lease(LEASE, &holder, &self.holder, now + self.lease_ttl)
-                .await?
-        {
-            tracing::warn!(previous = %holder, "took over the delivery lease from a process that is gone");
-            self.lease_renewed_at = Some(now);
-            return Ok(None);
-        }
-        Ok(Some(holder))
-    }
-
-    /// Gives the delivery lease up (when stopping, or when nothing is left to do).
-    pub async fn release_lease(&mut self) -> Result<(), WorkerError> {
-        // A batch's results still being written go first (a lost lease is logged there,
-        // and there is nothing left to release then).
-        self.finish_pending().await?;
-        self.lease_renewed_at = None;
-        Ok(self.store.release_lease(LEASE, &self.holder).await?)
+        Ok((attempts, in_flight, claim_lost))
     }
 
     /// Steps until nothing is due at the clock's time, calling `progress` after each
@@ -857,9 +770,8 @@ impl<T: Transport> DeliveryWorker<T> {
         Ok(totals)
     }
 
-    /// Steps until nothing is due, `stop` is cancelled, another process holds the
-    /// ledger, or the relay fails; returns the totals and which of these it was. The
-    /// lease is given up at the end, so a daemon can take over.
+    /// Steps until nothing is due (rows other workers hold are left to them), `stop` is
+    /// cancelled, or the relay fails; returns the totals and which of these it was.
     pub async fn deliver_due_until(
         &mut self,
         clock: &dyn Clock,
@@ -867,12 +779,14 @@ impl<T: Transport> DeliveryWorker<T> {
         progress: impl FnMut(&BatchReport),
     ) -> Result<(BatchReport, RunEnd), WorkerError> {
         self.overlap = true;
+        self.dropped_meanwhile = 0;
         let result = self.deliver_due_loop(clock, stop, progress).await;
         self.overlap = false;
-        let lost = self.finish_pending().await;
-        let result = result?;
-        lost?;
-        Ok(result)
+        let finished = self.finish_pending().await;
+        let (mut totals, end) = result?;
+        finished?;
+        totals.dropped += self.dropped_meanwhile;
+        Ok((totals, end))
     }
 
     async fn deliver_due_loop(
@@ -884,7 +798,6 @@ impl<T: Transport> DeliveryWorker<T> {
         let mut totals = BatchReport::default();
         loop {
             if stop.is_cancelled() {
-                self.release_lease().await?;
                 return Ok((totals, RunEnd::Stopped));
             }
             match self.try_once_until(clock.now(), stop).await? {
@@ -892,14 +805,7 @@ impl<T: Transport> DeliveryWorker<T> {
                     totals.add(&report);
                     progress(&report);
                 }
-                Outcome::NothingDue { .. } => {
-                    self.release_lease().await?;
-                    return Ok((totals, RunEnd::Done));
-                }
-                Outcome::Standby { holder, .. } => {
-                    tracing::warn!(%holder, "another gazette process is delivering from this store; it will finish the job");
-                    return Ok((totals, RunEnd::Standby { holder }));
-                }
+                Outcome::NothingDue { .. } => return Ok((totals, RunEnd::Done)),
                 Outcome::RelayDown {
                     report,
                     error,
@@ -907,13 +813,11 @@ impl<T: Transport> DeliveryWorker<T> {
                 } => {
                     totals.add(&report);
                     progress(&report);
-                    self.release_lease().await?;
                     return Ok((totals, RunEnd::RelayDown { error, retry_at }));
                 }
                 Outcome::Stopped(report) => {
                     totals.add(&report);
                     progress(&report);
-                    self.release_lease().await?;
                     return Ok((totals, RunEnd::Stopped));
                 }
             }
@@ -954,9 +858,9 @@ impl<T: Transport> DeliveryWorker<T> {
         self.overlap = true;
         let result = self.run_loop(clock, idle_poll, stop).await;
         self.overlap = false;
-        let lost = self.finish_pending().await;
+        let finished = self.finish_pending().await;
         result?;
-        lost?;
+        finished?;
         Ok(())
     }
 
@@ -968,22 +872,15 @@ impl<T: Transport> DeliveryWorker<T> {
     ) -> Result<(), WorkerError> {
         loop {
             if stop.is_cancelled() {
-                self.release_lease().await?;
                 return Ok(());
             }
             let wait_until = match self.try_once_until(clock.now(), stop).await? {
                 Outcome::Worked(_) => continue,
                 Outcome::Stopped(_) => continue,
                 Outcome::NothingDue { next_due } => next_due.map(|at| (at, true)),
-                Outcome::Standby { retry_at, .. } => Some((retry_at, true)),
-                Outcome::RelayDown { retry_at, .. } => {
-                    // Let another process try meanwhile; the back-off is not capped by
-                    // the idle poll, or a relay that is down would be asked every poll.
-                    if self.lease_renewed_at.is_some() {
-                        self.release_lease().await?;
-                    }
-                    Some((retry_at, false))
-                }
+                // The back-off is not capped by the idle poll, or a relay that is down
+                // would be asked every poll. Other workers go on meanwhile.
+                Outcome::RelayDown { retry_at, .. } => Some((retry_at, false)),
             };
             let wait = match wait_until {
                 Some((at, capped)) => {
@@ -995,12 +892,18 @@ impl<T: Transport> DeliveryWorker<T> {
             .max(Duration::from_millis(50));
             tokio::select! {
                 biased;
-                () = stop.cancelled() => {
-                    self.release_lease().await?;
-                    return Ok(());
-                }
+                () = stop.cancelled() => return Ok(()),
                 () = tokio::time::sleep(wait) => {}
             }
         }
     }
+}
+
+/// Results dropped because the rows' claim ran out and another worker took them.
+fn log_dropped(dropped: u64) {
+    tracing::warn!(
+        dropped,
+        "results not recorded: this batch's claim on those rows ran out and another worker \
+         took them (its results stand; the recipients may have two copies)"
+    );
 }

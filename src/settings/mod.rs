@@ -214,6 +214,10 @@ pub struct Delivery {
     /// On SIGTERM/SIGINT, how long messages already handed to the relay may take to be
     /// answered; those still unanswered then are recorded as unknown.
     pub stop_grace: Duration,
+    /// How long a batch's claim on its ledger rows lasts without renewal (renewed every
+    /// third of it while the batch runs). Rows a worker that died had claimed are sent
+    /// by the others after this long.
+    pub claim_ttl: Duration,
 }
 
 /// `[dkim]`: optional DKIM signing.

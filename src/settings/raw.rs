@@ -201,6 +201,7 @@ struct RawDelivery {
     relay_retry_initial: String,
     relay_retry_max: String,
     stop_grace: String,
+    claim_ttl: String,
 }
 
 impl Default for RawDelivery {
@@ -213,6 +214,7 @@ impl Default for RawDelivery {
             relay_retry_initial: "10s".into(),
             relay_retry_max: "5m".into(),
             stop_grace: "10s".into(),
+            claim_ttl: "60s".into(),
         }
     }
 }
@@ -600,6 +602,7 @@ impl RawSettings {
             relay_retry_initial: duration("delivery.relay_retry_initial", &d.relay_retry_initial)?,
             relay_retry_max: duration("delivery.relay_retry_max", &d.relay_retry_max)?,
             stop_grace: duration("delivery.stop_grace", &d.stop_grace)?,
+            claim_ttl: duration("delivery.claim_ttl", &d.claim_ttl)?,
         };
         if delivery.relay_retry_initial.is_zero() {
             return Err(SettingsError::invalid(
@@ -611,6 +614,13 @@ impl RawSettings {
             return Err(SettingsError::invalid(
                 "delivery.relay_retry_max",
                 "must be at least delivery.relay_retry_initial",
+            ));
+        }
+        if delivery.claim_ttl < Duration::from_secs(10) {
+            return Err(SettingsError::invalid(
+                "delivery.claim_ttl",
+                "at least 10s: a claim is renewed every third of it, and a shorter one could \
+                 run out under a busy store while its worker still sends (two copies)",
             ));
         }
         if delivery.stop_grace > Duration::from_secs(60) {

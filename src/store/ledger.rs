@@ -2,7 +2,7 @@
 
 use super::issues::issue_id_from_db;
 use super::subscribers::{bounce, email_from_db, name_from_db, status_from_db};
-use super::{Store, StoreError, SubscriberStatus, from_ts, ts};
+use super::{Dialect, Store, StoreError, SubscriberStatus, from_ts, ts};
 use crate::domain::{HeaderText, IssueId, SubscriberEmail};
 use chrono::{DateTime, Utc};
 use sqlx::Row;
@@ -105,15 +105,6 @@ pub enum DeliveryUpdate {
     },
 }
 
-/// The lease a worker must still hold for its results to be written: checked (and
-/// extended to `expires_at`) in the transaction that records them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LeaseClaim<'a> {
-    pub name: &'a str,
-    pub holder: &'a str,
-    pub expires_at: DateTime<Utc>,
-}
-
 /// An issue's ledger rows by status.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DeliveryCounts {
@@ -138,33 +129,68 @@ impl DeliveryCounts {
     }
 }
 
-/// A row to be tried again at `$4`: status `$7` (retrying, or unknown after no answer),
-/// `$6` attempts more, the error `$5`, at `$3`; the row is issue `$1`, subscriber `$2`.
-const TRY_AGAIN: &str = "UPDATE deliveries SET status = $7, attempts = attempts + $6, \
-     first_attempt_at = COALESCE(first_attempt_at, $3), \
-     next_attempt_at = $4, last_error = $5, updated_at = $3 \
-     WHERE issue_id = $1 AND subscriber_id = $2";
-
 /// Sent rows recorded per statement: well under SQLite's limit on bound values.
 const SENT_PER_STATEMENT: usize = 500;
 
+/// The rows a claim may take: due, and under no live claim. `$1` is the time.
+const CLAIMABLE: &str = "status IN ('queued', 'retrying', 'unknown') AND next_attempt_at <= $1 \
+     AND (claim_expires_at IS NULL OR claim_expires_at <= $1)";
+
+/// Who holds live claims on ledger rows: the process part of a token, with its rows and
+/// when its claims run out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimHolder {
+    /// The worker's name (`host:pid:n`), the token without its batch number.
+    pub holder: String,
+    /// Rows it holds now.
+    pub rows: u64,
+    /// When its last claim runs out unless renewed.
+    pub until: DateTime<Utc>,
+}
+
 impl Store {
-    /// Up to `limit` rows due at `now` (queued or retrying, `next_attempt_at <= now`),
-    /// oldest due first, across all issues.
-    pub async fn due_deliveries(
+    /// Claims up to `limit` rows due at `now` (queued, retrying or unknown, with
+    /// `next_attempt_at <= now`, and unclaimed or with a claim past its time) for `token`
+    /// until `expires_at`, oldest due first across all issues, and returns them.
+    ///
+    /// The claim is one statement, so two workers never claim the same row: on
+    /// PostgreSQL the rows it picks are locked and rows another worker is claiming at
+    /// that moment are skipped (`FOR UPDATE SKIP LOCKED`), so workers do not queue
+    /// behind each other; on SQLite the one writer makes the statement atomic.
+    pub async fn claim_due_deliveries(
         &self,
         now: DateTime<Utc>,
         limit: u32,
+        token: &str,
+        expires_at: DateTime<Utc>,
     ) -> Result<Vec<DueDelivery>, StoreError> {
+        let lock = match self.dialect {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+        };
+        // The outer condition repeats the inner one: on PostgreSQL a row changed since
+        // the statement's snapshot is checked again in its newest version.
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE deliveries SET claimed_by = $2, claim_expires_at = $3 \
+             WHERE (issue_id, subscriber_id) IN (\
+                 SELECT issue_id, subscriber_id FROM deliveries WHERE {CLAIMABLE} \
+                 ORDER BY next_attempt_at, issue_id, subscriber_id LIMIT $4{lock}) \
+             AND {CLAIMABLE}"
+        )))
+        .bind(ts(now))
+        .bind(token)
+        .bind(ts(expires_at))
+        .bind(i64::from(limit))
+        .execute(&self.pool)
+        .await?;
         let rows = sqlx::query(
             "SELECT d.issue_id, d.subscriber_id, d.attempts, d.first_attempt_at, \
                     s.email, s.name, s.status \
              FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id \
-             WHERE d.status IN ('queued', 'retrying', 'unknown') AND d.next_attempt_at <= $1 \
-             ORDER BY d.next_attempt_at, d.issue_id, d.subscriber_id LIMIT $2",
+             WHERE d.claimed_by = $1 \
+             ORDER BY d.next_attempt_at, d.issue_id, d.subscriber_id",
         )
-        .bind(ts(now))
-        .bind(i64::from(limit))
+        .bind(token)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -184,10 +210,76 @@ impl Store {
             .collect()
     }
 
-    /// When the next row falls due (queued or retrying), if any row still needs sending.
+    /// Extends the claim `token` to `expires_at`. Returns how many rows it still holds:
+    /// fewer than were claimed when some ran out and another worker took them.
+    pub async fn renew_claim(
+        &self,
+        token: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let done = sqlx::query("UPDATE deliveries SET claim_expires_at = $2 WHERE claimed_by = $1")
+            .bind(token)
+            .bind(ts(expires_at))
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Frees every claim of the worker `holder` (tokens `holder#…`), known to be gone:
+    /// its rows are due again at once instead of when the claims run out. The rows freed.
+    pub async fn release_claims_of(&self, holder: &str) -> Result<u64, StoreError> {
+        // A range on the token rather than LIKE, which would read `_` and `%` in a name
+        // as wildcards: `$` follows `#` in byte order.
+        let done = sqlx::query(
+            "UPDATE deliveries SET claimed_by = NULL, claim_expires_at = NULL \
+             WHERE claimed_by >= $1 AND claimed_by < $2",
+        )
+        .bind(format!("{holder}#"))
+        .bind(format!("{holder}$"))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Who holds live claims at `now`, by worker (the token up to its `#`), with their
+    /// rows and when each one's claims run out: what `status` shows as sending.
+    pub async fn claim_holders(&self, now: DateTime<Utc>) -> Result<Vec<ClaimHolder>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT claimed_by, COUNT(*) AS n, MAX(claim_expires_at) AS until FROM deliveries \
+             WHERE claimed_by IS NOT NULL AND claim_expires_at > $1 GROUP BY claimed_by",
+        )
+        .bind(ts(now))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut holders: Vec<ClaimHolder> = Vec::new();
+        for row in rows {
+            let token: String = row.try_get("claimed_by")?;
+            let holder = token.rsplit_once('#').map_or(token.as_str(), |(h, _)| h);
+            let rows = row.try_get::<i64, _>("n")?.max(0) as u64;
+            let until = from_ts(row.try_get("until")?);
+            match holders.iter_mut().find(|h| h.holder == holder) {
+                Some(h) => {
+                    h.rows += rows;
+                    h.until = h.until.max(until);
+                }
+                None => holders.push(ClaimHolder {
+                    holder: holder.to_owned(),
+                    rows,
+                    until,
+                }),
+            }
+        }
+        holders.sort_by(|a, b| a.holder.cmp(&b.holder));
+        Ok(holders)
+    }
+
+    /// When the next row falls due, if any row still needs sending. A row under a live
+    /// claim is due, for anyone else, when that claim runs out: a worker does not spin
+    /// on rows another is sending. (Its own claims are cleared when it records them.)
     pub async fn next_due_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         let at: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(next_attempt_at) FROM deliveries \
+            "SELECT MIN(CASE WHEN claim_expires_at > next_attempt_at THEN claim_expires_at \
+                        ELSE next_attempt_at END) FROM deliveries \
              WHERE status IN ('queued', 'retrying', 'unknown')",
         )
         .fetch_one(&self.pool)
@@ -196,52 +288,55 @@ impl Store {
     }
 
     /// Records the results of a batch of attempts in one transaction: either all of them
-    /// are on disk afterwards or (after a crash) none, and those are sent again.
+    /// are on disk afterwards or (after a crash) none, and those are sent again. Written
+    /// whether or not a worker holds the rows (for corrections and tests); workers use
+    /// [`Store::record_claimed_deliveries`].
     pub async fn record_deliveries(
         &self,
         results: &[(IssueId, i64, DeliveryUpdate)],
     ) -> Result<(), StoreError> {
-        self.record_deliveries_holding(None, results).await
+        self.record(None, results).await.map(|_| ())
     }
 
-    /// [`Store::record_deliveries`] for a worker holding the lease `claim`: in the same
-    /// transaction, the lease must still be `claim.holder`'s (it is extended), else
-    /// nothing is written and [`StoreError::LeaseLost`] says who has it. A worker whose
-    /// claim lapsed and was taken over can never write over the new holder's results.
-    pub async fn record_deliveries_holding(
+    /// [`Store::record_deliveries`] for a worker holding the claim `token`: a result is
+    /// written only to a row the claim still holds, and clears the claim; a result for a
+    /// row whose claim ran out and was taken by another worker is dropped, with its side
+    /// effects (a bounce counted, a bounce count reset), so a late worker can never write
+    /// over the new holder's result. Rows of the claim without a result (not tried: the
+    /// batch ended early) are released as they were. Returns how many results were
+    /// dropped.
+    pub async fn record_claimed_deliveries(
         &self,
-        claim: Option<&LeaseClaim<'_>>,
+        token: &str,
         results: &[(IssueId, i64, DeliveryUpdate)],
-    ) -> Result<(), StoreError> {
-        if results.is_empty() && claim.is_none() {
-            return Ok(());
+    ) -> Result<u64, StoreError> {
+        self.record(Some(token), results).await
+    }
+
+    /// Writes `results`, only to rows `token` holds when there is one; the number of
+    /// results not written.
+    async fn record(
+        &self,
+        token: Option<&str>,
+        results: &[(IssueId, i64, DeliveryUpdate)],
+    ) -> Result<u64, StoreError> {
+        if results.is_empty() && token.is_none() {
+            return Ok(0);
         }
+        // Each statement binds the token last, as `$held`; `held` is then its condition.
+        let held = |n: usize| match token {
+            Some(_) => format!(" AND claimed_by = ${n}"),
+            None => String::new(),
+        };
+        let bind_token =
+            |query: sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments>| match token {
+                Some(token) => query.bind(token.to_owned()),
+                None => query,
+            };
+        let mut written: u64 = 0;
         let mut tx = self.begin().await?;
-        if let Some(claim) = claim {
-            let held =
-                sqlx::query("UPDATE leases SET expires_at = $3 WHERE name = $1 AND holder = $2")
-                    .bind(claim.name)
-                    .bind(claim.holder)
-                    .bind(ts(claim.expires_at))
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected()
-                    == 1;
-            if !held {
-                let holder: Option<String> =
-                    sqlx::query_scalar("SELECT holder FROM leases WHERE name = $1")
-                        .bind(claim.name)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                tx.rollback().await?;
-                return Err(StoreError::LeaseLost {
-                    name: claim.name.to_owned(),
-                    holder: holder.unwrap_or_else(|| "nobody".into()),
-                });
-            }
-        }
         // Sent rows, the bulk of every batch, take a few set-based statements per batch
-        // instead of two per row: each statement is a round trip to SQLite's thread.
+        // instead of two per row: each statement is a round trip to the database.
         let mut sent: Vec<(&IssueId, DateTime<Utc>, i64)> = results
             .iter()
             .filter_map(|(issue, subscriber, update)| match update {
@@ -254,24 +349,36 @@ impl Store {
             for chunk in group.chunks(SENT_PER_STATEMENT) {
                 let (issue, at, _) = chunk[0];
                 let ids = super::placeholders(chunk.len(), 3);
+                let held = held(3 + chunk.len());
                 let mut query = sqlx::query(sqlx::AssertSqlSafe(format!(
                     "UPDATE deliveries SET status = 'sent', attempts = attempts + 1, \
                      first_attempt_at = COALESCE(first_attempt_at, $2), sent_at = $2, \
-                     updated_at = $2 WHERE issue_id = $1 AND subscriber_id IN ({ids})"
+                     updated_at = $2, claimed_by = NULL, claim_expires_at = NULL \
+                     WHERE issue_id = $1 AND subscriber_id IN ({ids}){held} \
+                     RETURNING subscriber_id"
                 )))
                 .bind(issue.to_string())
                 .bind(ts(at));
                 for (_, _, subscriber) in chunk {
-                    query = query.bind(subscriber);
+                    query = query.bind(*subscriber);
                 }
-                query.execute(&mut *tx).await?;
+                let done: Vec<i64> = bind_token(query)
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .iter()
+                    .map(|row| row.try_get("subscriber_id"))
+                    .collect::<Result<_, _>>()?;
+                written += done.len() as u64;
+                if done.is_empty() {
+                    continue;
+                }
                 // A delivery that went through clears earlier permanent failures.
-                let ids = super::placeholders(chunk.len(), 1);
+                let ids = super::placeholders(done.len(), 1);
                 let mut query = sqlx::query(sqlx::AssertSqlSafe(format!(
                     "UPDATE subscribers SET bounce_count = 0 \
                      WHERE bounce_count > 0 AND id IN ({ids})"
                 )));
-                for (_, _, subscriber) in chunk {
+                for subscriber in done {
                     query = query.bind(subscriber);
                 }
                 query.execute(&mut *tx).await?;
@@ -279,73 +386,87 @@ impl Store {
         }
         for (issue, subscriber, update) in results {
             let issue = issue.to_string();
-            match update {
-                DeliveryUpdate::Sent { .. } => {}
+            let done = match update {
+                DeliveryUpdate::Sent { .. } => continue,
                 DeliveryUpdate::Retrying {
                     at,
                     next,
                     error,
                     counts,
                 } => {
-                    sqlx::query(TRY_AGAIN)
-                        .bind(&issue)
-                        .bind(subscriber)
+                    let query = try_again(&held(8))
+                        .bind(issue)
+                        .bind(*subscriber)
                         .bind(ts(*at))
                         .bind(ts(*next))
-                        .bind(error)
+                        .bind(error.clone())
                         .bind(i64::from(*counts))
-                        .bind(DeliveryStatus::Retrying.as_str())
-                        .execute(&mut *tx)
-                        .await?;
+                        .bind(DeliveryStatus::Retrying.as_str());
+                    bind_token(query).execute(&mut *tx).await?
                 }
                 DeliveryUpdate::Failed {
                     at,
                     error,
                     bounce_threshold,
                 } => {
-                    sqlx::query(
+                    let query = sqlx::query(sqlx::AssertSqlSafe(format!(
                         "UPDATE deliveries SET status = 'failed', attempts = attempts + 1, \
                          first_attempt_at = COALESCE(first_attempt_at, $3), \
-                         last_error = $4, updated_at = $3 \
-                         WHERE issue_id = $1 AND subscriber_id = $2",
-                    )
-                    .bind(&issue)
-                    .bind(subscriber)
+                         last_error = $4, updated_at = $3, \
+                         claimed_by = NULL, claim_expires_at = NULL \
+                         WHERE issue_id = $1 AND subscriber_id = $2{}",
+                        held(5)
+                    )))
+                    .bind(issue)
+                    .bind(*subscriber)
                     .bind(ts(*at))
-                    .bind(error)
-                    .execute(&mut *tx)
-                    .await?;
-                    if let Some(threshold) = bounce_threshold {
+                    .bind(error.clone());
+                    let done = bind_token(query).execute(&mut *tx).await?;
+                    if let Some(threshold) = bounce_threshold
+                        && done.rows_affected() > 0
+                    {
                         bounce(&mut tx, *subscriber, *threshold, *at).await?;
                     }
+                    done
                 }
                 DeliveryUpdate::Unknown { at, next, error } => {
-                    sqlx::query(TRY_AGAIN)
-                        .bind(&issue)
-                        .bind(subscriber)
+                    let query = try_again(&held(8))
+                        .bind(issue)
+                        .bind(*subscriber)
                         .bind(ts(*at))
                         .bind(ts(*next))
-                        .bind(error)
+                        .bind(error.clone())
                         .bind(1_i64)
-                        .bind(DeliveryStatus::Unknown.as_str())
-                        .execute(&mut *tx)
-                        .await?;
+                        .bind(DeliveryStatus::Unknown.as_str());
+                    bind_token(query).execute(&mut *tx).await?
                 }
                 DeliveryUpdate::Skipped { at } => {
-                    sqlx::query(
-                        "UPDATE deliveries SET status = 'skipped', updated_at = $3 \
-                         WHERE issue_id = $1 AND subscriber_id = $2",
-                    )
-                    .bind(&issue)
-                    .bind(subscriber)
-                    .bind(ts(*at))
-                    .execute(&mut *tx)
-                    .await?;
+                    let query = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "UPDATE deliveries SET status = 'skipped', updated_at = $3, \
+                         claimed_by = NULL, claim_expires_at = NULL \
+                         WHERE issue_id = $1 AND subscriber_id = $2{}",
+                        held(4)
+                    )))
+                    .bind(issue)
+                    .bind(*subscriber)
+                    .bind(ts(*at));
+                    bind_token(query).execute(&mut *tx).await?
                 }
-            }
+            };
+            written += done.rows_affected();
+        }
+        if let Some(token) = token {
+            // Rows claimed but not tried go back as they were, for anyone to take now.
+            sqlx::query(
+                "UPDATE deliveries SET claimed_by = NULL, claim_expires_at = NULL \
+                 WHERE claimed_by = $1",
+            )
+            .bind(token)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
-        Ok(())
+        Ok((results.len() as u64).saturating_sub(written))
     }
 
     /// The ledger of `issue` by status.
@@ -408,4 +529,17 @@ impl Store {
             row.try_get("last_error")?,
         )))
     }
+}
+
+/// A row to be tried again at `$4`: status `$7` (retrying, or unknown after no answer),
+/// `$6` attempts more, the error `$5`, at `$3`; the row is issue `$1`, subscriber `$2`,
+/// and `held` its claim condition. The claim is cleared.
+fn try_again(held: &str) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments> {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE deliveries SET status = $7, attempts = attempts + $6, \
+         first_attempt_at = COALESCE(first_attempt_at, $3), \
+         next_attempt_at = $4, last_error = $5, updated_at = $3, \
+         claimed_by = NULL, claim_expires_at = NULL \
+         WHERE issue_id = $1 AND subscriber_id = $2{held}"
+    )))
 }

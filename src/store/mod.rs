@@ -48,7 +48,7 @@ pub use inbox::{
     OwedNotice, UNVERIFIED_REPORT,
 };
 pub use issues::{FreezeOutcome, FrozenIssue};
-pub use ledger::{DeliveryCounts, DeliveryStatus, DeliveryUpdate, DueDelivery, LeaseClaim};
+pub use ledger::{ClaimHolder, DeliveryCounts, DeliveryStatus, DeliveryUpdate, DueDelivery};
 pub use relay::RelayStatus;
 pub use slots::{SlotRow, UnfinishedClaim};
 pub use subscribers::{

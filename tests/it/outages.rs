@@ -1,7 +1,7 @@
 //! Exactly one copy, promptly: a relay that is down or refuses our sender, a full outbox
-//! disk, signals in the middle of a batch, explicit throttling, and two workers that
-//! both think they hold the ledger. Against Postfix's smtp-sink, a port nothing listens
-//! on, a tmpfs, and the real binary where the case is about the process.
+//! disk, signals in the middle of a batch, explicit throttling, and a worker whose claim
+//! on its rows ran out while it sent. Against Postfix's smtp-sink, a port nothing
+//! listens on, a tmpfs, and the real binary where the case is about the process.
 
 use crate::delivery_support::{
     add_subscribers, context, file_config, freeze, issue_id, sending, smtp_config, worker,
@@ -279,7 +279,7 @@ async fn an_enhanced_throttling_code_slows_the_pace_without_counting_an_attempt(
 async fn a_worker_that_lost_its_claim_cannot_write_over_the_new_holder() {
     // Each message takes two seconds: worker A is mid-batch when B takes over.
     let sink = SmtpSink::start(&["-w", "2"]);
-    let (s, ctx) = sending("lease-lost", sink.port(), 4, &[]).await;
+    let (s, ctx) = sending("claim-lost", sink.port(), 4, &[]).await;
     let mut a = worker(&ctx, &s.store);
     let t0 = s.t0;
     let a_batch = tokio::spawn(async move {
@@ -300,9 +300,13 @@ async fn a_worker_that_lost_its_claim_cannot_write_over_the_new_holder() {
     };
     assert_eq!(b_report.sent, 4);
     let (_, a_outcome) = a_batch.await.unwrap();
-    assert!(
-        !matches!(a_outcome, Ok(Outcome::Worked(_))),
-        "A recorded results after losing its claim: {a_outcome:?}"
+    let Outcome::Worked(a_report) = a_outcome.unwrap() else {
+        panic!("A's batch ran");
+    };
+    assert_eq!(
+        (a_report.sent, a_report.dropped),
+        (4, 4),
+        "A's late results are dropped"
     );
     // B's results stand: sent at B's time, one attempt each.
     for (_, (status, attempts)) in ledger(&s.store).await {
@@ -444,7 +448,6 @@ async fn metrics_show_the_relay_down_until_when_and_the_unknown_rows() {
         panic!("a batch was due");
     };
     assert_eq!(report.unknown, 3);
-    w.release_lease().await.unwrap();
     // Then nothing listens any more.
     drop(sink);
     let mut w = worker(&ctx, &s.store);
@@ -539,12 +542,10 @@ async fn the_smtp_timeout_bounds_each_command_not_the_whole_transaction() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_long_batch_keeps_its_claim_by_renewing_it_while_it_runs() {
     // One connection, two seconds a message: eight rows take sixteen seconds, longer
-    // than the three-second claim.
+    // than the three-second claim (renewed every second).
     let sink = SmtpSink::start(&["-w", "2"]);
-    let (s, ctx) = sending("lease-renew", sink.port(), 8, &[("smtp.pool_size", "1")]).await;
-    let lease = |w: DeliveryWorker<ConfiguredTransport>| {
-        w.with_lease(Duration::from_secs(3), Duration::from_secs(1))
-    };
+    let (s, ctx) = sending("claim-renew", sink.port(), 8, &[("smtp.pool_size", "1")]).await;
+    let lease = |w: DeliveryWorker<ConfiguredTransport>| w.with_claim_ttl(Duration::from_secs(3));
     let mut a = lease(worker(&ctx, &s.store));
     let started = Utc::now();
     let a_batch = tokio::spawn(async move { a.try_once(started).await });
@@ -560,8 +561,8 @@ async fn a_long_batch_keeps_its_claim_by_renewing_it_while_it_runs() {
         .await
         .unwrap();
     assert!(
-        matches!(outcome, Outcome::Standby { .. }),
-        "B took the ledger from a live worker mid-batch: {outcome:?}"
+        matches!(outcome, Outcome::NothingDue { next_due: Some(_) }),
+        "B took rows from a live worker mid-batch: {outcome:?}"
     );
     let Outcome::Worked(report) = a_batch.await.unwrap().unwrap() else {
         panic!("A keeps its claim");

@@ -1,6 +1,6 @@
-//! Work left behind by a worker that died: the delivery lease and a slot claim, taken
-//! over by another worker on the same SQLite file, with each subscriber served once.
-//! A holder that looks alive (on another host) is waited for until its time is up.
+//! Work left behind by a worker that died: ledger rows it had claimed and a slot claim,
+//! taken over by another worker on the same SQLite file, with each subscriber served
+//! once. A holder that looks alive (on another host) is waited for until its time is up.
 
 use crate::delivery_support::{Sending, issue_id, sending, worker};
 use crate::support::TempDir;
@@ -14,8 +14,6 @@ use gazette::send::{ConfiguredTransport, DeliveryWorker, Outcome};
 use gazette::store::Store;
 use std::time::Duration;
 
-/// The name the delivery worker's lease is kept under.
-const LEASE: &str = "delivery";
 /// A worker on another host: it can never be seen to be gone from here.
 const ELSEWHERE: &str = "elsewhere.example:4242:1";
 
@@ -57,66 +55,66 @@ async fn each_once(s: &Sending, sink: &SmtpSink) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_lease_held_by_a_dead_worker_is_taken_over_and_the_issue_finished_once() {
-    let sink = SmtpSink::start(&[]);
-    let (s, ctx) = sending("lease-dead", sink.port(), 12, &[]).await;
-    // The first worker sends one batch, then its process dies holding the lease: the
-    // lease is renamed to a process that has exited, and it has ten minutes left.
-    let mut first = worker(&ctx, &s.store).with_batch_size(4);
-    let Outcome::Worked(report) = first.try_once(s.t0).await.unwrap() else {
-        panic!("a batch was due");
-    };
-    assert_eq!(report.sent, 4);
-    let first_name = s.store.lease_holder(LEASE).await.unwrap().unwrap();
-    let dead = dead_worker_name();
-    assert!(
-        s.store
-            .take_over_lease(
-                LEASE,
-                &first_name,
-                &dead,
-                s.t0 + chrono::Duration::minutes(10)
-            )
-            .await
-            .unwrap()
-    );
-    drop(first);
-
-    // Another worker takes the lease over at once and sends the rest.
-    let mut second = worker(&ctx, &s.store);
-    let sent = drain(&mut second, s.t0 + chrono::Duration::seconds(1)).await;
-    assert_eq!(sent, 8);
-    let holder = s.store.lease_holder(LEASE).await.unwrap().unwrap();
-    assert_ne!(holder, dead, "the lease still names the dead worker");
-    each_once(&s, &sink).await;
+/// Claims `n` due rows at `at` for the batch `token`, until a minute later: what a worker
+/// leaves in the store when it stops between claiming and recording.
+async fn claim_left_in_store(s: &Sending, at: DateTime<Utc>, n: u32, token: &str) -> DateTime<Utc> {
+    let until = at + chrono::Duration::seconds(60);
+    let rows = s
+        .store
+        .claim_due_deliveries(at, n, token, until)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), n as usize);
+    until
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_lease_held_on_another_host_is_waited_for_until_it_expires() {
+async fn rows_claimed_by_a_dead_worker_of_this_host_are_taken_over_at_once_and_sent_once() {
     let sink = SmtpSink::start(&[]);
-    let (s, ctx) = sending("lease-expired", sink.port(), 6, &[]).await;
-    let expires = s.t0 + chrono::Duration::seconds(60);
-    assert!(
-        s.store
-            .acquire_lease(LEASE, ELSEWHERE, s.t0, expires)
-            .await
-            .unwrap()
-    );
+    let (s, ctx) = sending("claim-dead", sink.port(), 12, &[]).await;
+    // A worker claimed four rows, then its process died before it sent or recorded them:
+    // the claim is left in the store with a minute to run.
+    let dead = dead_worker_name();
+    claim_left_in_store(&s, s.t0, 4, &format!("{dead}#1")).await;
+
+    // Another worker sends the rest, then sees that the holder's process is gone and
+    // sends its four too, without waiting for the claim to end.
+    let mut second = worker(&ctx, &s.store);
+    let now = s.t0 + chrono::Duration::seconds(1);
+    assert_eq!(drain(&mut second, now).await, 12);
+    each_once(&s, &sink).await;
+    assert!(s.store.claim_holders(now).await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rows_claimed_by_a_live_worker_elsewhere_are_not_touched_before_the_claim_expires() {
+    let sink = SmtpSink::start(&[]);
+    let (s, ctx) = sending("claim-elsewhere", sink.port(), 6, &[]).await;
+    let until = claim_left_in_store(&s, s.t0, 6, &format!("{ELSEWHERE}#7")).await;
     let mut w = worker(&ctx, &s.store);
-    let outcome = w
-        .try_once(s.t0 + chrono::Duration::seconds(30))
-        .await
-        .unwrap();
-    assert!(
-        matches!(&outcome, Outcome::Standby { holder, .. } if holder == ELSEWHERE),
-        "a live lease was taken: {outcome:?}"
+    let during = s.t0 + chrono::Duration::seconds(30);
+    let outcome = w.try_once(during).await.unwrap();
+    assert_eq!(
+        outcome,
+        Outcome::NothingDue {
+            next_due: Some(until)
+        },
+        "rows under a live claim were taken"
     );
     let ledger = s.store.delivery_counts(issue_id()).await.unwrap();
     assert_eq!((ledger.queued, ledger.sent), (6, 0), "{ledger:?}");
+    // `status` shows who holds them.
+    let holders = s.store.claim_holders(during).await.unwrap();
+    assert_eq!(
+        holders
+            .iter()
+            .map(|h| (h.holder.as_str(), h.rows, h.until))
+            .collect::<Vec<_>>(),
+        [(ELSEWHERE, 6, until)]
+    );
 
     // Expired: the other host's worker is presumed gone.
-    let sent = drain(&mut w, expires + chrono::Duration::seconds(1)).await;
+    let sent = drain(&mut w, until + chrono::Duration::seconds(1)).await;
     assert_eq!(sent, 6);
     each_once(&s, &sink).await;
 }
@@ -143,7 +141,6 @@ async fn deliver(ctx: &Context, store: &Store, now: DateTime<Utc>) -> u64 {
             other => panic!("the worker should be sending: {other:?}"),
         }
     }
-    w.release_lease().await.unwrap();
     sent
 }
 
