@@ -168,14 +168,17 @@ impl Store {
             Dialect::Sqlite => "",
             Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
         };
-        // The outer condition repeats the inner one: on PostgreSQL a row changed since
-        // the statement's snapshot is checked again in its newest version.
+        // The rows are picked once, in a CTE: PostgreSQL may run a subquery in `IN (…)`
+        // again for each row it updates, and with SKIP LOCKED and LIMIT each run picks
+        // other rows. Its `FOR UPDATE` checks the condition again on a row's newest
+        // version, so a row another worker claimed meanwhile is not taken.
         sqlx::query(sqlx::AssertSqlSafe(format!(
-            "UPDATE deliveries SET claimed_by = $2, claim_expires_at = $3 \
-             WHERE (issue_id, subscriber_id) IN (\
+            "WITH picked AS (\
                  SELECT issue_id, subscriber_id FROM deliveries WHERE {CLAIMABLE} \
                  ORDER BY next_attempt_at, issue_id, subscriber_id LIMIT $4{lock}) \
-             AND {CLAIMABLE}"
+             UPDATE deliveries SET claimed_by = $2, claim_expires_at = $3 FROM picked \
+             WHERE deliveries.issue_id = picked.issue_id \
+             AND deliveries.subscriber_id = picked.subscriber_id"
         )))
         .bind(ts(now))
         .bind(token)
