@@ -244,6 +244,30 @@ impl Store {
         Ok(done.rows_affected())
     }
 
+    /// Who sent `issue`'s messages: each worker (`host:pid:n`) with the messages it
+    /// sent, most first; rows sent outside a claim are not counted.
+    pub async fn senders(&self, issue: IssueId) -> Result<Vec<(String, u64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT sent_by, COUNT(*) AS n FROM deliveries \
+             WHERE issue_id = $1 AND status = 'sent' AND sent_by IS NOT NULL GROUP BY sent_by",
+        )
+        .bind(issue.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        let mut senders: Vec<(String, u64)> = Vec::new();
+        for row in rows {
+            let token: String = row.try_get("sent_by")?;
+            let worker = token.rsplit_once('#').map_or(token.as_str(), |(w, _)| w);
+            let n = row.try_get::<i64, _>("n")?.max(0) as u64;
+            match senders.iter_mut().find(|(w, _)| w == worker) {
+                Some((_, total)) => *total += n,
+                None => senders.push((worker.to_owned(), n)),
+            }
+        }
+        senders.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        Ok(senders)
+    }
+
     /// Who holds live claims at `now`, by worker (the token up to its `#`), with their
     /// rows and when each one's claims run out: what `status` shows as sending.
     pub async fn claim_holders(&self, now: DateTime<Utc>) -> Result<Vec<ClaimHolder>, StoreError> {
@@ -356,7 +380,8 @@ impl Store {
                 let mut query = sqlx::query(sqlx::AssertSqlSafe(format!(
                     "UPDATE deliveries SET status = 'sent', attempts = attempts + 1, \
                      first_attempt_at = COALESCE(first_attempt_at, $2), sent_at = $2, \
-                     updated_at = $2, claimed_by = NULL, claim_expires_at = NULL \
+                     updated_at = $2, sent_by = claimed_by, claimed_by = NULL, \
+                     claim_expires_at = NULL \
                      WHERE issue_id = $1 AND subscriber_id IN ({ids}){held} \
                      RETURNING subscriber_id"
                 )))

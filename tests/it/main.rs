@@ -33,6 +33,7 @@ mod postgres_schema;
 mod races;
 mod readers;
 mod relay_pool;
+mod scale_out;
 mod send_now;
 mod slots;
 mod subscribers;
