@@ -458,6 +458,10 @@ impl SharedSend {
 
 /// Runs `daemons` `gazette send-now` processes at once on the store of `config`, as
 /// several daemons share an issue, and watches the sink's count while they work.
+#[expect(
+    clippy::zombie_processes,
+    reason = "each child is reaped with wait4 (try_reap), which also reads its cost"
+)]
 fn send_shared(
     config: &Path,
     sink: &SmtpSink,
