@@ -33,6 +33,7 @@ mod readers;
 mod relay_pool;
 mod send_now;
 mod slots;
+mod store_copy;
 mod subscribers;
 mod takeover;
 mod tls_imap;
