@@ -436,3 +436,62 @@ fn a_copy_into_a_store_that_holds_rows_or_into_itself_is_refused_and_changes_not
         assert_eq!(dump(&source), original, "{itself}");
     }
 }
+
+#[test]
+fn a_copy_taken_while_the_store_is_written_is_the_store_at_one_instant() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let dir = TempDir::new("store-copy-busy");
+    let config = with_sqlite_store(&file_config(&dir, &[]), dir.path());
+    import_readers(&config, 300);
+    let source = sqlite_url(dir.path());
+
+    // A web server signing people up meanwhile: each sign-up writes a subscriber and
+    // their request in one transaction, so a coherent copy has both or neither.
+    let stop = Arc::new(AtomicBool::new(false));
+    let written = Arc::new(AtomicU64::new(0));
+    let writer = {
+        let (stop, written, url) = (stop.clone(), written.clone(), source.clone());
+        std::thread::spawn(move || {
+            with_store(&url, async |store| {
+                while !stop.load(Ordering::SeqCst) {
+                    let n = written.load(Ordering::SeqCst);
+                    let email = SubscriberEmail::parse(&format!("w{n}@example.org")).unwrap();
+                    store
+                        .web_signup(&email, None, "192.0.2.1", chrono::Utc::now())
+                        .await
+                        .unwrap();
+                    written.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while written.load(Ordering::SeqCst) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the writer wrote nothing"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+
+    let mut copies = Vec::new();
+    for _ in 0..3 {
+        let pg = postgres::database();
+        let out = copy(&config, pg.url());
+        assert!(out.status.success(), "{}", describe(&out));
+        let copied = dump(pg.url());
+        copies.push((pg, copied));
+    }
+    stop.store(true, Ordering::SeqCst);
+    writer.join().unwrap();
+
+    for (pg, copied) in &copies {
+        let signed_up = copied["subscribers"]
+            .iter()
+            .filter(|row| matches!(&row[1], Cell::Text(Some(e)) if e.starts_with('w')))
+            .count();
+        assert_eq!(signed_up, copied["web_signups"].len(), "{}", pg.url());
+        assert_eq!(copied["subscribers"].len(), 300 + signed_up, "{}", pg.url());
+    }
+}
