@@ -188,9 +188,9 @@ pub enum SubscribersCommand {
 /// `gazette store …`.
 #[derive(Debug, Subcommand)]
 pub enum StoreCommand {
-    /// Copy every row of the store (`[store] url`) into another, empty database.
+    /// Copy every row of the store into another, empty database.
     ///
-    /// Subscribers with their consent and withdrawal records, the suppression list,
+    /// The store is the one `[store] url` names. Subscribers with their consent and withdrawal records, the suppression list,
     /// issues, the ledger, sign-up requests, the schedule: every table, ids kept, so links
     /// in mail already sent keep working. The store is read as it was at one instant; the
     /// target is written in one transaction and must hold no rows. Stop the daemons first,
