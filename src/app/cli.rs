@@ -89,6 +89,11 @@ pub enum Command {
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
+    /// Move the store to another database: `gazette store copy --to postgres://…`.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
     /// Tell what receiving servers will think before the first send.
     ///
     /// Checks the DKIM key in DNS, SPF, DMARC, the public URL and one-click unsubscribe,
@@ -178,4 +183,22 @@ pub enum SubscribersCommand {
     ///
     /// Every subscriber, whatever the status; the columns of `list`.
     Export,
+}
+
+/// `gazette store …`.
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Copy every row of the store into another, empty database.
+    ///
+    /// The store is the one `[store] url` names. Subscribers with their consent and withdrawal records, the suppression list,
+    /// issues, the ledger, sign-up requests, the schedule: every table, ids kept, so links
+    /// in mail already sent keep working. The store is read as it was at one instant; the
+    /// target is written in one transaction and must hold no rows. Stop the daemons first,
+    /// then copy, then point `[store] url` at the target and start them again.
+    Copy {
+        /// The database to copy into (`postgres://user@host/db`, or `sqlite://FILE`);
+        /// it is brought to this gazette's schema first.
+        #[arg(long, value_name = "URL")]
+        to: String,
+    },
 }

@@ -12,12 +12,13 @@ mod doctor;
 pub mod import;
 mod inbox;
 mod shutdown;
+mod store;
 pub mod subscribers;
 mod web;
 
 pub use web::web_state;
 
-pub use cli::{Cli, Command, SubscribersCommand};
+pub use cli::{Cli, Command, StoreCommand, SubscribersCommand};
 pub use inbox::inbox_worker;
 
 use crate::compose::ComposeOptions;
@@ -156,5 +157,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Doctor { resolver } => doctor::run(&ctx, resolver).await,
         Command::Backup { file } => backup::backup(&ctx, &file).await,
         Command::Restore { file } => backup::restore(&ctx, &file).await,
+        Command::Store {
+            command: StoreCommand::Copy { to },
+        } => store::copy(&ctx, &to).await,
     }
 }

@@ -29,6 +29,7 @@
 
 mod backup;
 mod consent;
+mod copy;
 mod doctor;
 mod inbox;
 mod issues;
@@ -42,6 +43,7 @@ mod web;
 
 pub use backup::{BackupError, BackupSummary, RestoreReport, restore, verify_backup};
 pub use consent::{Withdrawal, Withdrawn};
+pub use copy::{CopyError, CopyReport, TableCopied};
 pub use doctor::{LateDelivery, UnsubscribeAudit};
 pub use inbox::{
     InboxDisposition, InboxEffect, InboxEntry, InboxFigures, InboxLimits, InboxRecorded,
@@ -184,7 +186,7 @@ pub(crate) fn sqlite_file(url: &str) -> Result<Option<PathBuf>, StoreError> {
 }
 
 /// A PostgreSQL url as messages show it: without its password.
-fn without_password(url: &str) -> String {
+pub(crate) fn without_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };

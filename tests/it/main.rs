@@ -36,6 +36,7 @@ mod relay_pool;
 mod scale_out;
 mod send_now;
 mod slots;
+mod store_copy;
 mod subscribers;
 mod takeover;
 mod tls_imap;
