@@ -395,23 +395,43 @@ impl SendRun {
     }
 }
 
+/// When the sink counted its first message and its `n`th, from a start.
+struct SinkWatch {
+    started: Instant,
+    first: Option<Duration>,
+    last: Option<Duration>,
+}
+
+impl SinkWatch {
+    fn new(started: Instant) -> Self {
+        Self {
+            started,
+            first: None,
+            last: None,
+        }
+    }
+
+    /// Reads the sink's count, noting the first and the `n`th message; the count.
+    fn poll(&mut self, sink: &SmtpSink, n: usize) -> usize {
+        let count = sink.received_count();
+        if count > 0 && self.first.is_none() {
+            self.first = Some(self.started.elapsed());
+        }
+        if count >= n && self.last.is_none() {
+            self.last = Some(self.started.elapsed());
+        }
+        count
+    }
+}
+
 /// Runs `gazette send-now` and watches the sink's count while it works.
 fn send_now(config: &Path, sink: &SmtpSink, n: usize, log: &Path) -> SendRun {
     let child = gazette_command(config, &["send-now", "--date", ISSUE], log)
         .spawn()
         .expect("start gazette send-now");
     let started = Instant::now();
-    let (mut first, mut last) = (None, None);
-    let mut poll = || {
-        let count = sink.received_count();
-        if count > 0 && first.is_none() {
-            first = Some(started.elapsed());
-        }
-        if count >= n && last.is_none() {
-            last = Some(started.elapsed());
-        }
-        count
-    };
+    let mut watch = SinkWatch::new(started);
+    let mut poll = || watch.poll(sink, n);
     let cost = wait_measured(child, started, Duration::from_millis(1), || {
         poll();
     });
@@ -428,8 +448,8 @@ fn send_now(config: &Path, sink: &SmtpSink, n: usize, log: &Path) -> SendRun {
     );
     SendRun {
         cost,
-        first,
-        last,
+        first: watch.first,
+        last: watch.last,
         received,
     }
 }
@@ -481,17 +501,8 @@ fn send_shared(
         })
         .collect();
     let mut costs: Vec<Option<ChildCost>> = vec![None; daemons];
-    let (mut first, mut last) = (None, None);
-    let mut poll = || {
-        let count = sink.received_count();
-        if count > 0 && first.is_none() {
-            first = Some(started.elapsed());
-        }
-        if count >= n && last.is_none() {
-            last = Some(started.elapsed());
-        }
-        count
-    };
+    let mut watch = SinkWatch::new(started);
+    let mut poll = || watch.poll(sink, n);
     while costs.iter().any(Option::is_none) {
         poll();
         for (pid, cost) in pids.iter().zip(costs.iter_mut()) {
@@ -511,8 +522,8 @@ fn send_shared(
         "{daemons} send-now on one store: the sink counted {received} of {n}"
     );
     SharedSend {
-        first,
-        last,
+        first: watch.first,
+        last: watch.last,
         costs: costs.into_iter().flatten().collect(),
     }
 }

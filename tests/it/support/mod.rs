@@ -378,52 +378,48 @@ pub async fn freeze_small(
 /// fail, as a full disk or a broken database would, with a trigger named `name`; on
 /// either backend. A test fixture written from outside, not gazette's SQL.
 pub async fn refuse_writes(url: &str, name: &str, event: &str, table: &str) {
-    use sqlx::Connection;
-    if url.starts_with("sqlite:") {
-        let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
-        let sql = format!(
+    let sql = if url.starts_with("sqlite:") {
+        format!(
             "CREATE TRIGGER {name} BEFORE {event} ON {table} \
              BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
-        );
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        conn.close().await.unwrap();
+        )
     } else {
-        let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
-        let sql = format!(
+        format!(
             "CREATE OR REPLACE FUNCTION gazette_test_refuse() RETURNS trigger \
              LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$; \
              CREATE TRIGGER {name} BEFORE {event} ON {table} \
              FOR EACH ROW EXECUTE FUNCTION gazette_test_refuse()"
-        );
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        conn.close().await.unwrap();
-    }
+        )
+    };
+    run_outside(url, sql).await;
 }
 
 /// Removes the trigger `name` on `table` that [`refuse_writes`] made.
 pub async fn allow_writes(url: &str, name: &str, table: &str) {
+    let sql = if url.starts_with("sqlite:") {
+        format!("DROP TRIGGER {name}")
+    } else {
+        format!("DROP TRIGGER {name} ON {table}")
+    };
+    run_outside(url, sql).await;
+}
+
+/// Runs `sql` on the store at `url` over a connection of its own, not gazette's.
+async fn run_outside(url: &str, sql: String) {
     use sqlx::Connection;
     if url.starts_with("sqlite:") {
         let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP TRIGGER {name}")))
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
             .execute(&mut conn)
             .await
             .unwrap();
         conn.close().await.unwrap();
     } else {
         let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "DROP TRIGGER {name} ON {table}"
-        )))
-        .execute(&mut conn)
-        .await
-        .unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&mut conn)
+            .await
+            .unwrap();
         conn.close().await.unwrap();
     }
 }
