@@ -225,6 +225,22 @@ struct PendingCommit {
     task: tokio::task::JoinHandle<Result<u64, StoreError>>,
 }
 
+/// The next batch's claim, taken while the batch before is sent: the connections do not
+/// wait for a write to the store between batches.
+struct Ahead {
+    token: String,
+    task: tokio::task::JoinHandle<Result<Vec<DueDelivery>, StoreError>>,
+}
+
+impl Ahead {
+    async fn rows(self) -> Result<(String, Vec<DueDelivery>), WorkerError> {
+        match self.task.await {
+            Ok(rows) => Ok((self.token, rows?)),
+            Err(e) => Err(WorkerError::Commit(e.to_string())),
+        }
+    }
+}
+
 /// What the worker knows about the relay: failures in a row, and until when it waits.
 #[derive(Debug, Default)]
 struct RelayHealth {
@@ -264,6 +280,8 @@ pub struct DeliveryWorker<T: Transport> {
     /// In the loops: a Worked step returns while its results are still being written.
     overlap: bool,
     pending: Option<PendingCommit>,
+    /// In the loops: the next batch, claimed while this one is sent.
+    ahead: Option<Ahead>,
 }
 
 impl<T: Transport> DeliveryWorker<T> {
@@ -295,6 +313,7 @@ impl<T: Transport> DeliveryWorker<T> {
             stop_grace: STOP_GRACE,
             overlap: false,
             pending: None,
+            ahead: None,
         }
     }
 
@@ -388,9 +407,30 @@ impl<T: Transport> DeliveryWorker<T> {
             return outcome;
         }
         let finished = self.finish_pending().await;
+        let released = self.release_ahead().await;
         let outcome = outcome?;
         finished?;
+        released?;
         Ok(outcome)
+    }
+
+    /// Gives back the rows claimed ahead for a next batch that will not be sent now (a
+    /// stop, the relay down, the loop's end), so they are due at once for any worker.
+    async fn release_ahead(&mut self) -> Result<(), WorkerError> {
+        let Some(ahead) = self.ahead.take() else {
+            return Ok(());
+        };
+        let (token, rows) = ahead.rows().await?;
+        if !rows.is_empty() {
+            self.store.release_claim(&token).await?;
+        }
+        Ok(())
+    }
+
+    /// The claim token of the next batch.
+    fn next_token(&mut self) -> String {
+        self.batches += 1;
+        format!("{}#{}", self.holder, self.batches)
     }
 
     /// Waits for the previous batch's results to be written.
@@ -425,12 +465,17 @@ impl<T: Transport> DeliveryWorker<T> {
                 retry_at,
             });
         }
-        self.batches += 1;
-        let token = format!("{}#{}", self.holder, self.batches);
-        let mut rows = self
-            .store
-            .claim_due_deliveries(now, self.batch_size, &token, now + self.claim_ttl)
-            .await?;
+        let (token, mut rows) = match self.ahead.take() {
+            Some(ahead) => ahead.rows().await?,
+            None => {
+                let token = self.next_token();
+                let rows = self
+                    .store
+                    .claim_due_deliveries(now, self.batch_size, &token, now + self.claim_ttl)
+                    .await?;
+                (token, rows)
+            }
+        };
         if rows.is_empty() && self.free_claims_of_the_gone(now).await? {
             rows = self
                 .store
@@ -446,6 +491,20 @@ impl<T: Transport> DeliveryWorker<T> {
             });
         }
         let claimed = rows.len() as u64;
+        // A full batch: more rows are likely due. The next batch is claimed while this
+        // one is sent, and its claim renewed with this one's.
+        if self.overlap && claimed == u64::from(self.batch_size) && !stop.is_cancelled() {
+            let token = self.next_token();
+            let store = self.store.clone();
+            let (size, until) = (self.batch_size, now + self.claim_ttl);
+            let claim = token.clone();
+            self.ahead = Some(Ahead {
+                token,
+                task: tokio::spawn(async move {
+                    store.claim_due_deliveries(now, size, &claim, until).await
+                }),
+            });
+        }
         let mut report = BatchReport::default();
         let mut updates = Vec::with_capacity(rows.len());
         let mut outgoing: Vec<(DueDelivery, Arc<FrozenIssue>)> = Vec::with_capacity(rows.len());
@@ -727,6 +786,9 @@ impl<T: Transport> DeliveryWorker<T> {
                     // only make duplicates, so the batch ends.
                     let wall = now + chrono::Duration::from_std(started.elapsed()).unwrap_or_default();
                     let held = self.store.renew_claim(token, wall + self.claim_ttl).await?;
+                    if let Some(ahead) = &self.ahead {
+                        self.store.renew_claim(&ahead.token, wall + self.claim_ttl).await?;
+                    }
                     if held < claimed {
                         tracing::warn!(
                             claimed,
@@ -783,8 +845,10 @@ impl<T: Transport> DeliveryWorker<T> {
         let result = self.deliver_due_loop(clock, stop, progress).await;
         self.overlap = false;
         let finished = self.finish_pending().await;
+        let released = self.release_ahead().await;
         let (mut totals, end) = result?;
         finished?;
+        released?;
         totals.dropped += self.dropped_meanwhile;
         Ok((totals, end))
     }
@@ -859,8 +923,10 @@ impl<T: Transport> DeliveryWorker<T> {
         let result = self.run_loop(clock, idle_poll, stop).await;
         self.overlap = false;
         let finished = self.finish_pending().await;
+        let released = self.release_ahead().await;
         result?;
         finished?;
+        released?;
         Ok(())
     }
 

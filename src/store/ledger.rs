@@ -228,6 +228,17 @@ impl Store {
         Ok(done.rows_affected())
     }
 
+    /// Frees the rows of the claim `token` that were not sent: they are due again at once.
+    pub async fn release_claim(&self, token: &str) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE deliveries SET claimed_by = NULL, claim_expires_at = NULL WHERE claimed_by = $1",
+        )
+        .bind(token)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     /// Frees every claim of the worker `holder` (tokens `holder#…`), known to be gone:
     /// its rows are due again at once instead of when the claims run out. The rows freed.
     pub async fn release_claims_of(&self, holder: &str) -> Result<u64, StoreError> {

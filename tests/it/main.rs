@@ -6,6 +6,7 @@ mod support;
 pub const BACKEND: support::Backend = support::Backend::Sqlite;
 
 mod backup;
+mod claim_ahead;
 mod claims;
 mod compose;
 mod crash;

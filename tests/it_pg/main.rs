@@ -10,6 +10,8 @@ mod support;
 /// These tests' store: a PostgreSQL database per test.
 pub const BACKEND: support::Backend = support::Backend::Postgres;
 
+#[path = "../it/claim_ahead.rs"]
+mod claim_ahead;
 #[path = "../it/claims.rs"]
 mod claims;
 #[path = "../it/compose.rs"]
