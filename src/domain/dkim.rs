@@ -191,9 +191,19 @@ impl DkimSigner {
     /// `message` (CRLF line ends, headers then a blank line then the body) with the
     /// `DKIM-Signature` headers put in front. `time` is the signature's `t=`.
     pub fn sign(&self, message: &[u8], time: i64) -> Vec<u8> {
+        self.sign_shared(message, time, None)
+    }
+
+    /// [`DkimSigner::sign`], with the body hash started from `shared` when the body
+    /// begins with it: only the rest of the body is hashed. The signature is the same
+    /// bytes either way.
+    pub fn sign_shared(&self, message: &[u8], time: i64, shared: Option<&SharedBody>) -> Vec<u8> {
         let (head, body) = split(message);
         let fields = header_fields(head);
-        let body_hash = relaxed_body_hash(body);
+        let body_hash = match shared {
+            Some(shared) => shared.body_hash(body),
+            None => relaxed_body_hash(body),
+        };
         let names = signed_names(&fields);
 
         // The signed header data is the same for every identity; only the
@@ -251,6 +261,76 @@ impl DkimSigner {
         }
         out.extend_from_slice(message);
         out
+    }
+}
+
+/// The start of the body that every message of an issue has in common (the MIME
+/// boundary, the text part's headers and its text up to the first personal line), with
+/// the SHA-256 state after its canonical form: per message only the rest is hashed.
+///
+/// SHA-256 can be resumed but not skipped ahead, so only a common *start* can be shared;
+/// it ends after a line with text in it, where relaxed canonicalization of the rest does
+/// not depend on what came before.
+#[derive(Clone)]
+pub struct SharedBody {
+    raw: Vec<u8>,
+    state: digest::Context,
+}
+
+impl std::fmt::Debug for SharedBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedBody")
+            .field("len", &self.raw.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SharedBody {
+    /// The body start common to messages `a` and `b` (whole messages, for two
+    /// recipients that differ in every personal field), or None if they share no line.
+    pub fn of(a: &[u8], b: &[u8]) -> Option<Self> {
+        let (a, b) = (split(a).1, split(b).1);
+        let common = a.iter().zip(b).take_while(|(x, y)| x == y).count();
+        let mut end = common;
+        // Back to the end of the last whole line with text in it.
+        loop {
+            let crlf = memchr::memmem::rfind(&a[..end], b"\r\n")?;
+            let start = memchr::memmem::rfind(&a[..crlf], b"\r\n").map_or(0, |at| at + 2);
+            if a[start..crlf].iter().any(|b| !matches!(b, b' ' | b'\t')) {
+                end = crlf + 2;
+                break;
+            }
+            end = crlf;
+        }
+        let raw = a[..end].to_vec();
+        let mut canonical = Vec::with_capacity(raw.len());
+        relaxed_body_into(&raw, &mut canonical);
+        let mut state = digest::Context::new(&digest::SHA256);
+        state.update(&canonical);
+        Some(Self { raw, state })
+    }
+
+    /// Bytes of every body that are hashed once.
+    pub fn len(&self) -> usize {
+        self.raw.len()
+    }
+
+    /// Whether nothing is shared (never true of a value [`SharedBody::of`] made).
+    pub fn is_empty(&self) -> bool {
+        self.raw.is_empty()
+    }
+
+    /// The `bh=` of `body`: resumed after the shared start if the body begins with it,
+    /// whole otherwise.
+    fn body_hash(&self, body: &[u8]) -> String {
+        let Some(rest) = body.strip_prefix(self.raw.as_slice()) else {
+            return relaxed_body_hash(body);
+        };
+        let mut canonical = Vec::with_capacity(rest.len() + 2);
+        relaxed_body_into(rest, &mut canonical);
+        let mut state = self.state.clone();
+        state.update(&canonical);
+        B64.encode(state.finish())
     }
 }
 
@@ -538,6 +618,36 @@ mod tests {
                 &relaxed_body_reference(b"  body \r\n\r\n")
             ))
         );
+    }
+
+    #[test]
+    fn a_body_hash_resumed_after_the_shared_start_equals_the_whole_one() {
+        let head = b"From: a@x.org\r\n\r\n";
+        let message = |tail: &str| {
+            let mut m = head.to_vec();
+            m.extend_from_slice(b"--=_b\r\nshared  line \r\n\r\n \t\r\nwords\r\n\r\n  \r\n");
+            m.extend_from_slice(tail.as_bytes());
+            m
+        };
+        let (a, b) = (message("for  Ann \r\n\r\n"), message("for Bob\r\nend\r\n"));
+        let shared = SharedBody::of(&a, &b).expect("a shared start");
+        // It ends after the last line with text: the blank lines after it may be
+        // dropped or kept depending on what follows, so they are not shared.
+        assert_eq!(
+            shared.raw,
+            b"--=_b\r\nshared  line \r\n\r\n \t\r\nwords\r\n".to_vec()
+        );
+        let third = message("for Cy\r\n\r\n\r\n");
+        for m in [&a, &b, &third] {
+            let body = split(m).1;
+            assert_eq!(shared.body_hash(body), relaxed_body_hash(body));
+        }
+        // A body that does not begin with it is hashed whole.
+        let other = b"--=_c\r\nshared  line \r\n".to_vec();
+        assert_eq!(shared.body_hash(&other), relaxed_body_hash(&other));
+        // Nothing in common, or only blank lines: nothing to share.
+        assert!(SharedBody::of(b"H: x\r\n\r\nab\r\n", b"H: x\r\n\r\ncd\r\n").is_none());
+        assert!(SharedBody::of(b"H: x\r\n\r\n \r\nab", b"H: x\r\n\r\n \r\ncd").is_none());
     }
 
     #[test]

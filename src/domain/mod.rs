@@ -14,7 +14,7 @@ mod slot;
 mod token;
 
 pub use clock::{Clock, SystemClock};
-pub use dkim::{DkimError, DkimSigner, OVERSIGNED_HEADERS, SIGNED_HEADERS, body_hash};
+pub use dkim::{DkimError, DkimSigner, OVERSIGNED_HEADERS, SIGNED_HEADERS, SharedBody, body_hash};
 pub use email::{EmailError, SubscriberEmail};
 pub use header_text::{HeaderText, HeaderTextError};
 pub use issue_id::{IssueId, IssueIdError};

@@ -6,7 +6,7 @@ use crate::domain::IssueId;
 use crate::settings::Newsletter;
 use lettre::Message;
 use lettre::message::header::ContentTransferEncoding;
-use lettre::message::{Body, Mailbox, MultiPart};
+use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
 
 /// Why a message could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +36,14 @@ pub struct MessageOptions<'a> {
 /// reply comes from another address, and a resend after a crash carries the same id.
 pub fn message_id(newsletter: &Newsletter, issue: IssueId, token: &str) -> String {
     format!("<{issue}.{token}@{}>", newsletter.message_id_domain)
+}
+
+/// The MIME boundary of `issue`'s messages. It is the same for every recipient, so each
+/// message's body starts with the same bytes up to the first personal line, and that
+/// start is hashed for DKIM once per issue (see [`crate::domain::SharedBody`]). `=_`
+/// never occurs in quoted-printable text, so the boundary cannot clash with a body.
+pub fn boundary(issue: IssueId) -> String {
+    format!("=_gazette_{issue}")
 }
 
 /// Builds the message for one recipient.
@@ -89,9 +97,12 @@ pub fn build_message(
             ),
             raw_header("List-Unsubscribe-Post", "List-Unsubscribe=One-Click".into()),
         ],
-        content: super::outgoing::Content::Alternative(MultiPart::alternative_plain_html(
-            text, html,
-        )),
+        content: super::outgoing::Content::Alternative(
+            MultiPart::alternative()
+                .boundary(boundary(options.issue))
+                .singlepart(SinglePart::plain(text))
+                .singlepart(SinglePart::html(html)),
+        ),
     })
     .map_err(|source| MessageError::Build {
         recipient: recipient.email.to_string(),

@@ -2,11 +2,15 @@
 //! configured.
 
 use super::OutgoingMessage;
-use crate::domain::{DkimError, DkimSigner, TokenKey};
+use crate::domain::{
+    DkimError, DkimSigner, HeaderText, IssueId, SharedBody, SubscriberEmail, TokenKey,
+};
 use crate::render::{self, MessageOptions, Recipient, RecipientLinks};
 use crate::settings::{Dkim, Newsletter};
 use crate::store::{DueDelivery, FrozenIssue};
 use lettre::address::Envelope;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 /// Why a message could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +52,8 @@ pub struct MessageFactory {
     newsletter: Newsletter,
     tokens: TokenKey,
     dkim: Option<std::sync::Arc<DkimSigner>>,
+    /// Per issue, the body start all its messages share, hashed once for DKIM.
+    shared: Mutex<HashMap<IssueId, Option<Arc<SharedBody>>>>,
 }
 
 impl MessageFactory {
@@ -61,6 +67,7 @@ impl MessageFactory {
             newsletter,
             tokens,
             dkim,
+            shared: Mutex::default(),
         }
     }
 
@@ -85,17 +92,15 @@ impl MessageFactory {
             email: row.email.clone(),
             name: row.name.clone(),
         };
-        let links = RecipientLinks::new(&self.newsletter, &self.tokens, row.subscriber_id);
-        let message = render::build_message(
-            MessageOptions {
-                newsletter: &self.newsletter,
-                issue: issue.id,
-                date: issue.message_date,
-            },
-            &issue.rendered,
-            &recipient,
-            &links,
-        )?;
+        let bytes = self.unsigned(issue, &recipient)?;
+        let bytes = match &self.dkim {
+            Some(dkim) => dkim.sign_shared(
+                &bytes,
+                issue.message_date.timestamp(),
+                self.shared_body(issue).as_deref(),
+            ),
+            None => bytes,
+        };
         let to = row
             .email
             .as_str()
@@ -105,8 +110,51 @@ impl MessageFactory {
             .map_err(|_| MessageError::Envelope(row.email.to_string()))?;
         Ok(OutgoingMessage::named(
             envelope,
-            render::finish(&message, issue.message_date, self.dkim.as_deref()),
+            bytes,
             format!("{}/{}", issue.id, row.subscriber_id),
         ))
+    }
+
+    /// The bytes of `issue`'s message to `recipient`, before any signature.
+    fn unsigned(
+        &self,
+        issue: &FrozenIssue,
+        recipient: &Recipient,
+    ) -> Result<Vec<u8>, MessageError> {
+        let links = RecipientLinks::new(&self.newsletter, &self.tokens, recipient.id);
+        let message = render::build_message(
+            MessageOptions {
+                newsletter: &self.newsletter,
+                issue: issue.id,
+                date: issue.message_date,
+            },
+            &issue.rendered,
+            recipient,
+            &links,
+        )?;
+        Ok(message.formatted())
+    }
+
+    /// The body start every message of `issue` shares, found once per issue by building
+    /// it for two made-up recipients who differ in every personal field. A message that
+    /// does not begin with it (nothing relies on that) is hashed whole.
+    pub fn shared_body(&self, issue: &FrozenIssue) -> Option<Arc<SharedBody>> {
+        let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        shared
+            .entry(issue.id)
+            .or_insert_with(|| {
+                let sample = |id: i64, email: &str, name: &str| {
+                    let recipient = Recipient {
+                        id,
+                        email: SubscriberEmail::parse(email).ok()?,
+                        name: HeaderText::parse(name).ok(),
+                    };
+                    self.unsigned(issue, &recipient).ok()
+                };
+                let a = sample(-1, "first@sample.invalid", "First Sample")?;
+                let b = sample(-2, "other@example.invalid", "Other Person")?;
+                SharedBody::of(&a, &b).map(Arc::new)
+            })
+            .clone()
     }
 }

@@ -170,3 +170,35 @@ fn a_weak_or_wrong_key_is_refused_naming_its_settings_key() {
         assert!(format!("{error:#}").contains(key), "{error:#}");
     }
 }
+
+#[test]
+fn the_messages_of_one_issue_share_their_body_up_to_the_first_personal_line() {
+    // What every recipient's body has in common is hashed once per issue: for that the
+    // MIME boundary must be the issue's, not a fresh one per message.
+    let signed = send_signed_issue();
+    let bodies: Vec<&[u8]> = signed
+        .messages
+        .iter()
+        .map(|m| {
+            let at = m.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+            &m[at + 4..]
+        })
+        .collect();
+    let common = bodies[1..].iter().fold(bodies[0].len(), |n, body| {
+        n.min(
+            bodies[0]
+                .iter()
+                .zip(*body)
+                .take_while(|(a, b)| a == b)
+                .count(),
+        )
+    });
+    let shared = String::from_utf8_lossy(&bodies[0][..common]);
+    // The boundary, the text part's headers and its text up to the personal footer.
+    assert!(shared.starts_with("--=_gazette_"), "{shared}");
+    assert!(shared.contains("Content-Type: text/plain"), "{shared}");
+    assert!(common > 4096, "{common} bytes in common: {shared}");
+    for who in ["ada@example.net", "bob@example.net", "carol@example.net"] {
+        assert!(!shared.contains(who), "{who} in {shared}");
+    }
+}
