@@ -14,7 +14,9 @@ mod slot;
 mod token;
 
 pub use clock::{Clock, SystemClock};
-pub use dkim::{DkimError, DkimSigner, OVERSIGNED_HEADERS, SIGNED_HEADERS, SharedBody, body_hash};
+pub use dkim::{
+    DkimError, DkimSigner, OVERSIGNED_HEADERS, SIGNED_HEADERS, SharedBody, body_hash, body_start,
+};
 pub use email::{EmailError, SubscriberEmail};
 pub use header_text::{HeaderText, HeaderTextError};
 pub use issue_id::{IssueId, IssueIdError};

@@ -40,7 +40,7 @@
 //! Only explicit throttling replies lower the pace; each clean batch doubles it back.
 
 use super::policy::RetryPolicy;
-use super::{MessageFactory, SendError, Transport};
+use super::{MessageFactory, OutgoingMessage, SendError, Transport};
 use crate::domain::{Clock, IssueId};
 use crate::store::{DeliveryUpdate, DueDelivery, FrozenIssue, Store, StoreError, SubscriberStatus};
 use chrono::{DateTime, Utc};
@@ -692,8 +692,8 @@ impl<T: Transport> DeliveryWorker<T> {
     /// `claimed` rows meanwhile. Returns each row's attempt, the rows still unanswered
     /// when the stop grace ran out, and whether the claim was lost (in part).
     ///
-    /// Each message is built inside its own send future, so building the next one
-    /// overlaps with waiting for the server on the others. A relay fault, a stop or a
+    /// Messages are built ahead of the connections (see [`built_messages`]), so building
+    /// the next ones overlaps with waiting for the server on the others. A relay fault, a stop or a
     /// lost claim ends the batch: rows not yet handed over come back as `NotTried`.
     async fn send_batch(
         &self,
@@ -709,26 +709,12 @@ impl<T: Transport> DeliveryWorker<T> {
         let mut answered = vec![false; rows.len()];
         let pace = &self.pace;
         let transport = &self.transport;
-        let messages = &self.messages;
         let (end_ref, handed_ref) = (&end, &handed_over);
-        let mut stream = futures::stream::iter(outgoing.into_iter().enumerate().map(
-            |(i, (row, issue))| async move {
+        let mut stream = built_messages(&self.messages, outgoing, end.clone())
+            .map(|(i, row, built)| async move {
                 if end_ref.is_cancelled() {
                     return (i, row, Attempt::NotTried);
                 }
-                let built = if messages.signs() {
-                    // An RSA signature is CPU work of about a millisecond: done on the
-                    // blocking pool, it runs on every core while this task keeps the
-                    // connections busy, instead of one signature at a time here.
-                    let (factory, issue, job) = (Arc::clone(messages), issue, row.clone());
-                    tokio::task::spawn_blocking(move || {
-                        factory.build(&issue, &job).map_err(|e| e.to_string())
-                    })
-                    .await
-                    .unwrap_or_else(|e| Err(format!("building the message failed: {e}")))
-                } else {
-                    messages.build(&issue, &row).map_err(|e| e.to_string())
-                };
                 let message = match built {
                     Ok(message) => message,
                     Err(e) => return (i, row, Attempt::Unbuildable(e)),
@@ -745,9 +731,8 @@ impl<T: Transport> DeliveryWorker<T> {
                     end_ref.cancel();
                 }
                 (i, row, Attempt::Answered(result))
-            },
-        ))
-        .buffer_unordered(self.transport.concurrency().max(1));
+            })
+            .buffer_unordered(self.transport.concurrency().max(1));
 
         let started = Instant::now();
         let grace = self.stop_grace;
@@ -963,6 +948,80 @@ impl<T: Transport> DeliveryWorker<T> {
             }
         }
     }
+}
+
+/// A row to build a message for, with its position in the batch.
+type Job = (usize, (DueDelivery, Arc<FrozenIssue>));
+
+/// Messages signed by one task on the blocking pool: enough that handing the work to a
+/// thread and back is a small part of it, few enough that the first ones are ready soon.
+const SIGNED_PER_TASK: usize = 8;
+
+/// A batch's messages, each with its position and row, in order. Unsigned ones are
+/// built as they are asked for (a few µs each). Signed ones cost an RSA signature each:
+/// they are made on the blocking pool, a few per task, by as many tasks at once as the
+/// machine has cores, one task more waiting to be handed over, so the signing keeps
+/// every core busy while the connections send what is ready, and no more threads
+/// sign at once than there are cores to run them.
+///
+/// Once `end` is cancelled nothing more is signed: those rows are not tried.
+fn built_messages(
+    factory: &Arc<MessageFactory>,
+    outgoing: Vec<(DueDelivery, Arc<FrozenIssue>)>,
+    end: CancellationToken,
+) -> futures::stream::BoxStream<'static, (usize, DueDelivery, Result<OutgoingMessage, String>)> {
+    let factory = Arc::clone(factory);
+    let jobs = outgoing.into_iter().enumerate();
+    if !factory.signs() {
+        return futures::stream::iter(jobs.map(move |(i, (row, issue))| {
+            let built = factory.build(&issue, &row).map_err(|e| e.to_string());
+            (i, row, built)
+        }))
+        .boxed();
+    }
+    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+    let mut chunks: Vec<Vec<Job>> = Vec::new();
+    for job in jobs {
+        match chunks.last_mut() {
+            Some(chunk) if chunk.len() < SIGNED_PER_TASK => chunk.push(job),
+            _ => chunks.push(vec![job]),
+        }
+    }
+    futures::stream::iter(chunks)
+        .map(move |chunk| {
+            let factory = Arc::clone(&factory);
+            let rows: Vec<(usize, DueDelivery)> = chunk
+                .iter()
+                .map(|(i, (row, _))| (*i, row.clone()))
+                .collect();
+            let end = end.clone();
+            async move {
+                if end.is_cancelled() {
+                    return rows
+                        .into_iter()
+                        .map(|(i, row)| (i, row, Err("the batch ended".to_owned())))
+                        .collect();
+                }
+                let signed = tokio::task::spawn_blocking(move || {
+                    chunk
+                        .into_iter()
+                        .map(|(i, (row, issue))| {
+                            let built = factory.build(&issue, &row).map_err(|e| e.to_string());
+                            (i, row, built)
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .await;
+                signed.unwrap_or_else(|e| {
+                    rows.into_iter()
+                        .map(|(i, row)| (i, row, Err(format!("building the message failed: {e}"))))
+                        .collect()
+                })
+            }
+        })
+        .buffered(cores + 1)
+        .flat_map(futures::stream::iter)
+        .boxed()
 }
 
 /// Results dropped because the rows' claim ran out and another worker took them.

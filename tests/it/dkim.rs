@@ -202,3 +202,34 @@ fn the_messages_of_one_issue_share_their_body_up_to_the_first_personal_line() {
         assert!(!shared.contains(who), "{who} in {shared}");
     }
 }
+
+#[test]
+fn messages_signed_several_at_a_time_on_every_core_all_verify() {
+    // More recipients than one signing task takes: the messages are signed by several
+    // tasks at once, each from the issue's shared body start.
+    let dir = TempDir::new("dkim-many");
+    let rsa = rsa_key(dir.path(), 2048);
+    let rsa_file = format!("\"{}\"", rsa.file.display());
+    let config = file_config(
+        &dir,
+        &[
+            ("dkim.domain", "\"example.org\""),
+            ("dkim.selector", "\"news\""),
+            ("dkim.private_key_file", &rsa_file),
+        ],
+    );
+    let emails: Vec<String> = (0..19).map(|i| format!("reader{i}@example.net")).collect();
+    let names: Vec<String> = (0..19).map(|i| format!("Réader  {i}")).collect();
+    let people: Vec<(&str, Option<&str>)> = emails
+        .iter()
+        .zip(&names)
+        .enumerate()
+        .map(|(i, (e, n))| (e.as_str(), (i % 3 != 0).then_some(n.as_str())))
+        .collect();
+    let messages = send_issue_to(&config, &people);
+    assert_eq!(messages.len(), people.len());
+    let records = BTreeMap::from([(format!("news._domainkey.{DOMAIN}"), rsa.record)]);
+    for (path, message) in &messages {
+        assert_eq!(verify(message, &records), [true], "{}", path.display());
+    }
+}
