@@ -371,9 +371,14 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Vec<(u64, ImportAction)>, StoreError> {
         let mut session = self.begin_import(consent, now).await?;
-        let actions = session.apply(rows).await?;
+        let done = session
+            .apply(ImportBatch::new(rows.to_vec(), self.dialect))
+            .await?;
         session.commit().await?;
-        Ok(actions)
+        Ok(done
+            .into_iter()
+            .map(|(row, action)| (row.line, action))
+            .collect())
     }
 
     /// Starts an import: one transaction that rows are applied to batch by batch, so a
@@ -553,16 +558,27 @@ pub struct ImportSession {
     expect_new: bool,
 }
 
-impl ImportSession {
-    /// Applies one batch of rows; returns what happened to each, in row order.
-    pub async fn apply(
-        &mut self,
-        rows: &[ImportRow],
-    ) -> Result<Vec<(u64, ImportAction)>, StoreError> {
-        // Every row starts as added; the store's answers below change that.
+/// A batch of rows made ready for [`ImportSession::apply`]: its duplicates found and its
+/// insert written out. None of that needs the store, so it can be done on another thread
+/// while the store applies the batch before.
+pub struct ImportBatch {
+    rows: Vec<ImportRow>,
+    /// Every row starts as added; duplicates inside the batch are decided here, the
+    /// store's answers change the others.
+    actions: Vec<ImportAction>,
+    /// The rows that are not duplicates inside the batch, as indexes into `rows`.
+    unique: Vec<usize>,
+    /// Their mailboxes (`SubscriberEmail::key`), for the lookup.
+    keys: Vec<String>,
+    /// SQLite: the insert's JSON for every row of `unique`, used when none is known.
+    all_new: Option<String>,
+}
+
+impl ImportBatch {
+    /// Prepares `rows` for a store on `dialect`.
+    pub fn new(rows: Vec<ImportRow>, dialect: Dialect) -> Self {
         let mut actions: Vec<ImportAction> = vec![ImportAction::Added; rows.len()];
         // Duplicates inside the batch: the first row counts, later ones are reported.
-        // `unique` holds the others, as indexes into `rows`.
         let mut first_line: HashMap<String, u64> = HashMap::with_capacity(rows.len());
         let mut unique: Vec<usize> = Vec::with_capacity(rows.len());
         let mut keys: Vec<String> = Vec::with_capacity(rows.len());
@@ -577,17 +593,58 @@ impl ImportSession {
                 }
             }
         }
-        drop(first_line);
+        let all_new = (dialect == Dialect::Sqlite && !unique.is_empty())
+            .then(|| sqlite_insert_json(&rows, &unique));
+        Self {
+            rows,
+            actions,
+            unique,
+            keys,
+            all_new,
+        }
+    }
+}
 
+/// `{"email": name, …}` for SQLite's insert: json_each hands each pair over as two
+/// columns, where an array per row would need a function call per field to take apart.
+fn sqlite_insert_json(rows: &[ImportRow], unique: &[usize]) -> String {
+    let pairs: Vec<(&str, Option<&str>)> = unique
+        .iter()
+        .map(|at| {
+            let row = &rows[*at];
+            (
+                row.email.as_str(),
+                row.name.as_ref().map(HeaderText::as_str),
+            )
+        })
+        .collect();
+    json(&JsonObject(&pairs))
+}
+
+impl ImportSession {
+    /// Applies one batch; returns its rows with what happened to each, in row order.
+    pub async fn apply(
+        &mut self,
+        batch: ImportBatch,
+    ) -> Result<Vec<(ImportRow, ImportAction)>, StoreError> {
+        let ImportBatch {
+            rows,
+            mut actions,
+            unique,
+            keys,
+            all_new,
+        } = batch;
         // (id, line) of every subscriber this batch meets first.
         let mut seen: Vec<(i64, u64)> = Vec::with_capacity(unique.len());
-        let all_new = self.dialect == Dialect::Sqlite
-            && self.expect_new
-            && !unique.is_empty()
-            && self.add_if_all_new(rows, &unique, &mut seen).await?;
-        if !all_new {
+        let added = match all_new {
+            Some(json) if self.expect_new => {
+                self.add_if_all_new(json, &rows, &unique, &mut seen).await?
+            }
+            _ => false,
+        };
+        if !added && !unique.is_empty() {
             let any_known = self
-                .apply_looked_up(rows, &unique, &keys, &mut actions, &mut seen)
+                .apply_looked_up(&rows, &unique, &keys, &mut actions, &mut seen)
                 .await?;
             // A list that meets known addresses tends to go on meeting them: look them up
             // first until a batch meets none.
@@ -595,12 +652,7 @@ impl ImportSession {
         }
         drop(keys);
         self.record_seen(seen).await?;
-
-        Ok(rows
-            .iter()
-            .zip(actions)
-            .map(|(row, action)| (row.line, action))
-            .collect())
+        Ok(rows.into_iter().zip(actions).collect())
     }
 
     /// SQLite: adds every row of the batch at once if none is known, which saves looking
@@ -610,11 +662,12 @@ impl ImportSession {
     /// batch is looked up instead. Returns whether the rows were added.
     async fn add_if_all_new(
         &mut self,
+        json: String,
         rows: &[ImportRow],
         unique: &[usize],
         seen: &mut Vec<(i64, u64)>,
     ) -> Result<bool, StoreError> {
-        match self.insert_sqlite(rows, unique).await {
+        match self.insert_sqlite(json, unique.len()).await {
             Ok(()) => {}
             Err(StoreError::Database(sqlx::Error::Database(e)))
                 if e.kind() == sqlx::error::ErrorKind::UniqueViolation =>
@@ -628,41 +681,25 @@ impl ImportSession {
         Ok(true)
     }
 
-    /// Adds `unique`'s rows with the next ids, in file order: the ids AUTOINCREMENT would
-    /// hand out (`next_id + position`), given rather than drawn so no statement is needed
-    /// to learn them.
-    async fn insert_sqlite(
-        &mut self,
-        rows: &[ImportRow],
-        unique: &[usize],
-    ) -> Result<(), StoreError> {
-        // `{"email": name, …}`: json_each hands each pair over as two columns, where an
-        // array per row would need a function call per field to take apart.
-        let new: Vec<(&str, Option<&str>)> = unique
-            .iter()
-            .map(|at| {
-                let row = &rows[*at];
-                (
-                    row.email.as_str(),
-                    row.name.as_ref().map(HeaderText::as_str),
-                )
-            })
-            .collect();
+    /// Adds the `count` rows of `json` (see [`sqlite_insert_json`]) with the next ids, in
+    /// file order: the ids AUTOINCREMENT would hand out (`next_id + position`), given
+    /// rather than drawn so no statement is needed to learn them.
+    async fn insert_sqlite(&mut self, json: String, count: usize) -> Result<(), StoreError> {
         let done = sqlx::query(self.sql.insert)
-            .bind(json(&JsonObject(&new)))
+            .bind(json)
             .bind(self.consent_at)
             .bind(self.consent_source.as_deref())
             .bind(self.now)
             .bind(self.next_id)
             .execute(&mut *self.tx)
             .await?;
-        if done.rows_affected() != new.len() as u64 {
+        if done.rows_affected() != count as u64 {
             return Err(corrupt(
                 "import batch",
-                format!("{} of {} rows added", done.rows_affected(), new.len()),
+                format!("{} of {count} rows added", done.rows_affected()),
             ));
         }
-        self.next_id += new.len() as i64;
+        self.next_id += count as i64;
         Ok(())
     }
 
@@ -735,7 +772,8 @@ impl ImportSession {
         }
         match self.dialect {
             Dialect::Sqlite => {
-                self.insert_sqlite(rows, &new).await?;
+                self.insert_sqlite(sqlite_insert_json(rows, &new), new.len())
+                    .await?;
                 let first = self.next_id - new.len() as i64;
                 seen.extend((first..).zip(new.iter().map(|at| rows[*at].line)));
             }
