@@ -13,7 +13,9 @@
 //! decided, so memory stays bounded however long the file is.
 
 use crate::domain::{HeaderText, SubscriberEmail};
-use crate::store::{Consent, ImportAction, ImportRow, Store, StoreError, SubscriberStatus};
+use crate::store::{
+    Consent, Dialect, ImportAction, ImportBatch, ImportRow, Store, StoreError, SubscriberStatus,
+};
 use chrono::{DateTime, Utc};
 use std::fmt;
 use std::io::{BufRead, BufReader};
@@ -334,12 +336,13 @@ pub async fn import_file(
         source,
     };
     let mut session = store.begin_import(&consent, now).await.map_err(store_err)?;
-    // The file is read and parsed on a thread of its own while the store applies the
-    // batch before: the two take about as long as each other. The channel holds one
-    // batch, so memory stays bounded.
+    // The file is read and parsed, and each batch made ready for the store, on a thread
+    // of its own while the store applies the batch before. The channel holds one batch,
+    // so memory stays bounded.
     let delimiter = columns.delimiter;
+    let dialect = store.dialect();
     let (batches, mut received) = tokio::sync::mpsc::channel(1);
-    let parser = std::thread::spawn(move || read_batches(reader, &columns, &batches));
+    let parser = std::thread::spawn(move || read_batches(reader, &columns, dialect, &batches));
     while let Some(batch) = received.recv().await {
         let batch = batch.map_err(read_err)?;
         flush(&mut session, batch, &mut |r| emit(r, &mut totals))
@@ -358,18 +361,20 @@ pub async fn import_file(
     })
 }
 
-/// A batch: every line in order, each a row for the store or decided already.
-type Batch = Vec<Result<ImportRow, LineReport>>;
+/// A batch: its rows, ready for the store, and the other lines, decided already; both
+/// in line order.
+type Batch = (ImportBatch, Vec<LineReport>);
 
 /// Reads the data lines into batches of [`BATCH`] rows and sends them on; stops at the
 /// end of the file, at a read error (sent on) or when nobody receives any more.
 fn read_batches<R: BufRead>(
     mut reader: Lines<R>,
     columns: &Columns,
+    dialect: Dialect,
     batches: &tokio::sync::mpsc::Sender<std::io::Result<Batch>>,
 ) {
-    let mut pending = Vec::with_capacity(BATCH);
-    let mut rows = 0;
+    let mut rows = Vec::with_capacity(BATCH);
+    let mut decided = Vec::new();
     loop {
         match reader.next_line() {
             Err(e) => {
@@ -377,41 +382,37 @@ fn read_batches<R: BufRead>(
                 return;
             }
             Ok(None) => break,
-            Ok(Some(line)) => {
-                let item = columns.read(line);
-                rows += usize::from(item.is_ok());
-                pending.push(item);
-                if rows == BATCH {
-                    let full = std::mem::replace(&mut pending, Vec::with_capacity(BATCH));
-                    if batches.blocking_send(Ok(full)).is_err() {
-                        return;
+            Ok(Some(line)) => match columns.read(line) {
+                Ok(row) => {
+                    rows.push(row);
+                    if rows.len() == BATCH {
+                        let full = std::mem::replace(&mut rows, Vec::with_capacity(BATCH));
+                        let batch = ImportBatch::new(full, dialect);
+                        if batches
+                            .blocking_send(Ok((batch, std::mem::take(&mut decided))))
+                            .is_err()
+                        {
+                            return;
+                        }
                     }
-                    rows = 0;
                 }
-            }
+                Err(report) => decided.push(report),
+            },
         }
     }
-    let _ = batches.blocking_send(Ok(pending));
+    let _ = batches.blocking_send(Ok((ImportBatch::new(rows, dialect), decided)));
 }
 
 /// Applies the batch's rows and reports every line of it in order.
 async fn flush(
     session: &mut crate::store::ImportSession,
-    batch: Batch,
+    (batch, decided): Batch,
     emit: &mut impl FnMut(LineReport),
 ) -> Result<(), StoreError> {
-    let mut rows = Vec::with_capacity(batch.len());
-    let mut decided = Vec::new();
-    for item in batch {
-        match item {
-            Ok(row) => rows.push(row),
-            Err(report) => decided.push(report),
-        }
-    }
-    let actions = session.apply(&rows).await?;
+    let done = session.apply(batch).await?;
     // Both lists are in line order: merge them back into one.
     let mut decided = decided.into_iter().peekable();
-    for (row, (_, action)) in rows.into_iter().zip(actions) {
+    for (row, action) in done {
         while let Some(report) = decided.next_if(|r| r.line < row.line) {
             emit(report);
         }

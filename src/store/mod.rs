@@ -54,8 +54,8 @@ pub use ledger::{ClaimHolder, DeliveryCounts, DeliveryStatus, DeliveryUpdate, Du
 pub use relay::RelayStatus;
 pub use slots::{SlotRow, UnfinishedClaim};
 pub use subscribers::{
-    Consent, ImportAction, ImportRow, ImportSession, NewSubscriber, ReactivateOutcome, Reactivated,
-    Subscriber, SubscriberMerge, SubscriberStatus,
+    Consent, ImportAction, ImportBatch, ImportRow, ImportSession, NewSubscriber, ReactivateOutcome,
+    Reactivated, Subscriber, SubscriberMerge, SubscriberStatus,
 };
 pub use web::{
     ArchivedIssue, ConfirmOutcome, SignupOutcome, WebFigures, WebSignupRequest, WebSubscriber,

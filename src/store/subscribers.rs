@@ -371,9 +371,14 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Vec<(u64, ImportAction)>, StoreError> {
         let mut session = self.begin_import(consent, now).await?;
-        let actions = session.apply(rows).await?;
+        let done = session
+            .apply(ImportBatch::new(rows.to_vec(), self.dialect))
+            .await?;
         session.commit().await?;
-        Ok(actions)
+        Ok(done
+            .into_iter()
+            .map(|(row, action)| (row.line, action))
+            .collect())
     }
 
     /// Starts an import: one transaction that rows are applied to batch by batch, so a
@@ -385,23 +390,40 @@ impl Store {
     ) -> Result<ImportSession, StoreError> {
         let mut tx = self.begin_write().await?;
         // A temporary table belongs to the connection, which the transaction holds: the
-        // subscribers met so far in the file, by id, with the line that met them first.
-        // Ids added by the import grow with the file, so most rows are appended.
+        // subscribers met so far in the file, as runs of ids met on consecutive lines
+        // (ids `id ..= id + span - 1` first met on lines `line ..= line + span - 1`).
+        // Rows the import adds get consecutive ids in file order, so a batch of new
+        // addresses is one run, or a few, rather than a row each.
         // PostgreSQL drops it at commit, and a rollback takes its creation back; a SQLite
         // connection may still have one from an import that failed part-way.
         let statements: &[&str] = match self.dialect {
             Dialect::Sqlite => &[
                 "DROP TABLE IF EXISTS import_seen",
-                "CREATE TEMP TABLE import_seen (id INTEGER PRIMARY KEY, line INTEGER NOT NULL)",
+                "CREATE TEMP TABLE import_seen (id INTEGER PRIMARY KEY, line INTEGER NOT NULL, \
+                 span INTEGER NOT NULL)",
             ],
             Dialect::Postgres => &[
-                "CREATE TEMP TABLE import_seen (id BIGINT PRIMARY KEY, line BIGINT NOT NULL) \
-                 ON COMMIT DROP",
+                "CREATE TEMP TABLE import_seen (id BIGINT PRIMARY KEY, line BIGINT NOT NULL, \
+                 span BIGINT NOT NULL) ON COMMIT DROP",
             ],
         };
         for sql in statements {
             sqlx::query(*sql).execute(&mut *tx).await?;
         }
+        // SQLite: the first id AUTOINCREMENT would give now (one past the highest ever
+        // handed out). The import holds the write lock, so nobody else takes one.
+        let next_id = match self.dialect {
+            Dialect::Sqlite => {
+                sqlx::query_scalar(
+                    "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence \
+                     WHERE name = 'subscribers'), 0), \
+                     COALESCE((SELECT MAX(id) FROM subscribers), 0)) + 1",
+                )
+                .fetch_one(&mut *tx)
+                .await?
+            }
+            Dialect::Postgres => 0,
+        };
         Ok(ImportSession {
             tx,
             sql: ImportSql::of(self.dialect),
@@ -409,6 +431,8 @@ impl Store {
             consent_at: consent.at.map(ts).unwrap_or(ts(now)),
             consent_source: consent.source.clone(),
             now: ts(now),
+            next_id,
+            expect_new: true,
         })
     }
 
@@ -513,11 +537,13 @@ impl Store {
 /// New addresses are added as active with the import's consent; known ones get the
 /// row's name if it has one and it differs (reported with the old name); suppressed
 /// addresses (unsubscribed, bounced) are left alone; a mailbox seen earlier in the file
-/// (in any spelling) is a duplicate. A batch costs four statements whatever its size:
-/// its rows travel as one JSON array each (SQLite's `json_each`, PostgreSQL's
-/// `jsonb_array_elements`), so no statement is prepared per row and nothing is looked up
-/// twice. Dropped without [`ImportSession::commit`],
-/// nothing is imported.
+/// (in any spelling) is a duplicate. A batch costs a few statements whatever its size:
+/// its rows travel as one JSON text each (SQLite's `json_each`, PostgreSQL's
+/// `jsonb_array_elements`), so no statement is prepared per row. On SQLite a batch of
+/// addresses new to the store (the usual case for a new list) is added by one insert,
+/// without a lookup: the unique index finds the known ones anyway, and a batch it
+/// refuses is taken back whole and looked up first instead. Dropped without
+/// [`ImportSession::commit`], nothing is imported.
 pub struct ImportSession {
     tx: sqlx::Transaction<'static, sqlx::Any>,
     sql: ImportSql,
@@ -525,19 +551,34 @@ pub struct ImportSession {
     consent_at: i64,
     consent_source: Option<String>,
     now: i64,
+    /// SQLite: the id the next new subscriber gets.
+    next_id: i64,
+    /// SQLite: whether to try adding the next batch without looking it up first (see
+    /// [`ImportSession::add_if_all_new`]).
+    expect_new: bool,
 }
 
-impl ImportSession {
-    /// Applies one batch of rows; returns what happened to each, in row order.
-    pub async fn apply(
-        &mut self,
-        rows: &[ImportRow],
-    ) -> Result<Vec<(u64, ImportAction)>, StoreError> {
-        let tx = &mut self.tx;
-        // Every row starts as added; the store's answers below change that.
+/// A batch of rows made ready for [`ImportSession::apply`]: its duplicates found and its
+/// insert written out. None of that needs the store, so it can be done on another thread
+/// while the store applies the batch before.
+pub struct ImportBatch {
+    rows: Vec<ImportRow>,
+    /// Every row starts as added; duplicates inside the batch are decided here, the
+    /// store's answers change the others.
+    actions: Vec<ImportAction>,
+    /// The rows that are not duplicates inside the batch, as indexes into `rows`.
+    unique: Vec<usize>,
+    /// Their mailboxes (`SubscriberEmail::key`), for the lookup.
+    keys: Vec<String>,
+    /// SQLite: the insert's JSON for every row of `unique`, used when none is known.
+    all_new: Option<String>,
+}
+
+impl ImportBatch {
+    /// Prepares `rows` for a store on `dialect`.
+    pub fn new(rows: Vec<ImportRow>, dialect: Dialect) -> Self {
         let mut actions: Vec<ImportAction> = vec![ImportAction::Added; rows.len()];
         // Duplicates inside the batch: the first row counts, later ones are reported.
-        // `unique` holds the others, as indexes into `rows`.
         let mut first_line: HashMap<String, u64> = HashMap::with_capacity(rows.len());
         let mut unique: Vec<usize> = Vec::with_capacity(rows.len());
         let mut keys: Vec<String> = Vec::with_capacity(rows.len());
@@ -552,23 +593,140 @@ impl ImportSession {
                 }
             }
         }
-        drop(first_line);
+        let all_new = (dialect == Dialect::Sqlite && !unique.is_empty())
+            .then(|| sqlite_insert_json(&rows, &unique));
+        Self {
+            rows,
+            actions,
+            unique,
+            keys,
+            all_new,
+        }
+    }
+}
 
+/// `{"email": name, …}` for SQLite's insert: json_each hands each pair over as two
+/// columns, where an array per row would need a function call per field to take apart.
+fn sqlite_insert_json(rows: &[ImportRow], unique: &[usize]) -> String {
+    let pairs: Vec<(&str, Option<&str>)> = unique
+        .iter()
+        .map(|at| {
+            let row = &rows[*at];
+            (
+                row.email.as_str(),
+                row.name.as_ref().map(HeaderText::as_str),
+            )
+        })
+        .collect();
+    json(&JsonObject(&pairs))
+}
+
+impl ImportSession {
+    /// Applies one batch; returns its rows with what happened to each, in row order.
+    pub async fn apply(
+        &mut self,
+        batch: ImportBatch,
+    ) -> Result<Vec<(ImportRow, ImportAction)>, StoreError> {
+        let ImportBatch {
+            rows,
+            mut actions,
+            unique,
+            keys,
+            all_new,
+        } = batch;
+        // (id, line) of every subscriber this batch meets first.
+        let mut seen: Vec<(i64, u64)> = Vec::with_capacity(unique.len());
+        let added = match all_new {
+            Some(json) if self.expect_new => {
+                self.add_if_all_new(json, &rows, &unique, &mut seen).await?
+            }
+            _ => false,
+        };
+        if !added && !unique.is_empty() {
+            let any_known = self
+                .apply_looked_up(&rows, &unique, &keys, &mut actions, &mut seen)
+                .await?;
+            // A list that meets known addresses tends to go on meeting them: look them up
+            // first until a batch meets none.
+            self.expect_new = !any_known;
+        }
+        drop(keys);
+        self.record_seen(seen).await?;
+        Ok(rows.into_iter().zip(actions).collect())
+    }
+
+    /// SQLite: adds every row of the batch at once if none is known, which saves looking
+    /// each up when a list is new to the store. The insert is one statement: if any row
+    /// is a mailbox the store holds (from before the import or from an earlier batch),
+    /// the unique index refuses it and SQLite takes the whole statement back, and the
+    /// batch is looked up instead. Returns whether the rows were added.
+    async fn add_if_all_new(
+        &mut self,
+        json: String,
+        rows: &[ImportRow],
+        unique: &[usize],
+        seen: &mut Vec<(i64, u64)>,
+    ) -> Result<bool, StoreError> {
+        match self.insert_sqlite(json, unique.len()).await {
+            Ok(()) => {}
+            Err(StoreError::Database(sqlx::Error::Database(e)))
+                if e.kind() == sqlx::error::ErrorKind::UniqueViolation =>
+            {
+                return Ok(false);
+            }
+            Err(e) => return Err(e),
+        }
+        let first = self.next_id - unique.len() as i64;
+        seen.extend((first..).zip(unique.iter().map(|at| rows[*at].line)));
+        Ok(true)
+    }
+
+    /// Adds the `count` rows of `json` (see [`sqlite_insert_json`]) with the next ids, in
+    /// file order: the ids AUTOINCREMENT would hand out (`next_id + position`), given
+    /// rather than drawn so no statement is needed to learn them.
+    async fn insert_sqlite(&mut self, json: String, count: usize) -> Result<(), StoreError> {
+        let done = sqlx::query(self.sql.insert)
+            .bind(json)
+            .bind(self.consent_at)
+            .bind(self.consent_source.as_deref())
+            .bind(self.now)
+            .bind(self.next_id)
+            .execute(&mut *self.tx)
+            .await?;
+        if done.rows_affected() != count as u64 {
+            return Err(corrupt(
+                "import batch",
+                format!("{} of {count} rows added", done.rows_affected()),
+            ));
+        }
+        self.next_id += count as i64;
+        Ok(())
+    }
+
+    /// Looks the batch's mailboxes up, renames the known ones whose name changed and adds
+    /// the others. Returns whether any was known.
+    async fn apply_looked_up(
+        &mut self,
+        rows: &[ImportRow],
+        unique: &[usize],
+        keys: &[String],
+        actions: &mut [ImportAction],
+        seen: &mut Vec<(i64, u64)>,
+    ) -> Result<bool, StoreError> {
         // Known mailboxes, and whether an earlier batch met them: decided from what is
         // stored before anything changes. `lower(s.email) = j.value` finds each through
         // the mailbox index. The answer comes back as one JSON text rather than a row per
         // match, which would cost a hand-over between threads each.
         let known: String = sqlx::query_scalar(self.sql.known)
             .bind(json(&keys))
-            .fetch_one(&mut **tx)
+            .fetch_one(&mut *self.tx)
             .await?;
-        drop(keys);
         type Known = (usize, i64, Option<String>, String, Option<u64>);
         let known: Vec<Known> = serde_json::from_str(&known)
             .map_err(|e| corrupt("import batch answer", e.to_string()))?;
+        let any_known = !known.is_empty();
         let mut is_known = vec![false; unique.len()];
-        // (id, line) of every subscriber this batch meets first; (id, name) to rename.
-        let mut seen: Vec<(i64, u64)> = Vec::with_capacity(unique.len());
+        // (id, name) to rename.
         let mut renames: Vec<(i64, &str)> = Vec::new();
         for (pos, id, name, status, first) in known {
             let at = *unique
@@ -598,96 +756,91 @@ impl ImportSession {
             sqlx::query(self.sql.rename)
                 .bind(json(&renames))
                 .bind(self.now)
-                .execute(&mut **tx)
+                .execute(&mut *self.tx)
                 .await?;
         }
 
         // New mailboxes, added in file order so ids follow it.
-        let new: Vec<(&str, Option<&str>)> = unique
+        let new: Vec<usize> = unique
             .iter()
             .zip(&is_known)
             .filter(|(_, known)| !**known)
-            .map(|(at, _)| {
-                let row = &rows[*at];
-                (
-                    row.email.as_str(),
-                    row.name.as_ref().map(HeaderText::as_str),
-                )
-            })
+            .map(|(at, _)| *at)
             .collect();
-        if !new.is_empty() {
-            let lines = unique
-                .iter()
-                .zip(&is_known)
-                .filter(|(_, known)| !**known)
-                .map(|(at, _)| rows[*at].line);
-            match self.dialect {
-                Dialect::Sqlite => {
-                    let done = sqlx::query(self.sql.insert)
-                        .bind(json(&new))
-                        .bind(self.consent_at)
-                        .bind(self.consent_source.as_deref())
-                        .bind(self.now)
-                        .execute(&mut **tx)
-                        .await?;
-                    // AUTOINCREMENT gives each row one more than the last, and the write
-                    // lock keeps anyone else from taking an id in between: the ids are
-                    // consecutive, in file order, ending at the last one inserted.
-                    if done.rows_affected() != new.len() as u64 {
-                        return Err(corrupt(
-                            "import batch",
-                            format!("{} of {} rows added", done.rows_affected(), new.len()),
-                        ));
-                    }
-                    let last: i64 = sqlx::query_scalar("SELECT last_insert_rowid()")
-                        .fetch_one(&mut **tx)
-                        .await?;
-                    let first_id = last - new.len() as i64 + 1;
-                    seen.extend((first_id..).zip(lines));
+        if new.is_empty() {
+            return Ok(any_known);
+        }
+        match self.dialect {
+            Dialect::Sqlite => {
+                self.insert_sqlite(sqlite_insert_json(rows, &new), new.len())
+                    .await?;
+                let first = self.next_id - new.len() as i64;
+                seen.extend((first..).zip(new.iter().map(|at| rows[*at].line)));
+            }
+            Dialect::Postgres => {
+                // An identity column promises unique ids, not consecutive ones: the
+                // insert says which id each mailbox got.
+                let pairs: Vec<(&str, Option<&str>)> = new
+                    .iter()
+                    .map(|at| {
+                        let row = &rows[*at];
+                        (
+                            row.email.as_str(),
+                            row.name.as_ref().map(HeaderText::as_str),
+                        )
+                    })
+                    .collect();
+                let ids: Vec<(i64, String)> = sqlx::query_as(self.sql.insert)
+                    .bind(json(&pairs))
+                    .bind(self.consent_at)
+                    .bind(self.consent_source.as_deref())
+                    .bind(self.now)
+                    .fetch_all(&mut *self.tx)
+                    .await?;
+                if ids.len() != new.len() {
+                    return Err(corrupt(
+                        "import batch",
+                        format!("{} of {} rows added", ids.len(), new.len()),
+                    ));
                 }
-                Dialect::Postgres => {
-                    // An identity column promises unique ids, not consecutive ones: the
-                    // insert says which id each mailbox got.
-                    let ids: Vec<(i64, String)> = sqlx::query_as(self.sql.insert)
-                        .bind(json(&new))
-                        .bind(self.consent_at)
-                        .bind(self.consent_source.as_deref())
-                        .bind(self.now)
-                        .fetch_all(&mut **tx)
-                        .await?;
-                    if ids.len() != new.len() {
-                        return Err(corrupt(
-                            "import batch",
-                            format!("{} of {} rows added", ids.len(), new.len()),
-                        ));
-                    }
-                    let by_key: HashMap<String, i64> =
-                        ids.into_iter().map(|(id, key)| (key, id)).collect();
-                    for (line, (email, _)) in lines.zip(&new) {
-                        let key = SubscriberEmail::parse(email)
-                            .map(|e| e.key())
-                            .map_err(|_| corrupt("import row", *email))?;
-                        let id = by_key
-                            .get(&key)
-                            .ok_or_else(|| corrupt("import batch id", key.clone()))?;
-                        seen.push((*id, line));
-                    }
+                let by_key: HashMap<String, i64> =
+                    ids.into_iter().map(|(id, key)| (key, id)).collect();
+                for at in new {
+                    let row = &rows[at];
+                    let key = row.email.key();
+                    let id = by_key
+                        .get(&key)
+                        .ok_or_else(|| corrupt("import batch id", key.clone()))?;
+                    seen.push((*id, row.line));
                 }
             }
         }
+        Ok(any_known)
+    }
 
-        if !seen.is_empty() {
+    /// Notes which subscribers the batch met first, as runs of ids met on consecutive
+    /// lines: a batch of new rows is one run, or a few.
+    async fn record_seen(&mut self, mut seen: Vec<(i64, u64)>) -> Result<(), StoreError> {
+        seen.sort_unstable();
+        // (first id, its line, how many)
+        let mut runs: Vec<(i64, u64, i64)> = Vec::new();
+        for (id, line) in seen {
+            match runs.last_mut() {
+                Some((first, first_line, span))
+                    if *first + *span == id && *first_line + *span as u64 == line =>
+                {
+                    *span += 1;
+                }
+                _ => runs.push((id, line, 1)),
+            }
+        }
+        if !runs.is_empty() {
             sqlx::query(self.sql.seen)
-                .bind(json(&seen))
-                .execute(&mut **tx)
+                .bind(json(&runs))
+                .execute(&mut *self.tx)
                 .await?;
         }
-
-        Ok(rows
-            .iter()
-            .zip(actions)
-            .map(|(row, action)| (row.line, action))
-            .collect())
+        Ok(())
     }
 
     /// Makes the whole import visible at once.
@@ -702,9 +855,10 @@ impl ImportSession {
     }
 }
 
-/// The import's batch statements, which read JSON arrays each backend's own way. `$1` is
-/// the batch as JSON; `known` answers with one JSON text `[[position, id, name, status,
-/// line seen], …]`, positions counted from 0.
+/// The import's batch statements, which read JSON each backend's own way. `$1` is the
+/// batch as JSON; `known` answers with one JSON text `[[position, id, name, status,
+/// line seen], …]`, positions counted from 0, the line found in the runs of
+/// `import_seen`. SQLite's insert reads `{"email": name, …}` and gives ids from `$5`.
 struct ImportSql {
     known: &'static str,
     rename: &'static str,
@@ -717,25 +871,31 @@ impl ImportSql {
     fn of(dialect: Dialect) -> Self {
         match dialect {
             Dialect::Sqlite => Self {
-                known: "SELECT json_group_array(json_array(j.key, s.id, s.name, s.status, seen.line)) \
+                known: "SELECT json_group_array(json_array(j.key, s.id, s.name, s.status, \
+                        (SELECT CASE WHEN s.id < seen.id + seen.span \
+                                THEN seen.line + s.id - seen.id END \
+                         FROM import_seen seen WHERE seen.id <= s.id \
+                         ORDER BY seen.id DESC LIMIT 1))) \
                         FROM json_each($1) j \
-                        JOIN subscribers s ON lower(s.email) = j.value \
-                        LEFT JOIN import_seen seen ON seen.id = s.id",
+                        JOIN subscribers s ON lower(s.email) = j.value",
                 rename: "UPDATE subscribers SET name = j.value ->> 1, updated_at = $2 \
                          FROM json_each($1) j WHERE subscribers.id = j.value ->> 0",
-                insert: "INSERT INTO subscribers (email, name, status, consent_at, consent_source, \
-                         consent_ip, bounce_count, created_at, updated_at) \
-                         SELECT j.value ->> 0, j.value ->> 1, 'active', $2, $3, NULL, 0, $4, $4 \
-                         FROM json_each($1) j ORDER BY j.key",
-                seen: "INSERT INTO import_seen (id, line) \
-                       SELECT j.value ->> 0, j.value ->> 1 FROM json_each($1) j",
+                insert: "INSERT INTO subscribers (id, email, name, status, consent_at, \
+                         consent_source, consent_ip, bounce_count, created_at, updated_at) \
+                         SELECT $5 + j.rowid, j.key, j.value, 'active', $2, $3, \
+                         NULL, 0, $4, $4 FROM json_each($1) j ORDER BY j.rowid",
+                seen: "INSERT INTO import_seen (id, line, span) \
+                       SELECT j.value ->> 0, j.value ->> 1, j.value ->> 2 FROM json_each($1) j",
             },
             Dialect::Postgres => Self {
                 known: "SELECT COALESCE(json_agg(json_build_array(j.key - 1, s.id, s.name, \
-                        s.status, seen.line)), '[]')::text \
+                        s.status, \
+                        (SELECT CASE WHEN s.id < seen.id + seen.span \
+                                THEN seen.line + s.id - seen.id END \
+                         FROM import_seen seen WHERE seen.id <= s.id \
+                         ORDER BY seen.id DESC LIMIT 1))), '[]')::text \
                         FROM jsonb_array_elements_text($1::jsonb) WITH ORDINALITY AS j(value, key) \
-                        JOIN subscribers s ON lower(s.email) = j.value \
-                        LEFT JOIN import_seen seen ON seen.id = s.id",
+                        JOIN subscribers s ON lower(s.email) = j.value",
                 rename: "UPDATE subscribers SET name = j.value ->> 1, updated_at = $2 \
                          FROM jsonb_array_elements($1::jsonb) AS j(value) \
                          WHERE subscribers.id = (j.value ->> 0)::bigint",
@@ -744,11 +904,20 @@ impl ImportSql {
                          SELECT j.value ->> 0, j.value ->> 1, 'active', $2, $3, NULL, 0, $4, $4 \
                          FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS j(value, key) \
                          ORDER BY j.key RETURNING id, lower(email)",
-                seen: "INSERT INTO import_seen (id, line) \
-                       SELECT (j.value ->> 0)::bigint, (j.value ->> 1)::bigint \
-                       FROM jsonb_array_elements($1::jsonb) AS j(value)",
+                seen: "INSERT INTO import_seen (id, line, span) \
+                       SELECT (j.value ->> 0)::bigint, (j.value ->> 1)::bigint, \
+                       (j.value ->> 2)::bigint FROM jsonb_array_elements($1::jsonb) AS j(value)",
             },
         }
+    }
+}
+
+/// Pairs as one JSON object, in their order: `{"first": second, …}`.
+struct JsonObject<'a, K, V>(&'a [(K, V)]);
+
+impl<K: serde::Serialize, V: serde::Serialize> serde::Serialize for JsonObject<'_, K, V> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().map(|(k, v)| (k, v)))
     }
 }
 

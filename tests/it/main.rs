@@ -21,6 +21,7 @@ mod faults;
 mod fixtures;
 mod identity;
 mod import_batches;
+mod import_shortcuts;
 mod imports;
 mod inbox;
 mod inbox_claim;

@@ -40,6 +40,8 @@ mod fixtures;
 mod identity;
 #[path = "../it/import_batches.rs"]
 mod import_batches;
+#[path = "../it/import_shortcuts.rs"]
+mod import_shortcuts;
 #[path = "../it/imports.rs"]
 mod imports;
 #[path = "../it/inbox.rs"]
