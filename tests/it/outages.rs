@@ -317,7 +317,8 @@ async fn a_worker_that_lost_its_claim_cannot_write_over_the_new_holder() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_relay_that_comes_back_is_used_at_full_speed_within_one_back_off() {
     let port = free_port();
-    let (s, ctx) = sending("relay-back", port, 200, &[]).await;
+    const READERS: usize = 600;
+    let (s, ctx) = sending("relay-back", port, READERS, &[]).await;
     let mut w = worker(&ctx, &s.store);
     let initial = ctx.settings.delivery.relay_retry_initial;
 
@@ -365,9 +366,12 @@ async fn a_relay_that_comes_back_is_used_at_full_speed_within_one_back_off() {
             other => panic!("{other:?}"),
         }
     }
-    assert_eq!(count(&ledger(&s.store).await, DeliveryStatus::Sent), 200);
+    assert_eq!(
+        count(&ledger(&s.store).await, DeliveryStatus::Sent),
+        READERS
+    );
     assert!(s.store.relay_status().await.unwrap().unwrap().up);
-    sink.wait_for_received(200, Duration::from_secs(30));
+    sink.wait_for_received(READERS, Duration::from_secs(30));
     assert!(sink.recipient_counts().values().all(|n| *n == 1));
 }
 
