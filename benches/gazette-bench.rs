@@ -356,17 +356,18 @@ fn dkim_cost(key: &dkim_judge::Key, messages: &[Vec<u8>]) -> DkimCost {
         }
     }
     let body_hash = started.elapsed();
-    let started = Instant::now();
-    for m in messages {
-        total += signer.sign(m, 0).len();
-    }
-    let sign = started.elapsed();
+    // The two signatures are timed message by message in turn, so a change in the
+    // machine's load weighs on both alike.
     let shared = gazette::domain::SharedBody::of(&messages[0], &messages[1]);
-    let started = Instant::now();
+    let (mut sign, mut shared_sign) = (Duration::ZERO, Duration::ZERO);
     for m in messages {
+        let started = Instant::now();
+        total += signer.sign(m, 0).len();
+        sign += started.elapsed();
+        let started = Instant::now();
         total += signer.sign_shared(m, 0, shared.as_ref()).len();
+        shared_sign += started.elapsed();
     }
-    let shared_sign = started.elapsed();
     std::hint::black_box(total);
     let body_bytes = messages
         .iter()
@@ -1131,7 +1132,7 @@ impl Report {
                 );
                 let _ = writeln!(
                     w,
-                    "| in-process, one core: the signature as sent, the body start every message shares ({} of {} body bytes) hashed once per issue | {:.0} µs ({:.0} µs less) | |",
+                    "| in-process, one core: the signature as sent, the body start every message shares ({} of {} body bytes) hashed once per issue | {:.0} µs ({:.0} µs less than the whole) | |",
                     cost.shared_bytes,
                     cost.body_bytes,
                     cost.shared_sign_micros,
