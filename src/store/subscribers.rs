@@ -608,7 +608,15 @@ impl ImportBatch {
 /// `{"email": name, …}` for SQLite's insert: json_each hands each pair over as two
 /// columns, where an array per row would need a function call per field to take apart.
 fn sqlite_insert_json(rows: &[ImportRow], unique: &[usize]) -> String {
-    let pairs: Vec<(&str, Option<&str>)> = unique
+    json(&JsonObject(&email_name_pairs(rows, unique)))
+}
+
+/// (address, name) of the rows at `positions`.
+fn email_name_pairs<'a>(
+    rows: &'a [ImportRow],
+    positions: &[usize],
+) -> Vec<(&'a str, Option<&'a str>)> {
+    positions
         .iter()
         .map(|at| {
             let row = &rows[*at];
@@ -617,8 +625,7 @@ fn sqlite_insert_json(rows: &[ImportRow], unique: &[usize]) -> String {
                 row.name.as_ref().map(HeaderText::as_str),
             )
         })
-        .collect();
-    json(&JsonObject(&pairs))
+        .collect()
 }
 
 impl ImportSession {
@@ -780,18 +787,8 @@ impl ImportSession {
             Dialect::Postgres => {
                 // An identity column promises unique ids, not consecutive ones: the
                 // insert says which id each mailbox got.
-                let pairs: Vec<(&str, Option<&str>)> = new
-                    .iter()
-                    .map(|at| {
-                        let row = &rows[*at];
-                        (
-                            row.email.as_str(),
-                            row.name.as_ref().map(HeaderText::as_str),
-                        )
-                    })
-                    .collect();
                 let ids: Vec<(i64, String)> = sqlx::query_as(self.sql.insert)
-                    .bind(json(&pairs))
+                    .bind(json(&email_name_pairs(rows, &new)))
                     .bind(self.consent_at)
                     .bind(self.consent_source.as_deref())
                     .bind(self.now)

@@ -12,14 +12,19 @@ fn email(raw: &str) -> SubscriberEmail {
     SubscriberEmail::parse(raw).unwrap()
 }
 
-#[tokio::test]
-async fn duplicates_across_batches_name_the_first_line_and_ids_follow_the_file() {
-    let dir = TempDir::new("import-batches");
+/// A store in `dir` holding `active` (address, name) and `left` (address, name), who
+/// unsubscribed: the two kinds of subscriber an import meets again. Returns the store
+/// and the id of the one who left (the highest id before the import).
+pub(crate) async fn store_with_active_and_left(
+    dir: &TempDir,
+    active: (&str, &str),
+    left: (&str, &str),
+) -> (Store, i64) {
     let store = Store::open(&crate::support::store_url(dir.path()))
         .await
         .unwrap();
     let now = Utc::now();
-    for (raw, name) in [("Known@Example.org", "Old"), ("gone@example.org", "Gone")] {
+    for (raw, name) in [active, left] {
         store
             .add_subscriber(
                 &NewSubscriber {
@@ -34,7 +39,7 @@ async fn duplicates_across_batches_name_the_first_line_and_ids_follow_the_file()
             .unwrap();
     }
     let gone = store
-        .subscriber_by_email(&email("gone@example.org"))
+        .subscriber_by_email(&email(left.0))
         .await
         .unwrap()
         .unwrap();
@@ -48,6 +53,19 @@ async fn duplicates_across_batches_name_the_first_line_and_ids_follow_the_file()
         )
         .await
         .unwrap();
+    (store, gone.id)
+}
+
+#[tokio::test]
+async fn duplicates_across_batches_name_the_first_line_and_ids_follow_the_file() {
+    let dir = TempDir::new("import-batches");
+    let (store, gone_id) = store_with_active_and_left(
+        &dir,
+        ("Known@Example.org", "Old"),
+        ("gone@example.org", "Gone"),
+    )
+    .await;
+    let now = Utc::now();
 
     // Line n (from 2) is user n-1, except for these; 25 000 rows make three batches.
     let rows = 25_000;
@@ -126,7 +144,7 @@ async fn duplicates_across_batches_name_the_first_line_and_ids_follow_the_file()
         .unwrap()
         .unwrap();
     assert_eq!(known.name.as_ref().map(HeaderText::as_str), Some("New"));
-    let gone = store.subscriber(gone.id).await.unwrap().unwrap();
+    let gone = store.subscriber(gone_id).await.unwrap().unwrap();
     assert_eq!(gone.status, SubscriberStatus::Unsubscribed);
     assert_eq!(gone.name.as_ref().map(HeaderText::as_str), Some("Gone"));
     let user8 = store
@@ -149,7 +167,7 @@ async fn duplicates_across_batches_name_the_first_line_and_ids_follow_the_file()
         .await
         .unwrap()
         .into_iter()
-        .filter(|s| s.id > gone.id)
+        .filter(|s| s.id > gone_id)
         .map(|s| s.email)
         .collect();
     assert_eq!(stored.len(), added.len());

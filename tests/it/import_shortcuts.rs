@@ -9,7 +9,7 @@ use crate::support::TempDir;
 use chrono::Utc;
 use gazette::app::import::{LineOutcome, LineReport, import_file};
 use gazette::domain::{HeaderText, SubscriberEmail};
-use gazette::store::{Consent, NewSubscriber, Store, SubscriberStatus, Withdrawal};
+use gazette::store::{Store, SubscriberStatus};
 use std::path::Path;
 
 fn email(raw: &str) -> SubscriberEmail {
@@ -47,39 +47,12 @@ fn file_lines(rows: usize, special: &[(usize, &str)]) -> Vec<String> {
 #[tokio::test]
 async fn shortcuts_report_what_a_lookup_of_every_row_would() {
     let dir = TempDir::new("import-shortcuts");
-    let store = Store::open(&crate::support::store_url(dir.path()))
-        .await
-        .unwrap();
-    let now = Utc::now();
-    for (raw, name) in [("Early@Example.org", "Early"), ("left@example.org", "Left")] {
-        store
-            .add_subscriber(
-                &NewSubscriber {
-                    email: email(raw),
-                    name: Some(HeaderText::parse(name).unwrap()),
-                    status: SubscriberStatus::Active,
-                    consent: Consent::default(),
-                },
-                now,
-            )
-            .await
-            .unwrap();
-    }
-    let left = store
-        .subscriber_by_email(&email("left@example.org"))
-        .await
-        .unwrap()
-        .unwrap();
-    store
-        .unsubscribe(
-            left.id,
-            &Withdrawal::CommandLine {
-                by: "test".to_owned(),
-            },
-            now,
-        )
-        .await
-        .unwrap();
+    let (store, left_id) = crate::import_batches::store_with_active_and_left(
+        &dir,
+        ("Early@Example.org", "Early"),
+        ("left@example.org", "Left"),
+    )
+    .await;
 
     // 35 000 rows: four batches. The first is all new; line 4 000 breaks its run of lines
     // (invalid) and line 4 001 is blank, so rows after them are on other lines than
@@ -143,7 +116,7 @@ async fn shortcuts_report_what_a_lookup_of_every_row_would() {
         .await
         .unwrap()
         .into_iter()
-        .filter(|s| s.id > left.id)
+        .filter(|s| s.id > left_id)
         .collect();
     assert_eq!(stored.len(), added.len());
     assert!(
