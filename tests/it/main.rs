@@ -37,6 +37,7 @@ mod readers;
 mod relay_pool;
 mod scale_out;
 mod send_now;
+mod signed_stop;
 mod slots;
 mod store_copy;
 mod subscribers;

@@ -68,6 +68,8 @@ mod readers;
 mod relay_pool;
 #[path = "../it/send_now.rs"]
 mod send_now;
+#[path = "../it/signed_stop.rs"]
+mod signed_stop;
 #[path = "../it/slots.rs"]
 mod slots;
 #[path = "../it/subscribers.rs"]
