@@ -103,8 +103,6 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("the lease '{name}' is held by {holder} now, so these results are not recorded")]
-    LeaseLost { name: String, holder: String },
     #[error("the store was made by an older gazette and needs updating")]
     Outdated,
 }
