@@ -4,12 +4,80 @@
 
 use crate::support::TempDir;
 use chrono::Utc;
-use gazette::app::import::{LineOutcome, LineReport, import_file};
+use gazette::app::import::{ImportReport, LineOutcome, LineReport, import_file};
 use gazette::domain::{HeaderText, SubscriberEmail};
-use gazette::store::{Consent, NewSubscriber, Store, SubscriberStatus, Withdrawal};
+use gazette::store::{Consent, NewSubscriber, Store, Subscriber, SubscriberStatus, Withdrawal};
+use std::path::{Path, PathBuf};
 
-fn email(raw: &str) -> SubscriberEmail {
+pub(crate) fn email(raw: &str) -> SubscriberEmail {
     SubscriberEmail::parse(raw).unwrap()
+}
+
+/// `lines` written to `name` in `dir`, one per line.
+pub(crate) fn write(dir: &TempDir, name: &str, lines: &[String]) -> PathBuf {
+    let file = dir.path().join(name);
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    file
+}
+
+/// Imports `file` into `store`; every line of it is reported once, in order, and
+/// counted once.
+pub(crate) async fn import(store: &Store, file: &Path) -> (ImportReport, Vec<LineReport>) {
+    let mut got: Vec<LineReport> = Vec::new();
+    let report = import_file(store, file, Utc::now(), |l| got.push(l.clone()))
+        .await
+        .unwrap();
+    assert_eq!(report.totals.sum(), report.lines);
+    let numbers: Vec<u64> = got.iter().map(|l| l.line).collect();
+    assert_eq!(numbers, (1..=report.lines).collect::<Vec<_>>());
+    (report, got)
+}
+
+/// Each (line, address as written, first line) is reported as a duplicate of that
+/// first line.
+pub(crate) fn assert_duplicates(got: &[LineReport], duplicates: &[(u64, &str, u64)]) {
+    for &(line, raw, first_line) in duplicates {
+        assert_eq!(
+            got[(line - 1) as usize].outcome,
+            LineOutcome::Duplicate {
+                email: email(raw),
+                first_line
+            },
+            "line {line}"
+        );
+    }
+}
+
+/// The addresses the import reported added, in file order, and the subscribers with ids
+/// above `before` (the highest id before the import): the same addresses in the same
+/// order, so new subscribers are numbered in file order.
+pub(crate) async fn added_in_file_order(
+    store: &Store,
+    got: &[LineReport],
+    before: i64,
+) -> (Vec<SubscriberEmail>, Vec<Subscriber>) {
+    let added: Vec<SubscriberEmail> = got
+        .iter()
+        .filter_map(|l| match &l.outcome {
+            LineOutcome::Added(e) => Some(e.clone()),
+            _ => None,
+        })
+        .collect();
+    let stored: Vec<Subscriber> = store
+        .subscribers(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|s| s.id > before)
+        .collect();
+    assert_eq!(stored.len(), added.len());
+    assert!(
+        stored
+            .iter()
+            .zip(&added)
+            .all(|(s, a)| s.email.as_str() == a.as_str())
+    );
+    (added, stored)
 }
 
 /// A store in `dir` holding `active` (address, name) and `left` (address, name), who
@@ -65,7 +133,6 @@ async fn duplicates_across_batches_name_the_first_line_and_ids_follow_the_file()
         ("gone@example.org", "Gone"),
     )
     .await;
-    let now = Utc::now();
 
     // Line n (from 2) is user n-1, except for these; 25 000 rows make three batches.
     let rows = 25_000;
@@ -84,17 +151,10 @@ async fn duplicates_across_batches_name_the_first_line_and_ids_follow_the_file()
     for (line, text) in special {
         lines[line - 1] = text.to_owned();
     }
-    let file = dir.path().join("long.csv");
-    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let file = write(&dir, "long.csv", &lines);
 
-    let mut got: Vec<LineReport> = Vec::new();
-    let report = import_file(&store, &file, now, |l| got.push(l.clone()))
-        .await
-        .unwrap();
+    let (report, got) = import(&store, &file).await;
     assert_eq!(report.lines, rows as u64 + 1);
-    assert_eq!(report.totals.sum(), report.lines);
-    let numbers: Vec<u64> = got.iter().map(|l| l.line).collect();
-    assert_eq!(numbers, (1..=report.lines).collect::<Vec<_>>());
     let outcome = |line: u64| &got[(line - 1) as usize].outcome;
     assert_eq!(
         outcome(3),
@@ -108,21 +168,15 @@ async fn duplicates_across_batches_name_the_first_line_and_ids_follow_the_file()
         outcome(5),
         &LineOutcome::Suppressed(email("gone@example.org"), SubscriberStatus::Unsubscribed)
     );
-    for (line, raw, first_line) in [
-        (15_000, "KNOWN@example.org", 3),
-        (15_001, "User8@EXAMPLE.org", 9),
-        (22_000, "GONE@example.org", 5),
-        (22_002, "USER30000@example.org", 22_001),
-    ] {
-        assert_eq!(
-            outcome(line),
-            &LineOutcome::Duplicate {
-                email: email(raw),
-                first_line
-            },
-            "line {line}"
-        );
-    }
+    assert_duplicates(
+        &got,
+        &[
+            (15_000, "KNOWN@example.org", 3),
+            (15_001, "User8@EXAMPLE.org", 9),
+            (22_000, "GONE@example.org", 5),
+            (22_002, "USER30000@example.org", 22_001),
+        ],
+    );
     let t = &report.totals;
     assert_eq!(
         (
@@ -155,26 +209,5 @@ async fn duplicates_across_batches_name_the_first_line_and_ids_follow_the_file()
     assert_eq!(user8.name.as_ref().map(HeaderText::as_str), Some("User 8"));
 
     // New subscribers, by id, are the added lines in file order.
-    let added: Vec<SubscriberEmail> = got
-        .iter()
-        .filter_map(|l| match &l.outcome {
-            LineOutcome::Added(e) => Some(e.clone()),
-            _ => None,
-        })
-        .collect();
-    let stored: Vec<SubscriberEmail> = store
-        .subscribers(None)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|s| s.id > gone_id)
-        .map(|s| s.email)
-        .collect();
-    assert_eq!(stored.len(), added.len());
-    assert!(
-        stored
-            .iter()
-            .zip(&added)
-            .all(|(s, a)| s.as_str() == a.as_str())
-    );
+    added_in_file_order(&store, &got, gone_id).await;
 }

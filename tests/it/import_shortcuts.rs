@@ -5,33 +5,13 @@
 //! names its exact first line; a known subscriber met between new ones, and a second
 //! import into a store that is no longer empty, are told apart from new rows.
 
+use crate::import_batches::{
+    added_in_file_order, assert_duplicates, email, import, store_with_active_and_left, write,
+};
 use crate::support::TempDir;
-use chrono::Utc;
-use gazette::app::import::{LineOutcome, LineReport, import_file};
-use gazette::domain::{HeaderText, SubscriberEmail};
-use gazette::store::{Store, SubscriberStatus};
-use std::path::Path;
-
-fn email(raw: &str) -> SubscriberEmail {
-    SubscriberEmail::parse(raw).unwrap()
-}
-
-async fn import(store: &Store, file: &Path) -> Vec<LineReport> {
-    let mut got: Vec<LineReport> = Vec::new();
-    let report = import_file(store, file, Utc::now(), |l| got.push(l.clone()))
-        .await
-        .unwrap();
-    assert_eq!(report.totals.sum(), report.lines);
-    let numbers: Vec<u64> = got.iter().map(|l| l.line).collect();
-    assert_eq!(numbers, (1..=report.lines).collect::<Vec<_>>());
-    got
-}
-
-fn write(dir: &TempDir, name: &str, lines: &[String]) -> std::path::PathBuf {
-    let file = dir.path().join(name);
-    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
-    file
-}
+use gazette::app::import::LineOutcome;
+use gazette::domain::HeaderText;
+use gazette::store::SubscriberStatus;
 
 /// Line n (from 2) is `user{n}@example.org` unless `special` says otherwise.
 fn file_lines(rows: usize, special: &[(usize, &str)]) -> Vec<String> {
@@ -47,7 +27,7 @@ fn file_lines(rows: usize, special: &[(usize, &str)]) -> Vec<String> {
 #[tokio::test]
 async fn shortcuts_report_what_a_lookup_of_every_row_would() {
     let dir = TempDir::new("import-shortcuts");
-    let (store, left_id) = crate::import_batches::store_with_active_and_left(
+    let (store, left_id) = store_with_active_and_left(
         &dir,
         ("Early@Example.org", "Early"),
         ("left@example.org", "Left"),
@@ -74,7 +54,7 @@ async fn shortcuts_report_what_a_lookup_of_every_row_would() {
     ];
     let rows = 35_000;
     let file = write(&dir, "first.csv", &file_lines(rows, &special));
-    let got = import(&store, &file).await;
+    let (_, got) = import(&store, &file).await;
     let outcome = |line: u64| got[(line - 1) as usize].outcome.clone();
     assert!(matches!(outcome(4_000), LineOutcome::Invalid(_)));
     assert_eq!(outcome(4_001), LineOutcome::Blank);
@@ -86,45 +66,19 @@ async fn shortcuts_report_what_a_lookup_of_every_row_would() {
         outcome(32_000),
         LineOutcome::Suppressed(email("left@example.org"), SubscriberStatus::Unsubscribed)
     );
-    for (line, raw, first_line) in [
-        (15_001, "USER3999@Example.org", 3_999),
-        (15_002, "User4002@example.ORG", 4_002),
-        (15_003, "user9000@EXAMPLE.org", 9_000),
-        (32_001, "user15004@example.org", 15_004),
-        (34_000, "early@EXAMPLE.org", 15_000),
-    ] {
-        assert_eq!(
-            outcome(line),
-            LineOutcome::Duplicate {
-                email: email(raw),
-                first_line
-            },
-            "line {line}"
-        );
-    }
-    let added: Vec<SubscriberEmail> = got
-        .iter()
-        .filter_map(|l| match &l.outcome {
-            LineOutcome::Added(e) => Some(e.clone()),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(added.len(), rows - 2 - 7);
-    // New subscribers follow the ones there before, in file order, and keep their names.
-    let stored: Vec<_> = store
-        .subscribers(None)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|s| s.id > left_id)
-        .collect();
-    assert_eq!(stored.len(), added.len());
-    assert!(
-        stored
-            .iter()
-            .zip(&added)
-            .all(|(s, a)| s.email.as_str() == a.as_str())
+    assert_duplicates(
+        &got,
+        &[
+            (15_001, "USER3999@Example.org", 3_999),
+            (15_002, "User4002@example.ORG", 4_002),
+            (15_003, "user9000@EXAMPLE.org", 9_000),
+            (32_001, "user15004@example.org", 15_004),
+            (34_000, "early@EXAMPLE.org", 15_000),
+        ],
     );
+    // New subscribers follow the ones there before, in file order, and keep their names.
+    let (added, stored) = added_in_file_order(&store, &got, left_id).await;
+    assert_eq!(added.len(), rows - 2 - 7);
     let user3999 = store
         .subscriber_by_email(&email("user3999@example.org"))
         .await
@@ -151,7 +105,7 @@ async fn shortcuts_report_what_a_lookup_of_every_row_would() {
     }
     lines.push("FRESH12000@EXAMPLE.ORG,Again".to_owned());
     let file = write(&dir, "second.csv", &lines);
-    let got = import(&store, &file).await;
+    let (_, got) = import(&store, &file).await;
     let outcome = |line: u64| got[(line - 1) as usize].outcome.clone();
     assert_eq!(
         outcome(2),
