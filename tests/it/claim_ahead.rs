@@ -2,15 +2,13 @@
 //! wait for a write to the store between batches; rows claimed ahead and not sent are
 //! given back when the worker stops.
 
-use crate::delivery_support::{context, freeze, issue_id, smtp_config, worker};
+use crate::delivery_support::{context, freeze, issue_id, smtp_config, spawn_delivery};
 use crate::support::TempDir;
 use crate::support::import_readers;
 use crate::support::mailstack::SmtpSink;
-use gazette::domain::SystemClock;
 use gazette::send::RunEnd;
 use gazette::store::Store;
 use std::time::{Duration, Instant};
-use tokio_util::sync::CancellationToken;
 
 /// The rows held by live claims now.
 async fn claimed_rows(store: &Store) -> u64 {
@@ -57,12 +55,7 @@ async fn the_next_batch_is_claimed_while_a_batch_is_sent_and_everyone_gets_one_c
     let store = Store::open(&ctx.settings.store.url).await.unwrap();
     freeze(&ctx, &store, chrono::Utc::now()).await;
 
-    let mut w = worker(&ctx, &store).with_batch_size(BATCH as u32);
-    let stop = CancellationToken::new();
-    let run = tokio::spawn(async move {
-        let result = w.deliver_due_until(&SystemClock, &stop, |_| {}).await;
-        result.map(|(report, end)| (report.sent, end))
-    });
+    let (run, _stop) = spawn_delivery(&ctx, &store, BATCH as u32);
     // While the first batch waits for its answers, the second is claimed already.
     assert_eq!(
         held_before_any_answer(&store, &sink, 2 * BATCH).await,
@@ -70,7 +63,8 @@ async fn the_next_batch_is_claimed_while_a_batch_is_sent_and_everyone_gets_one_c
         "rows held while the first batch is sent"
     );
 
-    let (sent, end) = run.await.unwrap().unwrap();
+    let (report, end) = run.await.unwrap().unwrap();
+    let sent = report.sent;
     assert_eq!((sent, end), (READERS as u64, RunEnd::Done));
     let counts = sink.recipient_counts();
     for email in &emails {
@@ -93,19 +87,14 @@ async fn rows_claimed_ahead_are_given_back_when_the_worker_stops() {
     let store = Store::open(&ctx.settings.store.url).await.unwrap();
     freeze(&ctx, &store, chrono::Utc::now()).await;
 
-    let mut w = worker(&ctx, &store).with_batch_size(BATCH as u32);
-    let stop = CancellationToken::new();
-    let stopper = stop.clone();
-    let run = tokio::spawn(async move {
-        let result = w.deliver_due_until(&SystemClock, &stop, |_| {}).await;
-        result.map(|(report, end)| (report.sent, end))
-    });
+    let (run, stop) = spawn_delivery(&ctx, &store, BATCH as u32);
     assert_eq!(
         held_before_any_answer(&store, &sink, 2 * BATCH).await,
         2 * BATCH
     );
-    stopper.cancel();
-    let (sent, end) = run.await.unwrap().unwrap();
+    stop.cancel();
+    let (report, end) = run.await.unwrap().unwrap();
+    let sent = report.sent;
     assert_eq!(end, RunEnd::Stopped);
     // The batch in flight finished within the stop grace; nothing else is held, and
     // the rest are due for whoever sends next.

@@ -8,9 +8,10 @@ use clap::Parser;
 use gazette::app::{Cli, Context, delivery};
 use gazette::compose;
 use gazette::domain::{HeaderText, IssueId, SubscriberEmail};
-use gazette::send::{ConfiguredTransport, DeliveryWorker};
+use gazette::send::{BatchReport, ConfiguredTransport, DeliveryWorker, RunEnd, WorkerError};
 use gazette::store::{Consent, FrozenIssue, NewSubscriber, Store, SubscriberStatus};
 use std::path::{Path, PathBuf};
+use tokio_util::sync::CancellationToken;
 
 /// The issue date the fixtures are composed for.
 pub const ISSUE: &str = "2021-09-01";
@@ -166,4 +167,24 @@ pub async fn sending(
 /// The delivery worker the binary would build from `ctx`, over `store`.
 pub fn worker(ctx: &Context, store: &Store) -> DeliveryWorker<ConfiguredTransport> {
     delivery::delivery_worker(ctx, store.clone()).unwrap()
+}
+
+/// A delivery run in its own task: its totals and how it ended.
+pub type DeliveryRun = tokio::task::JoinHandle<Result<(BatchReport, RunEnd), WorkerError>>;
+
+/// A worker taking `batch` rows at a time, sending what is due on `store` in a task until
+/// nothing is due or the returned token is cancelled.
+pub fn spawn_delivery(
+    ctx: &Context,
+    store: &Store,
+    batch: u32,
+) -> (DeliveryRun, CancellationToken) {
+    let mut w = worker(ctx, store).with_batch_size(batch);
+    let stop = CancellationToken::new();
+    let until = stop.clone();
+    let run = tokio::spawn(async move {
+        w.deliver_due_until(&gazette::domain::SystemClock, &until, |_| {})
+            .await
+    });
+    (run, stop)
 }

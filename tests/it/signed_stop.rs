@@ -2,7 +2,7 @@
 //! connections end with the batch, nothing hangs, and every reader gets the issue once
 //! across the stop and the run after it.
 
-use crate::delivery_support::{context, freeze, issue_id, smtp_config, worker};
+use crate::delivery_support::{context, freeze, issue_id, smtp_config, spawn_delivery, worker};
 use crate::support::TempDir;
 use crate::support::dkim::rsa_key;
 use crate::support::import_readers;
@@ -36,24 +36,19 @@ async fn a_stop_during_a_signed_batch_ends_it_and_the_rest_go_out_once_on_the_ne
     let store = Store::open(&ctx.settings.store.url).await.unwrap();
     freeze(&ctx, &store, chrono::Utc::now()).await;
 
-    let mut w = worker(&ctx, &store).with_batch_size(READERS as u32);
-    let stop = CancellationToken::new();
-    let stopper = stop.clone();
-    let run = tokio::spawn(async move {
-        let result = w.deliver_due_until(&SystemClock, &stop, |_| {}).await;
-        result.map(|(report, end)| (report.sent, report.unknown, end))
-    });
+    let (run, stop) = spawn_delivery(&ctx, &store, READERS as u32);
     let deadline = Instant::now() + Duration::from_secs(30);
     while sink.received_count() == 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(sink.received_count() > 0, "the first messages went out");
-    stopper.cancel();
-    let (sent, unknown, end) = tokio::time::timeout(Duration::from_secs(60), run)
+    stop.cancel();
+    let (report, end) = tokio::time::timeout(Duration::from_secs(60), run)
         .await
         .expect("the stopped batch ends")
         .unwrap()
         .unwrap();
+    let (sent, unknown) = (report.sent, report.unknown);
     assert_eq!(end, RunEnd::Stopped);
     assert!(
         sent < READERS as u64,
