@@ -303,10 +303,8 @@ impl SharedBody {
             end = crlf;
         }
         let raw = a[..end].to_vec();
-        let mut canonical = Vec::with_capacity(raw.len());
-        relaxed_body_into(&raw, &mut canonical);
         let mut state = digest::Context::new(&digest::SHA256);
-        state.update(&canonical);
+        hash_canonical(&raw, &mut state);
         Some(Self { raw, state })
     }
 
