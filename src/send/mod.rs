@@ -33,4 +33,4 @@ pub use relay_size::announced_size;
 pub use smtp::{RelayProbe, SmtpTransport, StartTlsProbe};
 pub use stub::StubTransport;
 pub use transport::{OutgoingMessage, SendError, Transport};
-pub use worker::{BatchReport, DeliveryWorker, Outcome, RunEnd, WorkerError};
+pub use worker::{BatchReport, DeliveryWorker, Outcome, ROWS_PER_CONNECTION, RunEnd, WorkerError};

@@ -142,7 +142,7 @@ impl BatchReport {
 /// one commit of its results, so a batch of 16 per connection cost about a seventh of
 /// the send rate against 64; a crash sends at most two batches again, which at 64 per
 /// connection is still well under a second of sending.
-const ROWS_PER_CONNECTION: usize = 64;
+pub const ROWS_PER_CONNECTION: usize = 64;
 
 /// The send rate: `[smtp] rate_per_second` at most, halved when the server throttles,
 /// and doubled back after each batch without trouble.

@@ -151,7 +151,7 @@ fn a_daemon_killed_mid_send_loses_nobody_and_its_duplicates_are_bounded() {
     // What the killed process had handed to the relay without recording it: at most the
     // batch it was sending and the one whose results it was writing.
     let twice: usize = counts.values().map(|n| n - 1).sum();
-    let batch = POOL * 16;
+    let batch = POOL * gazette::send::ROWS_PER_CONNECTION;
     assert!(
         twice <= 2 * batch,
         "{twice} sent twice, more than two batches of {batch}"
