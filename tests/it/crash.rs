@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 
 const SUBSCRIBERS: usize = 3000;
 const POOL: usize = 4;
-/// Rows per batch: the worker takes `pool_size × 16` rows and records their results
-/// together while it sends the next batch, so at most two batches are sent but
-/// unrecorded when the process dies.
-const IN_FLIGHT: usize = 2 * POOL * 16;
+/// Two batches: the worker takes `pool_size × ROWS_PER_CONNECTION` rows and records
+/// their results together while it sends the next batch, so at most two batches are
+/// sent but unrecorded when the process dies.
+const IN_FLIGHT: usize = 2 * POOL * gazette::send::ROWS_PER_CONNECTION;
 
 #[test]
 fn a_killed_send_resumes_and_duplicates_stay_within_what_was_in_flight() {
