@@ -14,7 +14,8 @@
 //! 4. `gazette send-now` as a child process (the real binary, SMTP transport with
 //!    `pool_size = C`, the ledger as durable as in production) sending the issue to the N
 //!    subscribers through a fresh sink: time to the first and last message, messages per
-//!    second, and the child's own peak RSS and CPU time from `wait4`;
+//!    second, and the child's CPU time from `wait4` and its own peak RSS from GNU time
+//!    (`ru_maxrss` would be at least this process's peak: see tests/it/support/peak.rs);
 //! 5. the same send with DKIM on (a fresh RSA-2048 key from openssl), same N, same kind
 //!    of sink, with `openssl speed rsa2048`'s signing time measured in the same run as the
 //!    hardware's price of one signature; a sample of signed messages is then judged by
@@ -35,6 +36,8 @@
 mod dkim_judge;
 #[path = "../tests/it/support/mailstack.rs"]
 mod mailstack;
+#[path = "../tests/it/support/peak.rs"]
+mod peak;
 #[path = "../tests/it/support/postgres.rs"]
 mod postgres;
 
@@ -89,7 +92,7 @@ struct Args {
     bench: bool,
 }
 
-/// What a child process cost, from `wait4`.
+/// What a child process cost: CPU time from `wait4`, peak RSS from GNU time.
 #[derive(Debug, Clone, Copy)]
 struct ChildCost {
     wall: Duration,
@@ -450,13 +453,11 @@ impl SinkWatch {
 
 /// Runs `gazette send-now` and watches the sink's count while it works.
 fn send_now(config: &Path, sink: &SmtpSink, n: usize, log: &Path) -> SendRun {
-    let child = gazette_command(config, &["send-now", "--date", ISSUE], log)
-        .spawn()
-        .expect("start gazette send-now");
+    let child = spawn_measured(config, &["send-now", "--date", ISSUE], log);
     let started = Instant::now();
     let mut watch = SinkWatch::new(started);
     let mut poll = || watch.poll(sink, n);
-    let cost = wait_measured(child, started, Duration::from_millis(1), || {
+    let cost = wait_measured(&child, started, Duration::from_millis(1), || {
         poll();
     });
     // The sink may count the last messages a moment after the client had its replies.
@@ -502,10 +503,6 @@ impl SharedSend {
 
 /// Runs `daemons` `gazette send-now` processes at once on the store of `config`, as
 /// several daemons share an issue, and watches the sink's count while they work.
-#[expect(
-    clippy::zombie_processes,
-    reason = "each child is reaped with wait4 (try_reap), which also reads its cost"
-)]
 fn send_shared(
     config: &Path,
     sink: &SmtpSink,
@@ -515,13 +512,10 @@ fn send_shared(
     label: &str,
 ) -> SharedSend {
     let started = Instant::now();
-    let pids: Vec<libc::pid_t> = (0..daemons)
+    let children: Vec<Measured> = (0..daemons)
         .map(|i| {
             let log = dir.join(format!("{label}-{i}.log"));
-            let child = gazette_command(config, &["send-now", "--date", ISSUE], &log)
-                .spawn()
-                .expect("start gazette send-now");
-            child.id() as libc::pid_t
+            spawn_measured(config, &["send-now", "--date", ISSUE], &log)
         })
         .collect();
     let mut costs: Vec<Option<ChildCost>> = vec![None; daemons];
@@ -529,9 +523,9 @@ fn send_shared(
     let mut poll = || watch.poll(sink, n);
     while costs.iter().any(Option::is_none) {
         poll();
-        for (pid, cost) in pids.iter().zip(costs.iter_mut()) {
+        for (child, cost) in children.iter().zip(costs.iter_mut()) {
             if cost.is_none() {
-                *cost = try_reap(*pid, started);
+                *cost = try_reap(child, started);
             }
         }
         std::thread::sleep(Duration::from_millis(1));
@@ -738,10 +732,8 @@ fn inbox_poll(config: &Path, dir: &Path, messages: usize) -> Option<(usize, Chil
         let file = maildir.join("new").join(format!("{i}.bench:2,"));
         std::fs::write(file, message).expect("write a reply");
     }
-    let child = gazette_command(config, &["inbox", "--once"], &dir.join("inbox.log"))
-        .spawn()
-        .expect("start gazette inbox");
-    let cost = wait_measured(child, Instant::now(), Duration::from_millis(1), || {});
+    let child = spawn_measured(config, &["inbox", "--once"], &dir.join("inbox.log"));
+    let cost = wait_measured(&child, Instant::now(), Duration::from_millis(1), || {});
     Some((messages, cost))
 }
 
@@ -750,8 +742,17 @@ fn inbox_poll(config: &Path, dir: &Path, messages: usize) -> Option<(usize, Chil
 // ---------------------------------------------------------------------------------------
 
 fn gazette_command(config: &Path, args: &[&str], log: &Path) -> Command {
+    with_gazette_args(
+        Command::new(env!("CARGO_BIN_EXE_gazette")),
+        config,
+        args,
+        log,
+    )
+}
+
+/// `command` (gazette, or a program that runs it) given gazette's `args` and `log`.
+fn with_gazette_args(mut command: Command, config: &Path, args: &[&str], log: &Path) -> Command {
     let log = std::fs::File::create(log).expect("create a log file");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_gazette"));
     command
         .arg("--config")
         .arg(config)
@@ -765,34 +766,58 @@ fn gazette_command(config: &Path, args: &[&str], log: &Path) -> Command {
 
 /// Runs gazette to the end and returns what it cost; panics with its output if it failed.
 fn run_gazette(config: &Path, args: &[&str], log: &Path) -> ChildCost {
-    let child = gazette_command(config, args, log)
+    let child = spawn_measured(config, args, log);
+    wait_measured(&child, Instant::now(), Duration::from_millis(5), || {})
+}
+
+/// A gazette process whose cost is measured: it runs under GNU time (see
+/// `tests/it/support/peak.rs`), which writes its own peak RSS to `report`.
+struct Measured {
+    /// GNU time's pid; its CPU time from wait4 includes gazette's, which it reaped.
+    pid: libc::pid_t,
+    report: PathBuf,
+}
+
+/// Starts gazette with `args` and `log`, measured.
+// Reaped with wait4 (try_reap), not Child::wait, which cannot tell the resources used.
+#[expect(clippy::zombie_processes, reason = "reaped with wait4 in try_reap")]
+fn spawn_measured(config: &Path, args: &[&str], log: &Path) -> Measured {
+    let stem = log
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .expect("a log file name");
+    let report = peak::report_file(log.parent().expect("a log folder"), stem);
+    let command = peak::command(env!("CARGO_BIN_EXE_gazette"), &report);
+    let child = with_gazette_args(command, config, args, log)
         .spawn()
         .expect("start gazette");
-    wait_measured(child, Instant::now(), Duration::from_millis(5), || {})
+    Measured {
+        pid: child.id() as libc::pid_t,
+        report,
+    }
 }
 
 /// Waits for `child` to exit, calling `between` every `interval` meanwhile, and returns
 /// what it cost (wall time since `started`, CPU time, peak RSS).
 fn wait_measured(
-    child: std::process::Child,
+    child: &Measured,
     started: Instant,
     interval: Duration,
     mut between: impl FnMut(),
 ) -> ChildCost {
-    // Reaped with wait4 below, not Child::wait, which cannot tell the resources used.
-    let pid = child.id() as libc::pid_t;
     loop {
         between();
-        if let Some(cost) = try_reap(pid, started) {
+        if let Some(cost) = try_reap(child, started) {
             return cost;
         }
         std::thread::sleep(interval);
     }
 }
 
-/// Reaps `pid` if it has exited: its wall time since `started`, CPU time and peak RSS.
+/// Reaps `child` if it has exited: its wall time since `started`, CPU time and peak RSS.
 /// Panics, with its log, if it failed.
-fn try_reap(pid: libc::pid_t, started: Instant) -> Option<ChildCost> {
+fn try_reap(child: &Measured, started: Instant) -> Option<ChildCost> {
+    let pid = child.pid;
     let mut status = 0;
     // SAFETY: rusage is plain old data; wait4 fills it in for the child it reaps.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
@@ -806,15 +831,15 @@ fn try_reap(pid: libc::pid_t, started: Instant) -> Option<ChildCost> {
     let wall = started.elapsed();
     assert!(
         libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "gazette (pid {pid}) failed with status {status:#x}; see the logs in the temp folder \
-         (run with --keep)"
+        "gazette (under GNU time, pid {pid}) failed with status {status:#x}; see the logs \
+         in the temp folder (run with --keep)"
     );
     let time = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
     Some(ChildCost {
         wall,
         cpu: time(usage.ru_utime) + time(usage.ru_stime),
-        // Linux reports ru_maxrss in KiB.
-        peak_rss_kib: usage.ru_maxrss as u64,
+        // Not usage.ru_maxrss: that would be at least this process's own peak.
+        peak_rss_kib: peak::read_kib(&child.report),
     })
 }
 

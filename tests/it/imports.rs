@@ -2,7 +2,7 @@
 //! disk, through the library's typed report and through the real binary.
 
 use crate::delivery_support::file_config;
-use crate::support::{TempDir, describe, gazette};
+use crate::support::{TempDir, describe, gazette, peak};
 use chrono::Utc;
 use gazette::app::import::{
     Delimiter, ImportError, ImportReport, LineOutcome, LineReport, MAX_FIELD, MAX_LINE, import_file,
@@ -324,35 +324,48 @@ fn the_printed_report_names_each_line_that_needs_a_look_and_totals_every_line() 
 }
 
 /// Runs `gazette subscribers import FILE` to its end; returns its peak RSS in KiB.
-// The child is reaped with wait4, which also tells its peak RSS; Child::wait cannot.
-#[allow(clippy::zombie_processes)]
 fn import_peak_rss_kib(config: &Path, file: &Path) -> u64 {
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_gazette"))
-        .args([
-            "--config",
-            config.to_str().unwrap(),
-            "subscribers",
-            "import",
-        ])
-        .arg(file)
+    let dir = config.parent().unwrap();
+    gazette_peak_rss_kib(
+        dir,
+        &[
+            "--config".as_ref(),
+            config.as_os_str(),
+            "subscribers".as_ref(),
+            "import".as_ref(),
+            file.as_os_str(),
+        ],
+    )
+}
+
+/// Runs gazette with `args` to its end, successfully; returns its own peak RSS in KiB.
+fn gazette_peak_rss_kib(dir: &Path, args: &[&std::ffi::OsStr]) -> u64 {
+    let report = peak::report_file(dir, "gazette");
+    let status = peak::command(env!("CARGO_BIN_EXE_gazette"), &report)
+        .args(args)
         .current_dir(crate::support::repo_root())
         .env("GAZETTE_LOG", "warn")
         .stdout(std::process::Stdio::null())
-        .spawn()
+        .status()
         .unwrap();
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: rusage is plain old data that wait4 fills in for the child it reaps;
-    // `status` and `usage` are valid for writes, and nothing else waits for this child.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    assert_eq!(reaped, pid, "wait4: {}", std::io::Error::last_os_error());
+    assert!(status.success(), "gazette {args:?}: {status}");
+    peak::read_kib(&report)
+}
+
+/// The memory figures above are the child's own, whatever this process (which runs other
+/// tests meanwhile) holds: a child's peak is not charged with its parent's.
+#[test]
+fn a_childs_peak_rss_is_its_own_not_this_processs() {
+    const HELD: usize = 256 << 20;
+    let held = vec![1u8; HELD];
+    let dir = TempDir::new("peak-rss");
+    let peak = gazette_peak_rss_kib(dir.path(), &["--help".as_ref()]);
+    assert_eq!(held.iter().map(|&b| usize::from(b)).sum::<usize>(), HELD);
     assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "import failed: {status:#x}"
+        peak < 64 * 1024,
+        "gazette --help: {peak} KiB, while this process held {} KiB",
+        HELD >> 10
     );
-    // Linux reports ru_maxrss in KiB.
-    usage.ru_maxrss as u64
 }
 
 #[test]

@@ -7,6 +7,7 @@ pub mod dnsmasq;
 pub mod http;
 pub mod judges;
 pub mod mailstack;
+pub mod peak;
 pub mod postgres;
 pub mod prometheus;
 pub mod scheduler;
