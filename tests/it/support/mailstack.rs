@@ -950,6 +950,20 @@ impl SmtpSink {
             .collect()
     }
 
+    /// The CPU time the sink has used so far (user and system, from /proc), or `None`
+    /// once it is gone.
+    pub fn cpu_time(&self) -> Option<Duration> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
+        // After the command name in parentheses (which may hold spaces): the state is
+        // field 3, utime and stime fields 14 and 15, in clock ticks.
+        let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+        let ticks: u64 =
+            fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        // SAFETY: sysconf only reads a system setting.
+        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        (per_second > 0).then(|| Duration::from_secs_f64(ticks as f64 / per_second as f64))
+    }
+
     /// How many messages the sink has completed (read the final dot of).
     pub fn received_count(&self) -> usize {
         if self.recorded {
