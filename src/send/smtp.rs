@@ -21,8 +21,13 @@
 //! - The message itself is made transparent and CRLF-clean in one pass
 //!   ([`smtp_data`](super::smtp_data)) and written with its closing dot in one write,
 //!   instead of lettre's byte-at-a-time encoder.
+//! - CHUNKING (RFC 3030): when the relay offers it as well as PIPELINING, the message
+//!   goes as one `BDAT <size> LAST` chunk in the same write as MAIL FROM and RCPT TO, as
+//!   it is (no dot-stuffing): one round trip per message. Its content is then on the
+//!   wire before any reply, so a connection lost or silent at any reply of that write
+//!   leaves the message unknown (it may have arrived), never a relay fault.
 
-use super::smtp_data::data_payload;
+use super::smtp_data::{chunk_text, data_payload};
 use super::{OutgoingMessage, SendError, Transport};
 use crate::settings::{Smtp, Tls};
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
@@ -60,6 +65,8 @@ struct Session {
     conn: AsyncSmtpConnection,
     /// The EHLO reply listed PIPELINING.
     pipelining: bool,
+    /// The EHLO reply listed CHUNKING (BDAT).
+    chunking: bool,
 }
 
 /// Text handed to lettre's `command` as it is: several pipelined commands, or a message
@@ -110,15 +117,22 @@ enum Stage {
     Rcpt,
     /// The message and its final dot: after this was written it may have arrived.
     Dot,
+    /// The replies to a write of MAIL FROM, RCPT TO and the whole message as its last
+    /// BDAT chunk: to MAIL FROM, to a recipient's RCPT TO, and to the chunk. The
+    /// message may have arrived once that write went out.
+    ChunkedMail,
+    ChunkedRcpt,
+    Chunk,
 }
 
 impl Stage {
     fn name(self) -> &'static str {
         match self {
             Self::Session(name) => name,
-            Self::Pipelined => "MAIL FROM",
-            Self::Rcpt => "RCPT TO",
+            Self::Pipelined | Self::ChunkedMail => "MAIL FROM",
+            Self::Rcpt | Self::ChunkedRcpt => "RCPT TO",
             Self::Dot => "the final dot",
+            Self::Chunk => "the message (BDAT LAST)",
         }
     }
 
@@ -126,8 +140,18 @@ impl Stage {
     fn awaited(self) -> &'static str {
         match self {
             Self::Pipelined => "MAIL FROM, RCPT TO and DATA (sent together)",
+            Self::ChunkedMail => "MAIL FROM, RCPT TO and the message (BDAT LAST, sent together)",
             other => other.name(),
         }
+    }
+
+    /// Whether the message was on the wire when this reply was awaited: then a reply
+    /// that never comes leaves it unknown, not undelivered.
+    fn message_sent(self) -> bool {
+        matches!(
+            self,
+            Self::Dot | Self::ChunkedMail | Self::ChunkedRcpt | Self::Chunk
+        )
     }
 }
 
@@ -138,14 +162,16 @@ fn classify(stage: Stage, e: &lettre::transport::smtp::Error) -> SendError {
         // lettre's text is "transient error (421): <reply text>".
         let reply = text.split_once("): ").map_or(text.as_str(), |(_, r)| r);
         return match stage {
-            Stage::Rcpt => SendError::from_reply(code, reply),
+            Stage::Rcpt | Stage::ChunkedRcpt => SendError::from_reply(code, reply),
             _ => SendError::from_session_reply(stage.name(), code, reply),
         };
     }
     // No reply: the connection broke, the server hung up, TLS failed.
-    match stage {
-        Stage::Dot => SendError::Unknown(format!("connection lost at {}: {text}", stage.name())),
-        _ => SendError::Relay(format!("connection lost at {}: {text}", stage.name())),
+    let text = format!("connection lost at {}: {text}", stage.name());
+    if stage.message_sent() {
+        SendError::Unknown(text)
+    } else {
+        SendError::Relay(text)
     }
 }
 
@@ -192,9 +218,10 @@ impl SmtpTransport {
                     stage.awaited(),
                     self.timeout
                 );
-                Err(match stage {
-                    Stage::Dot => SendError::Unknown(text),
-                    _ => SendError::Relay(text),
+                Err(if stage.message_sent() {
+                    SendError::Unknown(text)
+                } else {
+                    SendError::Relay(text)
                 })
             }
         }
@@ -274,6 +301,7 @@ impl SmtpTransport {
             )
             .await?;
         let pipelining = offers(&ehlo, "PIPELINING");
+        let chunking = offers(&ehlo, "CHUNKING");
         if let Some(credentials) = &self.credentials {
             self.step(
                 Stage::Session("AUTH"),
@@ -281,7 +309,11 @@ impl SmtpTransport {
             )
             .await?;
         }
-        Ok(Session { conn, pipelining })
+        Ok(Session {
+            conn,
+            pipelining,
+            chunking,
+        })
     }
 
     fn tls_parameters(&self) -> Result<TlsParameters, SendError> {
@@ -385,8 +417,9 @@ impl SmtpTransport {
     /// One message, command by command. On any failure the connection is dropped (its
     /// session state is unknown); on success it goes back to the pool.
     async fn transaction(&self, message: &OutgoingMessage) -> Result<(), SendError> {
-        // CPU work before a connection is taken, so none waits on it.
-        let payload = data_payload(&message.bytes);
+        // CPU work before a connection is taken, so none waits on it: the message as a
+        // BDAT chunk, when it can go as it is.
+        let chunk = chunk_text(&message.bytes);
         let mut session = match self.take_idle() {
             Some(session) => session,
             None => self.connect().await?,
@@ -416,6 +449,28 @@ impl SmtpTransport {
             options.push(MailParameter::Body(MailBodyParameter::EightBitMime));
         }
         let mail = Mail::new(envelope.from().cloned(), options);
+        if let Some(text) = chunk.filter(|_| session.pipelining && session.chunking) {
+            // One write; the replies are read in order as below. The relay reads the
+            // chunk whatever it answered before (RFC 3030), and on a refusal the session
+            // is dropped with the rest unread.
+            let mut group = mail.to_string();
+            for to in envelope.to() {
+                group.push_str(&Rcpt::new(to.clone(), vec![]).to_string());
+            }
+            group.push_str(&format!("BDAT {} LAST\r\n", text.len()));
+            group.push_str(text);
+            self.step(Stage::ChunkedMail, conn.command(Raw(&group)))
+                .await?;
+            for _ in envelope.to() {
+                self.step(Stage::ChunkedRcpt, conn.read_response()).await?;
+            }
+            self.step(Stage::Chunk, conn.read_response()).await?;
+            self.idle
+                .lock()
+                .expect("pool lock")
+                .push((session, Instant::now()));
+            return Ok(());
+        }
         if session.pipelining {
             // One write; then each reply in the order of the commands, sorted as if
             // they had gone one by one. On the first refusal the session is dropped
@@ -442,6 +497,7 @@ impl SmtpTransport {
             self.step(Stage::Session("DATA"), conn.command(Data))
                 .await?;
         }
+        let payload = data_payload(&message.bytes);
         match std::str::from_utf8(&payload) {
             Ok(text) => self.step(Stage::Dot, conn.command(Raw(text))).await?,
             // `command` takes text; bytes that are not UTF-8 go through lettre's encoder.

@@ -6,6 +6,9 @@
 //! state machine: about 65 µs for a 30 KB message, more than building the message.
 //! Here the buffer is cut at its line feeds (`memchr`, many bytes per step) and copied a
 //! line at a time, in one pass.
+//!
+//! A relay that offers CHUNKING takes the message as it is, in a BDAT chunk
+//! ([`chunk_text`]), when every line already ends with CRLF, as gazette builds them.
 
 /// The DATA payload for `message`: every line ended by CRLF (a bare LF becomes CRLF; a
 /// last line without an end gets one), every line starting with "." doubled, and the
@@ -31,9 +34,21 @@ pub(super) fn data_payload(message: &[u8]) -> Vec<u8> {
     out
 }
 
+/// `message` as the text of one BDAT chunk (RFC 3030), which goes as it is: when it is
+/// UTF-8 (lettre writes text) and every line ends with CRLF, the last one included.
+/// Otherwise `None`, and it goes after DATA as [`data_payload`].
+pub(super) fn chunk_text(message: &[u8]) -> Option<&str> {
+    let crlf_only =
+        memchr::memchr_iter(b'\n', message).all(|at| at > 0 && message[at - 1] == b'\r');
+    if !crlf_only || !message.ends_with(b"\r\n") {
+        return None;
+    }
+    std::str::from_utf8(message).ok()
+}
+
 #[cfg(test)]
 mod tests {
-    use super::data_payload;
+    use super::{chunk_text, data_payload};
 
     fn payload(message: &str) -> String {
         String::from_utf8(data_payload(message.as_bytes())).unwrap()
@@ -86,5 +101,15 @@ mod tests {
             .map(|line| line.strip_prefix('.').unwrap_or(line))
             .collect();
         assert_eq!(unstuffed, message);
+    }
+
+    #[test]
+    fn a_chunk_is_the_message_as_it_is_only_when_every_line_ends_with_crlf() {
+        let message = "Subject: x\r\n\r\n.a line with a dot\r\n";
+        assert_eq!(chunk_text(message.as_bytes()), Some(message));
+        assert_eq!(chunk_text(b"Subject: x\r\n\r\nbare\nline\r\n"), None);
+        assert_eq!(chunk_text(b"\nstarts bare\r\n"), None);
+        assert_eq!(chunk_text(b"Subject: x\r\n\r\nno end"), None);
+        assert_eq!(chunk_text(b"Subject: \xff\r\n"), None);
     }
 }
