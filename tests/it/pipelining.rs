@@ -104,20 +104,29 @@ struct ScriptedRelay {
 
 impl ScriptedRelay {
     fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let record = seen.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let record = record.clone();
-                std::thread::spawn(move || {
-                    let _ = serve(stream, &record);
-                });
-            }
-        });
+        let (port, seen) = start_scripted(serve);
         Self { port, seen }
     }
+}
+
+/// A relay on a free loopback port (the system's pick) that runs `serve` on each
+/// connection, in a thread of its own, with the list it records into.
+fn start_scripted<T: Send + 'static>(
+    serve: fn(TcpStream, &Mutex<Vec<T>>) -> std::io::Result<()>,
+) -> (u16, Arc<Mutex<Vec<T>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let record = record.clone();
+            std::thread::spawn(move || {
+                let _ = serve(stream, &record);
+            });
+        }
+    });
+    (port, seen)
 }
 
 fn serve(stream: TcpStream, seen: &Mutex<Vec<Transaction>>) -> std::io::Result<()> {
@@ -318,47 +327,34 @@ fn a_relay_that_offers_chunking_gets_each_message_as_one_bdat_chunk_in_the_envel
 }
 
 /// A relay that offers PIPELINING and CHUNKING, reads MAIL FROM, RCPT TO and a `BDAT …
-/// LAST` chunk, keeps the chunk, and hangs up without a word. Each chunk it read is in
-/// `chunks`.
-fn start_relay_that_hangs_up_after_the_chunk() -> (u16, Arc<Mutex<Vec<Vec<u8>>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let chunks = Arc::new(Mutex::new(Vec::new()));
-    let record = chunks.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let record = record.clone();
-            std::thread::spawn(move || -> std::io::Result<()> {
-                let mut out = stream.try_clone()?;
-                let mut input = BufReader::new(stream);
-                out.write_all(b"220 hangs up ESMTP\r\n")?;
-                let mut line = String::new();
-                loop {
-                    line.clear();
-                    if input.read_line(&mut line)? == 0 {
-                        return Ok(());
-                    }
-                    let upper = line.to_ascii_uppercase();
-                    if upper.starts_with("EHLO") {
-                        out.write_all(b"250-hangs up\r\n250-PIPELINING\r\n250 CHUNKING\r\n")?;
-                    } else if let Some(size) = upper
-                        .strip_prefix("BDAT ")
-                        .and_then(|rest| rest.split_whitespace().next())
-                        .and_then(|n| n.parse::<usize>().ok())
-                    {
-                        let mut chunk = vec![0; size];
-                        std::io::Read::read_exact(&mut input, &mut chunk)?;
-                        record.lock().unwrap().push(chunk);
-                        // Gone before any reply, as a relay that crashes might be.
-                        return Ok(());
-                    } else if !upper.starts_with("MAIL") && !upper.starts_with("RCPT") {
-                        out.write_all(b"250 ok\r\n")?;
-                    }
-                }
-            });
+/// LAST` chunk, records the chunk, and hangs up without a word.
+fn serve_then_hang_up(stream: TcpStream, chunks: &Mutex<Vec<Vec<u8>>>) -> std::io::Result<()> {
+    let mut out = stream.try_clone()?;
+    let mut input = BufReader::new(stream);
+    out.write_all(b"220 hangs up ESMTP\r\n")?;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if input.read_line(&mut line)? == 0 {
+            return Ok(());
         }
-    });
-    (port, chunks)
+        let upper = line.to_ascii_uppercase();
+        if upper.starts_with("EHLO") {
+            out.write_all(b"250-hangs up\r\n250-PIPELINING\r\n250 CHUNKING\r\n")?;
+        } else if let Some(size) = upper
+            .strip_prefix("BDAT ")
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse::<usize>().ok())
+        {
+            let mut chunk = vec![0; size];
+            std::io::Read::read_exact(&mut input, &mut chunk)?;
+            chunks.lock().unwrap().push(chunk);
+            // Gone before any reply, as a relay that crashes might be.
+            return Ok(());
+        } else if !upper.starts_with("MAIL") && !upper.starts_with("RCPT") {
+            out.write_all(b"250 ok\r\n")?;
+        }
+    }
 }
 
 /// With CHUNKING the message goes out in the same write as its envelope, before any
@@ -367,7 +363,7 @@ fn start_relay_that_hangs_up_after_the_chunk() -> (u16, Arc<Mutex<Vec<Vec<u8>>>>
 /// counts it as not sent.
 #[test]
 fn a_relay_lost_after_the_bdat_write_leaves_the_message_unknown_not_unsent() {
-    let (port, chunks) = start_relay_that_hangs_up_after_the_chunk();
+    let (port, chunks) = start_scripted(serve_then_hang_up);
     let dir = TempDir::new("chunking-hang-up");
     let (totals, rows) = deliver(
         &dir,
