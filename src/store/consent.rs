@@ -99,6 +99,13 @@ impl Store {
     }
 }
 
+/// Marks subscriber `$1`'s rows still to be sent skipped, at `$2`. The ledger's key is
+/// (issue, subscriber): naming every issue (a dozen a year) lets both databases look each
+/// row up by that key rather than read the whole ledger for one subscriber's rows.
+const SKIP_PENDING: &str = "UPDATE deliveries SET status = 'skipped', updated_at = $2 \
+     WHERE issue_id IN (SELECT id FROM issues) AND subscriber_id = $1 \
+     AND status IN ('queued', 'retrying')";
+
 /// Withdraws consent inside the caller's transaction (the inbox records a whole batch in
 /// one). Returns the subscriber's current id (a merged twin's id resolves to the row
 /// kept) and the status before, or `None` for an unknown id.
@@ -132,13 +139,49 @@ pub(super) async fn withdraw(
     .bind(how.evidence())
     .execute(&mut *tx)
     .await?;
-    sqlx::query(
-        "UPDATE deliveries SET status = 'skipped', updated_at = $2 \
-         WHERE subscriber_id = $1 AND status IN ('queued', 'retrying')",
-    )
-    .bind(id)
-    .bind(ts(now))
-    .execute(&mut *tx)
-    .await?;
+    sqlx::query(SKIP_PENDING)
+        .bind(id)
+        .bind(ts(now))
+        .execute(&mut *tx)
+        .await?;
     Ok(Some((id, before)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An unsubscribe (by reply, link or command) marks the leaver's pending rows. It
+    /// must find them by the ledger's key, not by reading every row of every issue ever
+    /// sent: with 1 000 000 rows that took 37 ms per unsubscribe, and the ledger grows
+    /// by a row per subscriber per issue. SQLite's own plan says which.
+    #[tokio::test]
+    async fn the_pending_rows_of_a_leaver_are_found_by_key_not_by_reading_the_ledger() {
+        let dir = std::env::temp_dir().join(format!("gazette-consent-plan-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::open(&format!("sqlite://{}/store.db", dir.display()))
+            .await
+            .unwrap();
+        let plan: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "EXPLAIN QUERY PLAN {SKIP_PENDING}"
+        )))
+        .bind(1_i64)
+        .bind(0_i64)
+        .fetch_all(&store.pool)
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.try_get("detail").unwrap())
+        .collect();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(
+            plan.iter()
+                .any(|step| step.starts_with("SEARCH deliveries USING PRIMARY KEY")),
+            "{plan:?}"
+        );
+        assert!(
+            !plan.iter().any(|step| step.starts_with("SCAN deliveries")),
+            "{plan:?}"
+        );
+    }
 }
