@@ -155,6 +155,16 @@ impl Stage {
     }
 }
 
+/// MAIL FROM and a RCPT TO for each recipient, as one text to write together with what
+/// follows them (DATA, or a BDAT chunk).
+fn envelope_commands(mail: &Mail, envelope: &lettre::address::Envelope) -> String {
+    let mut group = mail.to_string();
+    for to in envelope.to() {
+        group.push_str(&Rcpt::new(to.clone(), vec![]).to_string());
+    }
+    group
+}
+
 /// Sorts a lettre error at `stage` into the kinds the delivery policy knows.
 fn classify(stage: Stage, e: &lettre::transport::smtp::Error) -> SendError {
     let text = e.to_string();
@@ -417,9 +427,6 @@ impl SmtpTransport {
     /// One message, command by command. On any failure the connection is dropped (its
     /// session state is unknown); on success it goes back to the pool.
     async fn transaction(&self, message: &OutgoingMessage) -> Result<(), SendError> {
-        // CPU work before a connection is taken, so none waits on it: the message as a
-        // BDAT chunk, when it can go as it is.
-        let chunk = chunk_text(&message.bytes);
         let mut session = match self.take_idle() {
             Some(session) => session,
             None => self.connect().await?,
@@ -449,14 +456,15 @@ impl SmtpTransport {
             options.push(MailParameter::Body(MailBodyParameter::EightBitMime));
         }
         let mail = Mail::new(envelope.from().cloned(), options);
-        if let Some(text) = chunk.filter(|_| session.pipelining && session.chunking) {
+        // The message as a BDAT chunk, when the relay takes one and it can go as it is.
+        let chunk = (session.pipelining && session.chunking)
+            .then(|| chunk_text(&message.bytes))
+            .flatten();
+        if let Some(text) = chunk {
             // One write; the replies are read in order as below. The relay reads the
             // chunk whatever it answered before (RFC 3030), and on a refusal the session
             // is dropped with the rest unread.
-            let mut group = mail.to_string();
-            for to in envelope.to() {
-                group.push_str(&Rcpt::new(to.clone(), vec![]).to_string());
-            }
+            let mut group = envelope_commands(&mail, envelope);
             group.push_str(&format!("BDAT {} LAST\r\n", text.len()));
             group.push_str(text);
             self.step(Stage::ChunkedMail, conn.command(Raw(&group)))
@@ -465,20 +473,32 @@ impl SmtpTransport {
                 self.step(Stage::ChunkedRcpt, conn.read_response()).await?;
             }
             self.step(Stage::Chunk, conn.read_response()).await?;
-            self.idle
-                .lock()
-                .expect("pool lock")
-                .push((session, Instant::now()));
-            return Ok(());
+        } else {
+            self.data_transaction(conn, message, mail, session.pipelining)
+                .await?;
         }
-        if session.pipelining {
+        self.idle
+            .lock()
+            .expect("pool lock")
+            .push((session, Instant::now()));
+        Ok(())
+    }
+
+    /// The rest of a transaction without CHUNKING: the envelope, DATA, then the message
+    /// made transparent with its closing dot.
+    async fn data_transaction(
+        &self,
+        conn: &mut AsyncSmtpConnection,
+        message: &OutgoingMessage,
+        mail: Mail,
+        pipelining: bool,
+    ) -> Result<(), SendError> {
+        let envelope = &message.envelope;
+        if pipelining {
             // One write; then each reply in the order of the commands, sorted as if
             // they had gone one by one. On the first refusal the session is dropped
-            // (below) with the replies still unread: its state does not matter then.
-            let mut group = mail.to_string();
-            for to in envelope.to() {
-                group.push_str(&Rcpt::new(to.clone(), vec![]).to_string());
-            }
+            // (by the caller) with the replies still unread: its state does not matter.
+            let mut group = envelope_commands(&mail, envelope);
             group.push_str(&Data.to_string());
             self.step(Stage::Pipelined, conn.command(Raw(&group)))
                 .await?;
@@ -503,10 +523,6 @@ impl SmtpTransport {
             // `command` takes text; bytes that are not UTF-8 go through lettre's encoder.
             Err(_) => self.step(Stage::Dot, conn.message(&message.bytes)).await?,
         };
-        self.idle
-            .lock()
-            .expect("pool lock")
-            .push((session, Instant::now()));
         Ok(())
     }
 
