@@ -28,6 +28,12 @@ impl Issue {
     }
 }
 
+/// An I/O failure to `what` the file or folder `path`.
+fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ArchiveError {
+    let path = path.to_owned();
+    move |source| ArchiveError::Io { what, path, source }
+}
+
 /// Moves the issue's section files from the sections folder to `archive/<issue>/`.
 /// Only a file that still holds what the issue was made from is moved: one an editor has
 /// since replaced with the next issue's text stays. Files already moved (a re-run after
@@ -39,10 +45,6 @@ pub fn archive_sources(
     issue: IssueId,
     sources: &[(String, String)],
 ) -> Result<(), ArchiveError> {
-    let io = |what, path: &Path| {
-        let path = path.to_owned();
-        move |source| ArchiveError::Io { what, path, source }
-    };
     let dest_dir = archive.join(issue.to_string());
     for (name, content) in sources {
         let from = sections.join(name);
@@ -57,14 +59,51 @@ pub fn archive_sources(
             to = dest_dir.join(format!("{name}.{n}"));
             n += 1;
         }
-        if std::fs::rename(&from, &to).is_err() {
-            // Another file system: copy, make it durable, then remove.
-            std::fs::copy(&from, &to).map_err(io("archive", &from))?;
-            std::fs::File::open(&to)
-                .and_then(|f| f.sync_all())
-                .map_err(io("write", &to))?;
-            std::fs::remove_file(&from).map_err(io("remove", &from))?;
+        move_file(&from, &to)?;
+    }
+    Ok(())
+}
+
+/// Moves `from` to `to`: renamed, or on another file system copied, made durable and
+/// removed. A `from` that is gone by then was moved by another daemon archiving the same
+/// issue (the issue itself is in the store): nothing is left to do.
+fn move_file(from: &Path, to: &Path) -> Result<(), ArchiveError> {
+    let gone = |e: &std::io::Error| {
+        e.kind() == std::io::ErrorKind::NotFound && !std::fs::exists(from).unwrap_or(true)
+    };
+    if let Err(e) = std::fs::rename(from, to) {
+        if gone(&e) {
+            return Ok(());
+        }
+        // Another file system: copy, make it durable, then remove.
+        match std::fs::copy(from, to) {
+            Err(e) if gone(&e) => return Ok(()),
+            copied => copied.map_err(io("archive", from))?,
+        };
+        std::fs::File::open(to)
+            .and_then(|f| f.sync_all())
+            .map_err(io("write", to))?;
+        match std::fs::remove_file(from) {
+            Err(e) if gone(&e) => {}
+            removed => removed.map_err(io("remove", from))?,
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Several daemons sharing a store freeze one issue and each archives its files: a
+    /// file another one moved between this one's look at it and its move is archived,
+    /// not an error that fails the send (seen with three `send-now` at once).
+    #[test]
+    fn a_file_moved_away_meanwhile_by_another_daemon_is_already_archived() {
+        let dir = std::env::temp_dir().join(format!("gazette-archive-race-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let result = move_file(&dir.join("01-introduction.md"), &dir.join("archived.md"));
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(result.is_ok(), "{result:?}");
+    }
 }
