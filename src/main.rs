@@ -15,7 +15,15 @@ fn main() -> ExitCode {
         }
     }
     gazette::app::init_tracing();
-    let runtime = match tokio::runtime::Runtime::new() {
+    // One thread runs every task and polls the sockets itself. On a multi-threaded
+    // runtime the main thread's `block_on` polls the work but a worker thread polls the
+    // sockets, so every reply from the relay woke one thread to wake another (a third
+    // of a send's system time), and the relay waited meanwhile. What needs more cores
+    // has threads of its own: DKIM signing, the SQLite connections, the import's parser.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

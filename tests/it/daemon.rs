@@ -443,6 +443,15 @@ fn serve_unsubscribes_a_reply_within_a_poll_and_the_next_issue_skips_them() {
     let mut daemon = spawn_serve(&config, &log, &[]);
     let issue = stack.wait_for_messages("ada", 1, Duration::from_secs(40));
     stack.wait_for_messages("grace", 1, Duration::from_secs(20));
+    // Web, schedule, delivery and inbox share one runtime thread that polls their
+    // sockets itself: no worker thread wakes it for every reply (see src/main.rs).
+    let threads = thread_names(daemon.id());
+    assert!(
+        !threads
+            .iter()
+            .any(|name| name.starts_with("tokio-rt-worker")),
+        "{threads:?}"
+    );
     let parsed = mail_parser::MessageParser::default()
         .parse(&issue[0])
         .unwrap();
@@ -590,4 +599,15 @@ async fn a_second_slot_on_the_same_day_is_not_used_and_its_files_stay() {
     scheduler.try_once(utc(2021, 9, 2, 0, 0)).await.unwrap();
     assert_eq!(deliver(&ctx, &store, utc(2021, 9, 2, 0, 0)).await, 2);
     assert!(files(&work.path().join("sections")).is_empty());
+}
+
+/// The names of the threads of process `pid`.
+fn thread_names(pid: u32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .map(|task| {
+            let path = task.unwrap().path().join("comm");
+            std::fs::read_to_string(path).unwrap().trim().to_owned()
+        })
+        .collect()
 }
