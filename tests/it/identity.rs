@@ -478,3 +478,104 @@ fn the_first_start_after_the_upgrade_says_what_it_merged() {
         describe(&out)
     );
 }
+
+/// A store from before migration 0120, whose address column had a unique index of its
+/// own beside the mailbox's: upgraded, it keeps every subscriber with its id and the
+/// rows that point at them, one unique index answers for the address, a removed id is
+/// still never handed out again, and a second spelling is still refused.
+#[tokio::test]
+async fn an_upgraded_store_keeps_its_subscribers_under_one_address_index() {
+    let dir = TempDir::new("upgrade-0120");
+    let (url, pool) = crate::support::store_migrated_before(dir.path(), "0120").await;
+    for (id, email, name, status) in [
+        (1, "ada@example.org", None, "active"),
+        (2, "Bob@example.org", Some("Bob"), "unsubscribed"),
+        (3, "carol@example.org", Some("Carol"), "active"),
+    ] {
+        sqlx::query(
+            "INSERT INTO subscribers (id, email, name, status, consent_at, consent_source, \
+             created_at, updated_at) VALUES (?1, ?2, ?3, ?4, 10, 'cli', 20, 30)",
+        )
+        .bind(id)
+        .bind(email)
+        .bind(name)
+        .bind(status)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    sqlx::query(
+        "INSERT INTO issues (id, subject, html_template, text_template, message_date, frozen_at) \
+         VALUES ('2021-09-01', 'S', '', '', 0, 0)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO deliveries (issue_id, subscriber_id, status, next_attempt_at, updated_at) \
+         VALUES ('2021-09-01', 1, 'sent', 0, 0)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    // Carol was removed: her id was handed out once and must not come back.
+    sqlx::query("DELETE FROM subscribers WHERE id = 3")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let rows = "SELECT id, email, name, status, consent_at, consent_source, created_at, \
+                updated_at FROM subscribers ORDER BY id";
+    type Row = (i64, String, Option<String>, String, i64, String, i64, i64);
+    let before: Vec<Row> = sqlx::query_as(rows).fetch_all(&pool).await.unwrap();
+    pool.close().await;
+
+    let store = Store::open(&url).await.unwrap();
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let after: Vec<Row> = sqlx::query_as(rows).fetch_all(&pool).await.unwrap();
+    assert_eq!(after, before);
+    let indexes: Vec<(String, bool)> = sqlx::query_as(
+        "SELECT name, \"unique\" FROM pragma_index_list('subscribers') ORDER BY name",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        indexes,
+        [
+            ("subscribers_by_mailbox".to_owned(), true),
+            ("subscribers_by_status".to_owned(), false)
+        ]
+    );
+    let triggers: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'subscribers'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(triggers, ["web_signups_close_on_leaving"]);
+    let broken: Vec<(String, i64)> =
+        sqlx::query_as("SELECT \"table\", rowid FROM pragma_foreign_key_check")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(broken, []);
+    let check: String = sqlx::query_scalar("PRAGMA integrity_check")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(check, "ok");
+    let delivered: Vec<i64> = sqlx::query_scalar("SELECT subscriber_id FROM deliveries")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(delivered, [1]);
+
+    assert_eq!(
+        crate::support::add_active(&store, "dan@example.org").await,
+        4
+    );
+    assert_eq!(
+        crate::support::add_active(&store, "ADA@example.org").await,
+        1
+    );
+}
