@@ -128,6 +128,29 @@ fn the_command_line_refuses_a_second_spelling() {
     });
 }
 
+/// Writes issue 2021-09-01 into an old store with raw SQL, and its ledger rows as
+/// (subscriber, status).
+async fn add_issue_2021_09(pool: &sqlx::SqlitePool, deliveries: &[(i64, &str)]) {
+    sqlx::query(
+        "INSERT INTO issues (id, subject, html_template, text_template, message_date, frozen_at) \
+         VALUES ('2021-09-01', 'S', '', '', 0, 0)",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+    for (subscriber, status) in deliveries {
+        sqlx::query(
+            "INSERT INTO deliveries (issue_id, subscriber_id, status, next_attempt_at, updated_at) \
+             VALUES ('2021-09-01', ?1, ?2, 0, 0)",
+        )
+        .bind(subscriber)
+        .bind(status)
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+}
+
 /// Builds a store the way gazette did before addresses were compared whole: only the
 /// migrations before this rule, then rows written with raw SQL.
 async fn old_store(dir: &TempDir) -> String {
@@ -217,26 +240,13 @@ async fn old_store(dir: &TempDir) -> String {
         .await
         .unwrap();
     }
-    sqlx::query(
-        "INSERT INTO issues (id, subject, html_template, text_template, message_date, frozen_at) \
-         VALUES ('2021-09-01', 'S', '', '', 0, 0)",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
     // Ada got the issue under one spelling and is still queued under another; Bob's
     // active twin got it.
-    for (subscriber, status) in [(1, "sent"), (2, "queued"), (5, "sent"), (6, "sent")] {
-        sqlx::query(
-            "INSERT INTO deliveries (issue_id, subscriber_id, status, next_attempt_at, updated_at) \
-             VALUES ('2021-09-01', ?1, ?2, 0, 0)",
-        )
-        .bind(subscriber)
-        .bind(status)
-        .execute(&pool)
-        .await
-        .unwrap();
-    }
+    add_issue_2021_09(
+        &pool,
+        &[(1, "sent"), (2, "queued"), (5, "sent"), (6, "sent")],
+    )
+    .await;
     sqlx::query(
         "INSERT INTO web_signups (subscriber_id, name, requested_at, requested_ip) \
          VALUES (3, NULL, 0, '192.0.2.9')",
@@ -504,20 +514,7 @@ async fn an_upgraded_store_keeps_its_subscribers_under_one_address_index() {
         .await
         .unwrap();
     }
-    sqlx::query(
-        "INSERT INTO issues (id, subject, html_template, text_template, message_date, frozen_at) \
-         VALUES ('2021-09-01', 'S', '', '', 0, 0)",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
-    sqlx::query(
-        "INSERT INTO deliveries (issue_id, subscriber_id, status, next_attempt_at, updated_at) \
-         VALUES ('2021-09-01', 1, 'sent', 0, 0)",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
+    add_issue_2021_09(&pool, &[(1, "sent")]).await;
     // Carol was removed: her id was handed out once and must not come back.
     sqlx::query("DELETE FROM subscribers WHERE id = 3")
         .execute(&pool)
