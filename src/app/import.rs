@@ -343,16 +343,31 @@ pub async fn import_file(
     let dialect = store.dialect();
     let (batches, mut received) = tokio::sync::mpsc::channel(1);
     let parser = std::thread::spawn(move || read_batches(reader, &columns, dialect, &batches));
+    // A batch's lines are reported while the store applies the next batch: the store
+    // has its own thread, which would otherwise wait for the report.
+    let mut applied: Option<Applied> = None;
+    let mut report = |applied: Option<Applied>| {
+        if let Some(applied) = applied {
+            report_batch(applied, &mut |r| emit(r, &mut totals));
+        }
+    };
     while let Some(batch) = received.recv().await {
-        let batch = batch.map_err(read_err)?;
-        flush(&mut session, batch, &mut |r| emit(r, &mut totals))
-            .await
-            .map_err(store_err)?;
+        let (batch, decided) = match batch {
+            Ok(batch) => batch,
+            Err(e) => {
+                report(applied.take());
+                return Err(read_err(e));
+            }
+        };
+        let before = applied.take();
+        let (done, ()) = tokio::join!(session.apply(batch), async { report(before) });
+        applied = Some((done.map_err(store_err)?, decided));
     }
     // The channel also closes if the parser panicked: that is not the end of the file.
     if let Err(panic) = parser.join() {
         std::panic::resume_unwind(panic);
     }
+    report(applied.take());
     session.commit().await.map_err(store_err)?;
     Ok(ImportReport {
         lines,
@@ -403,13 +418,12 @@ fn read_batches<R: BufRead>(
     let _ = batches.blocking_send(Ok((ImportBatch::new(rows, dialect), decided)));
 }
 
-/// Applies the batch's rows and reports every line of it in order.
-async fn flush(
-    session: &mut crate::store::ImportSession,
-    (batch, decided): Batch,
-    emit: &mut impl FnMut(LineReport),
-) -> Result<(), StoreError> {
-    let done = session.apply(batch).await?;
+/// A batch the store has applied: its rows with what became of each, and its other
+/// lines; both in line order.
+type Applied = (Vec<(ImportRow, ImportAction)>, Vec<LineReport>);
+
+/// Reports every line of an applied batch, in order.
+fn report_batch((done, decided): Applied, emit: &mut impl FnMut(LineReport)) {
     // Both lists are in line order: merge them back into one.
     let mut decided = decided.into_iter().peekable();
     for (row, action) in done {
@@ -434,7 +448,6 @@ async fn flush(
         });
     }
     decided.for_each(emit);
-    Ok(())
 }
 
 /// Where the columns are, from the header row.
