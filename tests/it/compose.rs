@@ -340,7 +340,7 @@ fn hostile_section_content_is_rendered_harmless() {
     age_file(&sections.join("introduction.md"));
     let config = write_config(work.path(), &[]);
     let out = work.path().join("out");
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_gazette"))
+    let output = crate::support::gazette_binary()
         .args([
             "--config",
             config.to_str().unwrap(),
@@ -400,7 +400,7 @@ fn templates_cannot_read_the_environment() {
         )],
     );
     copy_sections(&fixture("2021-09"), &work.path().join("sections"));
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_gazette"))
+    let output = crate::support::gazette_binary()
         .args(["--config", config.to_str().unwrap(), "preview", "--out"])
         .arg(work.path().join("out"))
         .env("GAZETTE_TEST_SECRET", "hunter2-secret-value")
@@ -550,7 +550,7 @@ fn settings_errors_name_the_key_and_environment_overrides_apply() {
     copy_sections(&fixture("2021-09"), &work.path().join("sections"));
     let config = write_config(work.path(), &[]);
     let run = |envs: &[(&str, &str)]| {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_gazette"));
+        let mut cmd = crate::support::gazette_binary();
         cmd.args(["--config", config.to_str().unwrap(), "check"]);
         for (k, v) in envs {
             cmd.env(k, v);

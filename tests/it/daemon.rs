@@ -611,3 +611,53 @@ fn thread_names(pid: u32) -> Vec<String> {
         })
         .collect()
 }
+
+/// Whether process `pid` still runs: `/proc/pid` is there and it is not a zombie
+/// (killed, it stays one until reaped).
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let state = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .next()?
+                .to_owned();
+            Some(state != "Z")
+        })
+        .unwrap_or(false)
+}
+
+#[test]
+fn a_test_that_fails_while_its_daemon_runs_leaves_no_daemon_behind() {
+    let (work, config) = setup("orphan", 0, &[("web.bind", "\"127.0.0.1:0\"")]);
+    let log = work.path().join("serve.log");
+    let (pid_tx, pid_rx) = std::sync::mpsc::channel();
+    // A test's thread that starts `serve` and then fails, as an assertion would.
+    let failed = std::thread::spawn(move || {
+        // Reaped below by its pid, after the panic dropped it unwaited, as tests do.
+        #[allow(clippy::zombie_processes)]
+        let daemon = spawn_serve(&config, &log, &[]);
+        pid_tx.send(daemon.id()).unwrap();
+        panic!("an assertion failed while the daemon ran");
+    })
+    .join();
+    assert!(failed.is_err());
+    let pid = pid_rx.recv().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while running(pid) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let left = running(pid);
+    // Stopped if it still runs, and reaped, so nothing outlives this test.
+    // SAFETY: plain system calls on a pid this process started and has not reaped.
+    unsafe {
+        libc::kill(pid as i32, libc::SIGKILL);
+        libc::waitpid(pid as i32, std::ptr::null_mut(), 0);
+    }
+    assert!(
+        !left,
+        "gazette serve (pid {pid}) still ran 10 s after its test failed"
+    );
+}

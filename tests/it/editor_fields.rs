@@ -21,7 +21,7 @@ fn preview(label: &str, files: &[(&str, String)]) -> BTreeMap<&'static str, Stri
     }
     let config = write_config(work.path(), &[]);
     let out = work.path().join("out");
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_gazette"))
+    let output = crate::support::gazette_binary()
         .args([
             "--config",
             config.to_str().unwrap(),

@@ -9,7 +9,7 @@ use gazette::compose::{self, Issue};
 use gazette::domain::{IssueId, SendSchedule};
 use gazette::settings::{Settings, parse_duration};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 /// A working folder with the September 2021 sections and settings with `overrides`.
 fn setup(label: &str, overrides: &[(&str, &str)]) -> (TempDir, PathBuf) {
@@ -365,7 +365,7 @@ fn durations_that_overflow_are_errors_naming_the_key() {
 fn a_closed_pipe_ends_a_command_quietly() {
     let (_work, config) = setup("pipe", &[]);
     for args in [vec!["status"], vec!["subscribers", "export"], vec!["check"]] {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_gazette"))
+        let mut child = support::gazette_binary()
             .arg("--config")
             .arg(&config)
             .args(&args)

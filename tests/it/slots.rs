@@ -506,7 +506,7 @@ fn the_first_run_sends_one_issue_to_the_sample_subscribers_without_false_alarms(
     }
     copy_shipped_sample(&work.path().join("var/sections"));
     let gazette = |args: &[&str]| {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_gazette"));
+        let mut command = crate::support::gazette_binary();
         command
             .args(args)
             .current_dir(work.path())

@@ -19,7 +19,7 @@ const ONE_CLICK: &str = "List-Unsubscribe=One-Click";
 /// What `gazette` printed and how it ended, for a command that must stop by itself.
 /// A command still running after 20 s is killed and reported as such.
 fn run_to_end(config: &std::path::Path, args: &[&str]) -> (Option<i32>, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gazette"))
+    let mut child = crate::support::gazette_binary()
         .arg("--config")
         .arg(config)
         .args(args)

@@ -116,10 +116,30 @@ pub fn write_config(dir: &Path, overrides: &[(&str, &str)]) -> PathBuf {
     path
 }
 
+/// The real `gazette` binary, not started yet. Started, it is killed (SIGKILL) when the
+/// thread that started it ends: a test that fails while a daemon it started runs
+/// leaves no process behind (nor the descriptors it inherited, such as a build lock).
+/// Start it on the test's own thread, not on one that ends before the test does.
+pub fn gazette_binary() -> Command {
+    use std::os::unix::process::CommandExt;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_gazette"));
+    // SAFETY: between fork and exec the closure only calls prctl, which is
+    // async-signal-safe, and allocates nothing.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    command
+}
+
 /// The real `gazette` binary with `--config config` and `args`, in the repository root,
 /// logging warnings only; not started yet.
 pub fn gazette_command(config: &Path, args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_gazette"));
+    let mut command = gazette_binary();
     command
         .arg("--config")
         .arg(config)
@@ -131,7 +151,7 @@ pub fn gazette_command(config: &Path, args: &[&str]) -> Command {
 
 /// Runs the real `gazette` binary with `args`, in the repository root.
 pub fn gazette(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gazette"))
+    gazette_binary()
         .args(args)
         .current_dir(repo_root())
         .env("GAZETTE_LOG", "warn")

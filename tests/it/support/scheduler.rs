@@ -91,7 +91,7 @@ pub fn cron_at(at: DateTime<Utc>) -> String {
 
 /// Starts the real `gazette serve` with `env` added, its log going to `log`.
 pub fn spawn_serve(config: &Path, log: &Path, env: &[(&str, &str)]) -> Child {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_gazette"));
+    let mut command = super::gazette_binary();
     command
         .args(["--config", config.to_str().unwrap(), "serve"])
         .env("GAZETTE_LOG", "info")
