@@ -8,7 +8,10 @@
 //!    `MessageFactory::build` (fill, headers, MIME, bytes) timed over many recipients,
 //!    in this process;
 //! 2. `gazette subscribers import` of N rows into a fresh store (and of `--import-rows`
-//!    rows into another fresh store when that is a different number);
+//!    rows into another fresh store when that is a different number), and the same
+//!    `--import-rows` rows put into another fresh store by SQLite's own shell (`sqlite3`:
+//!    `.import` into a temp table, then one `INSERT … SELECT` into the same schema, in one
+//!    transaction, WAL and `synchronous=FULL` as gazette's), the store's baseline;
 //! 3. the ceiling: `smtp-source` sending N messages of the same size over C connections
 //!    to a fresh sink, before and after gazette (the better of the two is the ceiling);
 //! 4. `gazette send-now` as a child process (the real binary, SMTP transport with
@@ -145,7 +148,17 @@ fn main() {
             cost.wall.as_secs_f64()
         );
         report.imports.push((args.import_rows, cost));
+        report.import_shell = sqlite_shell_import(&dir, &csv, args.import_rows, c);
         let _ = std::fs::remove_file(&csv);
+    } else {
+        report.import_shell = sqlite_shell_import(&dir, &csv, n, c);
+    }
+    if let Some(shell) = report.import_shell {
+        eprintln!(
+            "sqlite3 shell, the same {} rows: {:.2} s",
+            args.import_rows,
+            shell.as_secs_f64()
+        );
     }
 
     // 3. The ceiling, before gazette.
@@ -878,6 +891,72 @@ fn name(i: usize) -> String {
     format!("Subscriber {i}")
 }
 
+/// The import's baseline: SQLite's own shell putting the `rows` rows of `csv` into a
+/// fresh store (made by gazette, so the schema is the same) in one transaction, with
+/// gazette's durability (WAL, `synchronous=FULL`); its wall time, up to the shell's exit
+/// (the checkpoint included, as in gazette's). None without `sqlite3` on the PATH.
+fn sqlite_shell_import(dir: &Path, csv: &Path, rows: usize, c: usize) -> Option<Duration> {
+    let config = write_config(dir, "shell", 25, c);
+    let empty = dir.join("empty.csv");
+    std::fs::write(&empty, "email,name\n").expect("write the empty CSV");
+    run_gazette(
+        &config,
+        &["subscribers", "import", path_str(&empty)],
+        &dir.join("shell-create.log"),
+    );
+    let db = dir.join("shell.db");
+    let script = format!(
+        "PRAGMA journal_mode = WAL;\n\
+         PRAGMA synchronous = FULL;\n\
+         PRAGMA foreign_keys = ON;\n\
+         BEGIN IMMEDIATE;\n\
+         CREATE TEMP TABLE import_rows (email TEXT, name TEXT);\n\
+         .import --csv --skip 1 {} import_rows\n\
+         INSERT INTO subscribers (email, name, status, consent_at, consent_source, \
+         consent_ip, bounce_count, created_at, updated_at) \
+         SELECT email, name, 'active', 1764590000, 'import:import.csv', NULL, 0, \
+         1764590000, 1764590000 FROM import_rows ORDER BY rowid;\n\
+         COMMIT;\n",
+        path_str(csv)
+    );
+    let started = Instant::now();
+    let mut shell = match Command::new("sqlite3")
+        .arg(&db)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+    {
+        Ok(shell) => shell,
+        Err(e) => {
+            eprintln!("sqlite3 shell: {e}; its baseline is left out (apt-get install sqlite3)");
+            return None;
+        }
+    };
+    shell
+        .stdin
+        .take()
+        .expect("the shell's stdin")
+        .write_all(script.as_bytes())
+        .expect("write to sqlite3");
+    let out = shell.wait_with_output().expect("run sqlite3");
+    let wall = started.elapsed();
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "sqlite3 shell import: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let count = Command::new("sqlite3")
+        .arg(&db)
+        .arg("SELECT count(*) FROM subscribers")
+        .output()
+        .expect("run sqlite3");
+    let count = String::from_utf8_lossy(&count.stdout).trim().to_owned();
+    assert_eq!(count, rows.to_string(), "rows the sqlite3 shell imported");
+    let _ = std::fs::remove_file(&db);
+    Some(wall)
+}
+
 /// An `email,name` CSV of `n` subscribers.
 fn write_subscribers_csv(path: &Path, n: usize) {
     let mut out = std::io::BufWriter::new(std::fs::File::create(path).expect("create the CSV"));
@@ -1011,6 +1090,8 @@ struct Report {
     load_after: String,
     render: Option<RenderCost>,
     imports: Vec<(usize, ChildCost)>,
+    /// SQLite's shell putting the last import's rows into a fresh store.
+    import_shell: Option<Duration>,
     ceiling: Vec<Duration>,
     send: Option<SendRun>,
     send_dkim: Option<SendRun>,
@@ -1037,6 +1118,7 @@ impl Report {
             load_after: String::new(),
             render: None,
             imports: Vec::new(),
+            import_shell: None,
             ceiling: Vec::new(),
             send: None,
             send_dkim: None,
@@ -1233,6 +1315,14 @@ impl Report {
                 "| subscribers import of {rows} rows (fresh store) | {:.2} s, peak RSS {:.1} MiB | {target} |",
                 cost.wall.as_secs_f64(),
                 mib(cost.peak_rss_kib)
+            );
+        }
+        if let (Some(shell), Some((rows, cost))) = (self.import_shell, self.imports.last()) {
+            let _ = writeln!(
+                w,
+                "| the same {rows} rows by SQLite's shell (`sqlite3`: `.import`, one `INSERT … SELECT` into the same schema; one transaction, WAL, synchronous=FULL) | {:.2} s; gazette's import takes {:.2} × its time | |",
+                shell.as_secs_f64(),
+                cost.wall.as_secs_f64() / shell.as_secs_f64().max(1e-9)
             );
         }
         if let Some(r) = &self.render {
