@@ -31,7 +31,7 @@ const BATCH: usize = 10_000;
 /// Why a file could not be imported at all. Nothing was changed.
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {source}; nothing was imported")]
     Read {
         path: PathBuf,
         source: std::io::Error,
@@ -47,8 +47,8 @@ pub enum ImportError {
     },
     #[error(
         "{path} is not UTF-8: line {line} has a byte that UTF-8 does not allow (0x{byte:02X}); \
-         it looks like {encoding}. Convert it with: iconv -f {iconv} -t utf-8 {path} > \
-         {path}.utf8.csv"
+         it looks like {encoding}, and nothing was imported. Convert it with: iconv -f {iconv} \
+         -t utf-8 {path} > {path}.utf8.csv"
     )]
     NotUtf8 {
         path: PathBuf,
@@ -271,13 +271,38 @@ pub async fn import_file(
     now: DateTime<Utc>,
     mut on_line: impl FnMut(&LineReport),
 ) -> Result<ImportReport, ImportError> {
-    let read_err = |source| ImportError::Read {
-        path: path.to_owned(),
-        source,
+    let read_err = |failure| match failure {
+        ReadFailure::Io(source) => ImportError::Read {
+            path: path.to_owned(),
+            source,
+        },
+        ReadFailure::NotUtf8(NotUtf8 {
+            line,
+            byte,
+            encoding,
+            iconv,
+        }) => ImportError::NotUtf8 {
+            path: path.to_owned(),
+            line,
+            byte,
+            encoding,
+            iconv,
+        },
     };
-    let lines = check_encoding(path)?;
-    let file = std::fs::File::open(path).map_err(read_err)?;
-    let mut reader = Lines::new(BufReader::with_capacity(64 * 1024, file));
+    let file = std::fs::File::open(path).map_err(|e| read_err(ReadFailure::Io(e)))?;
+    let mut reader = BufReader::with_capacity(64 * 1024, file);
+    if let Some((encoding, iconv)) =
+        utf16_mark(&mut reader).map_err(|e| read_err(ReadFailure::Io(e)))?
+    {
+        return Err(ImportError::Utf16 {
+            path: path.to_owned(),
+            encoding,
+            iconv,
+        });
+    }
+    // Every line is checked for UTF-8 as it is read: a line that is not refuses the
+    // whole file (the transaction is dropped), whichever batch it is in.
+    let mut reader = Lines::new(reader);
     let mut totals = ImportTotals::default();
     let mut emit = |report: LineReport, totals: &mut ImportTotals| {
         totals.count(&report.outcome);
@@ -364,9 +389,10 @@ pub async fn import_file(
         applied = Some((done.map_err(store_err)?, decided));
     }
     // The channel also closes if the parser panicked: that is not the end of the file.
-    if let Err(panic) = parser.join() {
-        std::panic::resume_unwind(panic);
-    }
+    let lines = match parser.join() {
+        Ok(lines) => lines,
+        Err(panic) => std::panic::resume_unwind(panic),
+    };
     report(applied.take());
     session.commit().await.map_err(store_err)?;
     Ok(ImportReport {
@@ -381,20 +407,21 @@ pub async fn import_file(
 type Batch = (ImportBatch, Vec<LineReport>);
 
 /// Reads the data lines into batches of [`BATCH`] rows and sends them on; stops at the
-/// end of the file, at a read error (sent on) or when nobody receives any more.
+/// end of the file, at a read error (sent on) or when nobody receives any more. Returns
+/// how many lines the file has (the header and the lines before it included).
 fn read_batches<R: BufRead>(
     mut reader: Lines<R>,
     columns: &Columns,
     dialect: Dialect,
-    batches: &tokio::sync::mpsc::Sender<std::io::Result<Batch>>,
-) {
+    batches: &tokio::sync::mpsc::Sender<Result<Batch, ReadFailure>>,
+) -> u64 {
     let mut rows = Vec::with_capacity(BATCH);
     let mut decided = Vec::new();
     loop {
         match reader.next_line() {
             Err(e) => {
                 let _ = batches.blocking_send(Err(e));
-                return;
+                return reader.number;
             }
             Ok(None) => break,
             Ok(Some(line)) => match columns.read(line) {
@@ -407,7 +434,7 @@ fn read_batches<R: BufRead>(
                             .blocking_send(Ok((batch, std::mem::take(&mut decided))))
                             .is_err()
                         {
-                            return;
+                            return reader.number;
                         }
                     }
                 }
@@ -416,6 +443,7 @@ fn read_batches<R: BufRead>(
         }
     }
     let _ = batches.blocking_send(Ok((ImportBatch::new(rows, dialect), decided)));
+    reader.number
 }
 
 /// A batch the store has applied: its rows with what became of each, and its other
@@ -646,61 +674,68 @@ impl<R: BufRead> Lines<R> {
         Ok(Some((self.number, (!too_long).then_some(&self.buf[..]))))
     }
 
-    /// The next line as text, or `None` at the end of the file.
-    fn next_line(&mut self) -> std::io::Result<Option<Line>> {
-        Ok(self.next_raw()?.map(|(number, bytes)| Line {
-            number,
-            text: match bytes {
-                None => Err(format!("the line is longer than {MAX_LINE} bytes")),
-                // The encoding was checked first, so nothing is replaced here.
-                Some(bytes) => Ok(String::from_utf8_lossy(bytes).into_owned()),
+    /// The next line as text, or `None` at the end of the file. A line that is not
+    /// UTF-8 is an error of the whole file, named with its likely encoding.
+    fn next_line(&mut self) -> Result<Option<Line>, ReadFailure> {
+        let Some((number, bytes)) = self.next_raw().map_err(ReadFailure::Io)? else {
+            return Ok(None);
+        };
+        let text = match bytes {
+            None => Err(format!("the line is longer than {MAX_LINE} bytes")),
+            Some(bytes) => match std::str::from_utf8(bytes) {
+                Ok(text) => Ok(text.to_owned()),
+                Err(e) => return Err(ReadFailure::NotUtf8(NotUtf8::of(number, bytes, &e))),
             },
-        }))
+        };
+        Ok(Some(Line { number, text }))
     }
 }
 
-/// Refuses a file that is not UTF-8, naming its likely encoding; returns its line count.
-fn check_encoding(path: &Path) -> Result<u64, ImportError> {
-    let read_err = |source| ImportError::Read {
-        path: path.to_owned(),
-        source,
-    };
-    let mut reader =
-        BufReader::with_capacity(64 * 1024, std::fs::File::open(path).map_err(read_err)?);
-    let start = reader.fill_buf().map_err(read_err)?;
-    let utf16 = |encoding, iconv| ImportError::Utf16 {
-        path: path.to_owned(),
-        encoding,
-        iconv,
-    };
-    if start.starts_with(&[0xFF, 0xFE]) {
-        return Err(utf16("UTF-16 little-endian", "utf-16"));
-    }
-    if start.starts_with(&[0xFE, 0xFF]) {
-        return Err(utf16("UTF-16 big-endian", "utf-16"));
-    }
-    let mut lines = Lines::new(reader);
-    while let Some((number, bytes)) = lines.next_raw().map_err(read_err)? {
-        let Some(line) = bytes else { continue };
-        if let Err(e) = std::str::from_utf8(line) {
-            let byte = line[e.valid_up_to()];
-            let (encoding, iconv) = if line.contains(&0) {
-                ("UTF-16 without a byte-order mark", "utf-16le")
-            } else if line.iter().any(|b| (0x80..0xA0).contains(b)) {
-                ("Windows-1252", "cp1252")
-            } else {
-                ("Latin-1 (ISO-8859-1)", "latin1")
-            };
-            return Err(ImportError::NotUtf8 {
-                path: path.to_owned(),
-                line: number,
-                byte,
-                encoding,
-                iconv,
-            });
+/// Why the lines of a file cannot be read on.
+#[derive(Debug)]
+enum ReadFailure {
+    Io(std::io::Error),
+    NotUtf8(NotUtf8),
+}
+
+/// A line that is not UTF-8: where, and what the file likely is instead.
+#[derive(Debug)]
+struct NotUtf8 {
+    line: u64,
+    byte: u8,
+    encoding: &'static str,
+    iconv: &'static str,
+}
+
+impl NotUtf8 {
+    /// Line `line`, `bytes`, which `error` says are not UTF-8.
+    fn of(line: u64, bytes: &[u8], error: &std::str::Utf8Error) -> Self {
+        let (encoding, iconv) = if bytes.contains(&0) {
+            ("UTF-16 without a byte-order mark", "utf-16le")
+        } else if bytes.iter().any(|b| (0x80..0xA0).contains(b)) {
+            ("Windows-1252", "cp1252")
+        } else {
+            ("Latin-1 (ISO-8859-1)", "latin1")
+        };
+        Self {
+            line,
+            byte: bytes[error.valid_up_to()],
+            encoding,
+            iconv,
         }
     }
-    Ok(lines.number)
+}
+
+/// The encoding and its `iconv` name if the file starts with a UTF-16 byte-order mark.
+fn utf16_mark(reader: &mut impl BufRead) -> std::io::Result<Option<(&'static str, &'static str)>> {
+    let start = reader.fill_buf()?;
+    Ok(if start.starts_with(&[0xFF, 0xFE]) {
+        Some(("UTF-16 little-endian", "utf-16"))
+    } else if start.starts_with(&[0xFE, 0xFF]) {
+        Some(("UTF-16 big-endian", "utf-16"))
+    } else {
+        None
+    })
 }
 
 #[cfg(test)]

@@ -224,6 +224,34 @@ async fn a_file_that_is_not_utf8_is_named_with_the_way_to_convert_it() {
 }
 
 #[tokio::test]
+async fn a_latin1_line_after_several_batches_refuses_the_whole_file() {
+    let dir = TempDir::new("import-late-encoding");
+    let store = store_in(&dir).await;
+    let path = dir.path().join("late.csv");
+    let mut bytes = b"email,name\n".to_vec();
+    for i in 1..=25_000 {
+        bytes.extend_from_slice(format!("user{i}@example.org,User {i}\n").as_bytes());
+    }
+    bytes.extend_from_slice(b"zoe@example.org,Zo\xe9\nlast@example.org,Last\n");
+    std::fs::write(&path, &bytes).unwrap();
+
+    let err = import_file(&store, &path, Utc::now(), |_| {})
+        .await
+        .unwrap_err();
+    match &err {
+        ImportError::NotUtf8 { line, iconv, .. } => {
+            assert_eq!(*line, 25_002);
+            assert_eq!(*iconv, "latin1");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(err.to_string().contains("nothing was imported"), "{err}");
+    // The rows before it were not kept either: the import is one transaction.
+    assert!(store.subscribers(None).await.unwrap().is_empty());
+    store.close().await;
+}
+
+#[tokio::test]
 async fn semicolon_and_tab_separated_files_are_recognised() {
     let dir = TempDir::new("import-delimiters");
     let store = store_in(&dir).await;
