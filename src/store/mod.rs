@@ -254,19 +254,37 @@ fn sqlite_url_with_mode(url: &str, mode: &str) -> String {
     format!("{base}?{}", params.join("&"))
 }
 
+/// What a pool is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PoolUse {
+    /// The store's work: a few connections, writes durable.
+    Work,
+    /// Bringing the schema up to date when the store is opened, on one connection of its
+    /// own. On a large store its statements take seconds, as expected: sqlx's warning
+    /// for each slow one (with the whole migration's text) is left out, and gazette
+    /// reports the upgrade and its time itself.
+    Upgrade,
+    /// Looking only, on one connection.
+    ReadOnly,
+}
+
 /// A pool on `url` through the `Any` driver; SQLite connections get the pragmas gazette
 /// relies on (each connection's own: they are not kept in the file, except WAL).
-async fn any_pool(
-    url: &str,
-    dialect: Dialect,
-    max: u32,
-    read_only: bool,
-) -> Result<AnyPool, StoreError> {
+async fn any_pool(url: &str, dialect: Dialect, use_: PoolUse) -> Result<AnyPool, StoreError> {
     sqlx::any::install_default_drivers();
-    let options = AnyConnectOptions::from_str(url).map_err(|e| StoreError::Url {
+    let mut options = AnyConnectOptions::from_str(url).map_err(|e| StoreError::Url {
         url: without_password(url),
         reason: e.to_string(),
     })?;
+    if use_ == PoolUse::Upgrade {
+        options = sqlx::ConnectOptions::disable_statement_logging(options);
+    }
+    let max = match (use_, dialect) {
+        (PoolUse::Work, Dialect::Sqlite) => 4,
+        (PoolUse::Work, Dialect::Postgres) => 8,
+        (PoolUse::Upgrade | PoolUse::ReadOnly, _) => 1,
+    };
+    let read_only = use_ == PoolUse::ReadOnly;
     let pool = AnyPoolOptions::new()
         .max_connections(max)
         .after_connect(move |conn, _| {
@@ -298,7 +316,7 @@ impl Store {
     /// must exist), and brings its schema up to date.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         let dialect = Dialect::of(url)?;
-        let (pool, name, lock) = match dialect {
+        let (url, name, lock) = match dialect {
             Dialect::Sqlite => {
                 let file = options_path(url)?;
                 if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -308,34 +326,63 @@ impl Store {
                     })?;
                 }
                 let lock = StoreLock::shared(&file)?;
-                let pool = any_pool(&sqlite_url_with_mode(url, "rwc"), dialect, 4, false).await?;
                 (
-                    pool,
+                    sqlite_url_with_mode(url, "rwc"),
                     file.display().to_string(),
                     Some(std::sync::Arc::new(lock)),
                 )
             }
-            Dialect::Postgres => (
-                any_pool(url, dialect, 8, false).await?,
-                without_password(url),
-                None,
-            ),
+            Dialect::Postgres => (url.to_owned(), without_password(url), None),
         };
-        let store = Self {
-            pool,
+        let upgrade = Self {
+            pool: any_pool(&url, dialect, PoolUse::Upgrade).await?,
+            dialect,
+            name: name.clone(),
+            _lock: lock.clone(),
+        };
+        let up_to_date = upgrade.bring_up_to_date().await;
+        upgrade.pool.close().await;
+        up_to_date?;
+        Ok(Self {
+            pool: any_pool(&url, dialect, PoolUse::Work).await?,
             dialect,
             name,
             _lock: lock,
-        };
-        store.refuse_newer_schema().await?;
-        store.migrate().await?;
-        if dialect == Dialect::Sqlite {
-            // A PostgreSQL store starts with the one-mailbox index: it has no twins.
-            store.merge_mailbox_twins().await?;
+        })
+    }
+
+    /// Refuses a store of a newer gazette, applies the migrations this one lacks and
+    /// the steps that follow them; says so when an existing store is upgraded.
+    async fn bring_up_to_date(&self) -> Result<(), StoreError> {
+        let found = self.refuse_newer_schema().await?;
+        let known = newest_known_migration();
+        // A new store (nothing applied yet) is made in a moment: nothing to say.
+        let upgrading = found > 0 && found < known;
+        let started = std::time::Instant::now();
+        if upgrading {
+            tracing::info!(
+                from = found,
+                to = known,
+                store = %self.name,
+                "upgrading the store to this version's schema; a large store takes a while"
+            );
         }
-        store.report_merges().await?;
-        store.fill_sources_hashes().await?;
-        Ok(store)
+        self.migrate().await?;
+        if self.dialect == Dialect::Sqlite {
+            // A PostgreSQL store starts with the one-mailbox index: it has no twins.
+            self.merge_mailbox_twins().await?;
+        }
+        self.report_merges().await?;
+        self.fill_sources_hashes().await?;
+        if upgrading {
+            tracing::info!(
+                from = found,
+                to = known,
+                seconds = %format!("{:.1}", started.elapsed().as_secs_f64()),
+                "store upgraded"
+            );
+        }
+        Ok(())
     }
 
     /// Applies the migrations this store lacks. On PostgreSQL several daemons may start
@@ -351,8 +398,10 @@ impl Store {
     pub async fn open_read_only(url: &str) -> Result<Self, StoreError> {
         let dialect = Dialect::of(url)?;
         let pool = match dialect {
-            Dialect::Sqlite => any_pool(&sqlite_url_with_mode(url, "ro"), dialect, 1, true).await?,
-            Dialect::Postgres => any_pool(url, dialect, 1, true).await?,
+            Dialect::Sqlite => {
+                any_pool(&sqlite_url_with_mode(url, "ro"), dialect, PoolUse::ReadOnly).await?
+            }
+            Dialect::Postgres => any_pool(url, dialect, PoolUse::ReadOnly).await?,
         };
         let name = match dialect {
             Dialect::Sqlite => options_path(url)?.display().to_string(),
@@ -467,7 +516,8 @@ impl Store {
 
     /// A store whose schema is newer than this binary's is refused before anything is
     /// migrated: running old code on it could misread or damage what the newer one wrote.
-    async fn refuse_newer_schema(&self) -> Result<(), StoreError> {
+    /// Returns the store's schema version (0 for an empty database).
+    async fn refuse_newer_schema(&self) -> Result<i64, StoreError> {
         let found = self.schema_version().await?;
         let known = newest_known_migration();
         if found > known {
@@ -477,7 +527,7 @@ impl Store {
                 known,
             });
         }
-        Ok(())
+        Ok(found)
     }
 }
 

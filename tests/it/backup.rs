@@ -191,3 +191,56 @@ async fn a_store_from_a_newer_version_is_refused_and_left_untouched() {
         "the newer store was changed"
     );
 }
+
+/// The newest migration this checkout has (the number its last file name starts with).
+fn newest_migration() -> u64 {
+    std::fs::read_dir(crate::support::repo_root().join("migrations/sqlite"))
+        .unwrap()
+        .filter_map(|entry| {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            name.split('_').next()?.parse().ok()
+        })
+        .max()
+        .unwrap()
+}
+
+#[test]
+fn upgrading_an_old_store_is_reported_by_gazette_once_with_the_versions() {
+    let dir = TempDir::new("upgrade-log");
+    let url = old_store(&dir);
+    let config = crate::support::write_config(dir.path(), &[("store.url", &format!("\"{url}\""))]);
+    let empty = dir.path().join("empty.csv");
+    std::fs::write(&empty, "email,name\n").unwrap();
+    let run = || {
+        let out = gazette(&config, &["subscribers", "import", empty.to_str().unwrap()])
+            .env("GAZETTE_LOG", "info")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", describe(&out));
+        String::from_utf8(out.stderr).unwrap()
+    };
+    let log = run();
+    let upgrading: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("upgrading the store"))
+        .collect();
+    assert_eq!(upgrading.len(), 1, "{log}");
+    assert!(upgrading[0].contains(" INFO "), "{log}");
+    assert!(upgrading[0].contains("from=5 "), "{log}");
+    assert!(
+        upgrading[0].contains(&format!("to={} ", newest_migration())),
+        "{log}"
+    );
+    assert_eq!(
+        log.lines().filter(|l| l.contains("store upgraded")).count(),
+        1,
+        "{log}"
+    );
+    // sqlx's own lines about the upgrade's statements (a slow one is logged as a warning
+    // with the whole migration's text) are not the operator's business.
+    assert!(!log.contains("slow statement"), "{log}");
+
+    // Up to date now: nothing to say.
+    let again = run();
+    assert!(!again.contains("upgrading the store"), "{again}");
+}
