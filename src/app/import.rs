@@ -271,29 +271,13 @@ pub async fn import_file(
     now: DateTime<Utc>,
     mut on_line: impl FnMut(&LineReport),
 ) -> Result<ImportReport, ImportError> {
-    let read_err = |failure| match failure {
-        ReadFailure::Io(source) => ImportError::Read {
-            path: path.to_owned(),
-            source,
-        },
-        ReadFailure::NotUtf8(NotUtf8 {
-            line,
-            byte,
-            encoding,
-            iconv,
-        }) => ImportError::NotUtf8 {
-            path: path.to_owned(),
-            line,
-            byte,
-            encoding,
-            iconv,
-        },
+    let read_err = |source| ImportError::Read {
+        path: path.to_owned(),
+        source,
     };
-    let file = std::fs::File::open(path).map_err(|e| read_err(ReadFailure::Io(e)))?;
+    let file = std::fs::File::open(path).map_err(read_err)?;
     let mut reader = BufReader::with_capacity(64 * 1024, file);
-    if let Some((encoding, iconv)) =
-        utf16_mark(&mut reader).map_err(|e| read_err(ReadFailure::Io(e)))?
-    {
+    if let Some((encoding, iconv)) = utf16_mark(&mut reader).map_err(read_err)? {
         return Err(ImportError::Utf16 {
             path: path.to_owned(),
             encoding,
@@ -302,7 +286,7 @@ pub async fn import_file(
     }
     // Every line is checked for UTF-8 as it is read: a line that is not refuses the
     // whole file (the transaction is dropped), whichever batch it is in.
-    let mut reader = Lines::new(reader);
+    let mut reader = Lines::new(reader, path);
     let mut totals = ImportTotals::default();
     let mut emit = |report: LineReport, totals: &mut ImportTotals| {
         totals.count(&report.outcome);
@@ -311,7 +295,7 @@ pub async fn import_file(
 
     // Blank lines before the header, then the header, which picks the delimiter.
     let (header_line, columns) = loop {
-        let Some(line) = reader.next_line().map_err(read_err)? else {
+        let Some(line) = reader.next_line()? else {
             return Err(ImportError::NoHeader {
                 path: path.to_owned(),
             });
@@ -381,7 +365,7 @@ pub async fn import_file(
             Ok(batch) => batch,
             Err(e) => {
                 report(applied.take());
-                return Err(read_err(e));
+                return Err(e);
             }
         };
         let before = applied.take();
@@ -413,7 +397,7 @@ fn read_batches<R: BufRead>(
     mut reader: Lines<R>,
     columns: &Columns,
     dialect: Dialect,
-    batches: &tokio::sync::mpsc::Sender<Result<Batch, ReadFailure>>,
+    batches: &tokio::sync::mpsc::Sender<Result<Batch, ImportError>>,
 ) -> u64 {
     let mut rows = Vec::with_capacity(BATCH);
     let mut decided = Vec::new();
@@ -617,29 +601,29 @@ struct Line {
     text: Result<String, String>,
 }
 
-/// A line's number and its bytes (`None` if longer than [`MAX_LINE`]).
-type RawLine<'a> = (u64, Option<&'a [u8]>);
-
 /// Reads lines (ending in `\n` or `\r\n`) holding at most [`MAX_LINE`] bytes of one, so
 /// a file without line breaks cannot fill the memory.
 struct Lines<R> {
     reader: R,
+    /// The file, for the errors that end the reading.
+    path: PathBuf,
     number: u64,
     buf: Vec<u8>,
 }
 
 impl<R: BufRead> Lines<R> {
-    fn new(reader: R) -> Self {
+    fn new(reader: R, path: &Path) -> Self {
         Self {
             reader,
+            path: path.to_owned(),
             number: 0,
             buf: Vec::with_capacity(1024),
         }
     }
 
-    /// The next line's number and bytes (`None` if longer than [`MAX_LINE`]), or `None`
-    /// at the end of the file.
-    fn next_raw(&mut self) -> std::io::Result<Option<RawLine<'_>>> {
+    /// Reads the next line into `buf`: its number and whether it fits in [`MAX_LINE`]
+    /// (if not, `buf` holds only its start), or `None` at the end of the file.
+    fn next_raw(&mut self) -> std::io::Result<Option<(u64, bool)>> {
         self.buf.clear();
         let mut too_long = false;
         let mut any = false;
@@ -671,58 +655,47 @@ impl<R: BufRead> Lines<R> {
         if self.buf.last() == Some(&b'\r') {
             self.buf.pop();
         }
-        Ok(Some((self.number, (!too_long).then_some(&self.buf[..]))))
+        Ok(Some((self.number, !too_long)))
     }
 
     /// The next line as text, or `None` at the end of the file. A line that is not
     /// UTF-8 is an error of the whole file, named with its likely encoding.
-    fn next_line(&mut self) -> Result<Option<Line>, ReadFailure> {
-        let Some((number, bytes)) = self.next_raw().map_err(ReadFailure::Io)? else {
+    fn next_line(&mut self) -> Result<Option<Line>, ImportError> {
+        let next = self.next_raw().map_err(|source| ImportError::Read {
+            path: self.path.clone(),
+            source,
+        })?;
+        let Some((number, fits)) = next else {
             return Ok(None);
         };
-        let text = match bytes {
-            None => Err(format!("the line is longer than {MAX_LINE} bytes")),
-            Some(bytes) => match std::str::from_utf8(bytes) {
-                Ok(text) => Ok(text.to_owned()),
-                Err(e) => return Err(ReadFailure::NotUtf8(NotUtf8::of(number, bytes, &e))),
-            },
+        if !fits {
+            let reason = format!("the line is longer than {MAX_LINE} bytes");
+            return Ok(Some(Line {
+                number,
+                text: Err(reason),
+            }));
+        }
+        let bytes = &self.buf[..];
+        let text = match std::str::from_utf8(bytes) {
+            Ok(text) => Ok(text.to_owned()),
+            Err(e) => {
+                let (encoding, iconv) = if bytes.contains(&0) {
+                    ("UTF-16 without a byte-order mark", "utf-16le")
+                } else if bytes.iter().any(|b| (0x80..0xA0).contains(b)) {
+                    ("Windows-1252", "cp1252")
+                } else {
+                    ("Latin-1 (ISO-8859-1)", "latin1")
+                };
+                return Err(ImportError::NotUtf8 {
+                    path: self.path.clone(),
+                    line: number,
+                    byte: bytes[e.valid_up_to()],
+                    encoding,
+                    iconv,
+                });
+            }
         };
         Ok(Some(Line { number, text }))
-    }
-}
-
-/// Why the lines of a file cannot be read on.
-#[derive(Debug)]
-enum ReadFailure {
-    Io(std::io::Error),
-    NotUtf8(NotUtf8),
-}
-
-/// A line that is not UTF-8: where, and what the file likely is instead.
-#[derive(Debug)]
-struct NotUtf8 {
-    line: u64,
-    byte: u8,
-    encoding: &'static str,
-    iconv: &'static str,
-}
-
-impl NotUtf8 {
-    /// Line `line`, `bytes`, which `error` says are not UTF-8.
-    fn of(line: u64, bytes: &[u8], error: &std::str::Utf8Error) -> Self {
-        let (encoding, iconv) = if bytes.contains(&0) {
-            ("UTF-16 without a byte-order mark", "utf-16le")
-        } else if bytes.iter().any(|b| (0x80..0xA0).contains(b)) {
-            ("Windows-1252", "cp1252")
-        } else {
-            ("Latin-1 (ISO-8859-1)", "latin1")
-        };
-        Self {
-            line,
-            byte: bytes[error.valid_up_to()],
-            encoding,
-            iconv,
-        }
     }
 }
 
@@ -772,7 +745,7 @@ mod tests {
     #[test]
     fn lines_are_bounded_and_counted() {
         let text = format!("a\r\n\n{}\nlast", "y".repeat(MAX_LINE + 10));
-        let mut lines = Lines::new(text.as_bytes());
+        let mut lines = Lines::new(text.as_bytes(), Path::new("lines.csv"));
         let mut got = Vec::new();
         while let Some(line) = lines.next_line().unwrap() {
             got.push((line.number, line.text.map_err(|e| e.contains("longer"))));
