@@ -43,10 +43,14 @@ impl SubscriberEmail {
         if raw.len() > 254 {
             return Err(EmailError::TooLong);
         }
-        if raw
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || "()<>,;:\\\"[]".contains(c))
-        {
+        if raw.chars().any(|c| {
+            c.is_whitespace()
+                || c.is_control()
+                || matches!(
+                    c,
+                    '(' | ')' | '<' | '>' | ',' | ';' | ':' | '\\' | '"' | '[' | ']'
+                )
+        }) {
             return Err(EmailError::ForbiddenCharacter);
         }
         let (local, domain) = raw.rsplit_once('@').ok_or(EmailError::Shape)?;
@@ -59,7 +63,13 @@ impl SubscriberEmail {
         if local.starts_with('.') || local.ends_with('.') || local.contains("..") {
             return Err(EmailError::Shape);
         }
-        let domain = domain.to_ascii_lowercase();
+        // The address as stored: the local part as given, the domain lower-cased.
+        let mut address = String::with_capacity(raw.len());
+        address.push_str(local);
+        address.push('@');
+        address.push_str(domain);
+        address[local.len() + 1..].make_ascii_lowercase();
+        let domain = &address[local.len() + 1..];
         let label_ok = |l: &str| {
             !l.is_empty()
                 && l.len() <= 63
@@ -69,9 +79,9 @@ impl SubscriberEmail {
                     .all(|c| c.is_ascii_alphanumeric() || c == '-' || !c.is_ascii())
         };
         if !domain.contains('.') && domain != "localhost" || !domain.split('.').all(label_ok) {
-            return Err(EmailError::Domain(domain));
+            return Err(EmailError::Domain(domain.to_owned()));
         }
-        Ok(Self(format!("{local}@{domain}")))
+        Ok(Self(address))
     }
 
     /// The address as text.

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::fmt;
 use std::str::FromStr;
 
@@ -578,20 +579,25 @@ impl ImportBatch {
     /// Prepares `rows` for a store on `dialect`.
     pub fn new(rows: Vec<ImportRow>, dialect: Dialect) -> Self {
         let mut actions: Vec<ImportAction> = vec![ImportAction::Added; rows.len()];
+        let mut keys: Vec<String> = rows.iter().map(|row| row.email.key()).collect();
         // Duplicates inside the batch: the first row counts, later ones are reported.
-        let mut first_line: HashMap<String, u64> = HashMap::with_capacity(rows.len());
         let mut unique: Vec<usize> = Vec::with_capacity(rows.len());
-        let mut keys: Vec<String> = Vec::with_capacity(rows.len());
-        for (at, row) in rows.iter().enumerate() {
-            let key = row.email.key();
-            match first_line.get(&key) {
-                Some(first) => actions[at] = ImportAction::Duplicate(*first),
-                None => {
-                    first_line.insert(key.clone(), row.line);
+        let mut first_line: HashMap<&str, u64> = HashMap::with_capacity(rows.len());
+        for (at, key) in keys.iter().enumerate() {
+            match first_line.entry(key) {
+                Entry::Occupied(first) => actions[at] = ImportAction::Duplicate(*first.get()),
+                Entry::Vacant(first) => {
+                    first.insert(rows[at].line);
                     unique.push(at);
-                    keys.push(key);
                 }
             }
+        }
+        drop(first_line);
+        if unique.len() < keys.len() {
+            keys = unique
+                .iter()
+                .map(|at| std::mem::take(&mut keys[*at]))
+                .collect();
         }
         let all_new = (dialect == Dialect::Sqlite && !unique.is_empty())
             .then(|| sqlite_insert_json(&rows, &unique));
@@ -608,7 +614,19 @@ impl ImportBatch {
 /// `{"email": name, …}` for SQLite's insert: json_each hands each pair over as two
 /// columns, where an array per row would need a function call per field to take apart.
 fn sqlite_insert_json(rows: &[ImportRow], unique: &[usize]) -> String {
-    json(&JsonObject(&email_name_pairs(rows, unique)))
+    // Room for every address and name with their quotes and separators, so the text is
+    // not copied as it grows.
+    let size: usize = unique
+        .iter()
+        .map(|at| {
+            let row = &rows[*at];
+            row.email.as_str().len() + row.name.as_ref().map_or(4, |n| n.as_str().len()) + 6
+        })
+        .sum();
+    let mut out = Vec::with_capacity(size + 2);
+    serde_json::to_writer(&mut out, &JsonObject(&email_name_pairs(rows, unique)))
+        .expect("strings serialise to JSON");
+    String::from_utf8(out).expect("serde_json writes UTF-8")
 }
 
 /// (address, name) of the rows at `positions`.
