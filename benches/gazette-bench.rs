@@ -133,6 +133,7 @@ fn main() {
     );
     eprintln!("import of {n}: {:.2} s", import_n.wall.as_secs_f64());
     report.imports.push((n, import_n));
+    report.exports.push((n, export(&dir, &send_config, n)));
     if args.import_rows != n {
         let csv = dir.join("import.csv");
         write_subscribers_csv(&csv, args.import_rows);
@@ -148,6 +149,9 @@ fn main() {
             cost.wall.as_secs_f64()
         );
         report.imports.push((args.import_rows, cost));
+        report
+            .exports
+            .push((args.import_rows, export(&dir, &config, args.import_rows)));
         report.import_shell = sqlite_shell_import(&dir, &csv, args.import_rows, c);
         let _ = std::fs::remove_file(&csv);
     } else {
@@ -891,6 +895,27 @@ fn name(i: usize) -> String {
     format!("Subscriber {i}")
 }
 
+/// `gazette subscribers export` of the store of `config`, which holds the `rows`
+/// subscribers the benchmark imported: what it cost, once its output is checked to have
+/// a row for each of them.
+fn export(dir: &Path, config: &Path, rows: usize) -> ChildCost {
+    let out = dir.join("export.log");
+    let cost = run_gazette(config, &["subscribers", "export"], &out);
+    let file = std::io::BufReader::new(std::fs::File::open(&out).expect("the export's output"));
+    let exported = std::io::BufRead::split(file, b'\n')
+        .filter(|line| line.as_ref().is_ok_and(|l| l.starts_with(b"subscriber")))
+        .count();
+    assert_eq!(
+        exported,
+        rows,
+        "subscribers exported (see {})",
+        out.display()
+    );
+    let _ = std::fs::remove_file(&out);
+    eprintln!("export of {rows}: {:.2} s", cost.wall.as_secs_f64());
+    cost
+}
+
 /// The import's baseline: SQLite's own shell putting the `rows` rows of `csv` into a
 /// fresh store (made by gazette, so the schema is the same) in one transaction, with
 /// gazette's durability (WAL, `synchronous=FULL`); its wall time, up to the shell's exit
@@ -1092,6 +1117,8 @@ struct Report {
     imports: Vec<(usize, ChildCost)>,
     /// SQLite's shell putting the last import's rows into a fresh store.
     import_shell: Option<Duration>,
+    /// `subscribers export` of each imported store.
+    exports: Vec<(usize, ChildCost)>,
     ceiling: Vec<Duration>,
     send: Option<SendRun>,
     send_dkim: Option<SendRun>,
@@ -1119,6 +1146,7 @@ impl Report {
             render: None,
             imports: Vec::new(),
             import_shell: None,
+            exports: Vec::new(),
             ceiling: Vec::new(),
             send: None,
             send_dkim: None,
@@ -1323,6 +1351,14 @@ impl Report {
                 "| the same {rows} rows by SQLite's shell (`sqlite3`: `.import`, one `INSERT … SELECT` into the same schema; one transaction, WAL, synchronous=FULL) | {:.2} s; gazette's import takes {:.2} × its time | |",
                 shell.as_secs_f64(),
                 cost.wall.as_secs_f64() / shell.as_secs_f64().max(1e-9)
+            );
+        }
+        for (rows, cost) in &self.exports {
+            let _ = writeln!(
+                w,
+                "| subscribers export of {rows} rows (to a file) | {:.2} s, peak RSS {:.1} MiB | |",
+                cost.wall.as_secs_f64(),
+                mib(cost.peak_rss_kib)
             );
         }
         if let Some(r) = &self.render {

@@ -11,6 +11,7 @@ use crate::store::{
 };
 use anyhow::{Context as _, bail};
 use chrono::{DateTime, SecondsFormat, Utc};
+use futures::TryStreamExt;
 use std::borrow::Cow;
 use std::io::Write;
 use std::path::Path;
@@ -26,11 +27,16 @@ pub async fn run(ctx: &Context, command: SubscribersCommand) -> anyhow::Result<E
     };
     if let Some(status) = listing {
         let store = ctx.open_store_read_only().await?;
-        let subscribers = match &store {
-            Some(store) => store.subscribers(status).await?,
-            None => Vec::new(),
-        };
-        write_csv(&subscribers, std::io::stdout().lock())?;
+        // Each row is written as the store hands it over: a list of any length takes
+        // the same memory.
+        let mut csv = SubscriberCsv::new(std::io::stdout())?;
+        if let Some(store) = &store {
+            let mut rows = std::pin::pin!(store.subscriber_stream(status));
+            while let Some(subscriber) = rows.try_next().await? {
+                csv.write(&subscriber)?;
+            }
+        }
+        csv.finish()?;
         if let Some(store) = store {
             store.close().await;
         }
@@ -45,13 +51,8 @@ pub async fn run(ctx: &Context, command: SubscribersCommand) -> anyhow::Result<E
         SubscribersCommand::Remove { email, by } => {
             remove(&store, &email, by.as_deref(), now).await?
         }
-        SubscribersCommand::List { status } => {
-            write_csv(&store.subscribers(status).await?, std::io::stdout().lock())?;
-            ExitCode::SUCCESS
-        }
-        SubscribersCommand::Export => {
-            write_csv(&store.subscribers(None).await?, std::io::stdout().lock())?;
-            ExitCode::SUCCESS
+        SubscribersCommand::List { .. } | SubscribersCommand::Export => {
+            unreachable!("listing returned above, without opening the store to write")
         }
         SubscribersCommand::Import { file } => import(&store, &file, now).await?,
         SubscribersCommand::Reactivate { email, by } => {
@@ -246,12 +247,22 @@ pub fn spreadsheet_safe(cell: &str) -> Cow<'_, str> {
     }
 }
 
-/// Writes subscribers as CSV with [`CSV_HEADER`].
-pub fn write_csv(subscribers: &[Subscriber], out: impl Write) -> anyhow::Result<()> {
-    let mut writer = csv::Writer::from_writer(out);
-    writer.write_record(CSV_HEADER)?;
-    for s in subscribers {
-        writer.write_record([
+/// Subscribers written as CSV with [`CSV_HEADER`], one at a time.
+pub struct SubscriberCsv<W: Write> {
+    writer: csv::Writer<W>,
+}
+
+impl<W: Write> SubscriberCsv<W> {
+    /// Writes the header.
+    pub fn new(out: W) -> anyhow::Result<Self> {
+        let mut writer = csv::Writer::from_writer(out);
+        writer.write_record(CSV_HEADER)?;
+        Ok(Self { writer })
+    }
+
+    /// Writes one subscriber's row.
+    pub fn write(&mut self, s: &Subscriber) -> anyhow::Result<()> {
+        self.writer.write_record([
             &*spreadsheet_safe(s.email.as_str()),
             &*spreadsheet_safe(s.name.as_ref().map_or("", HeaderText::as_str)),
             s.status.as_str(),
@@ -275,7 +286,12 @@ pub fn write_csv(subscribers: &[Subscriber], out: impl Write) -> anyhow::Result<
                     .unwrap_or(""),
             ),
         ])?;
+        Ok(())
     }
-    writer.flush()?;
-    Ok(())
+
+    /// Writes out what is buffered.
+    pub fn finish(mut self) -> anyhow::Result<()> {
+        self.writer.flush()?;
+        Ok(())
+    }
 }

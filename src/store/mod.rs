@@ -264,7 +264,9 @@ enum PoolUse {
     /// for each slow one (with the whole migration's text) is left out, and gazette
     /// reports the upgrade and its time itself.
     Upgrade,
-    /// Looking only, on one connection.
+    /// Looking only, on one connection. A listing of a large store reads for seconds, as
+    /// expected: sqlx's slow-statement warning (with the query's text) is left out here
+    /// too.
     ReadOnly,
 }
 
@@ -276,7 +278,7 @@ async fn any_pool(url: &str, dialect: Dialect, use_: PoolUse) -> Result<AnyPool,
         url: without_password(url),
         reason: e.to_string(),
     })?;
-    if use_ == PoolUse::Upgrade {
+    if matches!(use_, PoolUse::Upgrade | PoolUse::ReadOnly) {
         options = sqlx::ConnectOptions::disable_statement_logging(options);
     }
     let max = match (use_, dialect) {

@@ -3,6 +3,7 @@
 use super::{Dialect, Store, StoreError, Withdrawn, from_ts, ts};
 use crate::domain::{HeaderText, SubscriberEmail};
 use chrono::{DateTime, Utc};
+use futures::{StreamExt, TryStreamExt};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use std::collections::HashMap;
@@ -322,15 +323,23 @@ impl Store {
         &self,
         status: Option<SubscriberStatus>,
     ) -> Result<Vec<Subscriber>, StoreError> {
-        let rows = sqlx::query(concat!(
+        self.subscriber_stream(status).try_collect().await
+    }
+
+    /// The subscribers with `status` (all of them if `None`) in id order, each as the
+    /// store hands it over: a list of any length is written out in constant memory.
+    pub fn subscriber_stream(
+        &self,
+        status: Option<SubscriberStatus>,
+    ) -> impl futures::Stream<Item = Result<Subscriber, StoreError>> + Send + '_ {
+        sqlx::query(concat!(
             "SELECT ",
             subscriber_columns!(),
             " FROM subscribers WHERE $1 IS NULL OR status = $1 ORDER BY id"
         ))
         .bind(status.map(SubscriberStatus::as_str))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(subscriber_from_row).collect()
+        .fetch(&self.pool)
+        .map(|row| subscriber_from_row(&row?))
     }
 
     /// How many subscribers have `status`.
