@@ -1196,7 +1196,7 @@ impl Report {
             );
             let _ = writeln!(
                 w,
-                "| gazette / ceiling | {:.0} % | ≥ 90 %: {} |",
+                "| gazette / ceiling | {:.1} % | ≥ 90 %: {} |",
                 ratio * 100.0,
                 verdict(ratio >= 0.9)
             );
@@ -1234,7 +1234,7 @@ impl Report {
             let ratio = rate_on / rate_off.max(1e-9);
             let _ = writeln!(
                 w,
-                "| send rate with DKIM, RSA-2048 (same N, C, sink) | {rate_on:.0} messages/s, {:.0} % of the rate without | ≥ 50 %: {} |",
+                "| send rate with DKIM, RSA-2048 (same N, C, sink) | {rate_on:.0} messages/s, {:.1} % of the rate without | ≥ 50 %: {} |",
                 ratio * 100.0,
                 verdict(ratio >= 0.5)
             );
