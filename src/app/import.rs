@@ -8,10 +8,9 @@
 //!
 //! Each line is checked for UTF-8 as it is read: a UTF-16 or other non-UTF-8 file is
 //! refused whole, with its encoding named and the `iconv` command that converts it. The
-//! header row picks
-//! the delimiter (comma, semicolon or tab: whichever gives an `email` column). Rows are
-//! then applied in batches inside one store transaction and reported as they are
-//! decided, so memory stays bounded however long the file is.
+//! header row picks the delimiter (comma, semicolon or tab: whichever gives an `email`
+//! column). Rows are then applied in batches inside one store transaction and reported
+//! as they are decided, so memory stays bounded however long the file is.
 
 use crate::domain::{HeaderText, SubscriberEmail};
 use crate::store::{
