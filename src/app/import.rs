@@ -272,22 +272,9 @@ pub async fn import_file(
     now: DateTime<Utc>,
     mut on_line: impl FnMut(&LineReport),
 ) -> Result<ImportReport, ImportError> {
-    let read_err = |source| ImportError::Read {
-        path: path.to_owned(),
-        source,
-    };
-    let file = std::fs::File::open(path).map_err(read_err)?;
-    let mut reader = BufReader::with_capacity(64 * 1024, file);
-    if let Some((encoding, iconv)) = utf16_mark(&mut reader).map_err(read_err)? {
-        return Err(ImportError::Utf16 {
-            path: path.to_owned(),
-            encoding,
-            iconv,
-        });
-    }
     // Every line is checked for UTF-8 as it is read: a line that is not refuses the
     // whole file (the transaction is dropped), whichever batch it is in.
-    let mut reader = Lines::new(reader, path);
+    let mut reader = Lines::open(path)?;
     let mut totals = ImportTotals::default();
     let mut emit = |report: LineReport, totals: &mut ImportTotals| {
         totals.count(&report.outcome);
@@ -634,6 +621,23 @@ struct Lines<R> {
     buf: Vec<u8>,
 }
 
+impl Lines<BufReader<std::fs::File>> {
+    /// The file at `path`, refused at once if it starts with a UTF-16 byte-order mark.
+    fn open(path: &Path) -> Result<Self, ImportError> {
+        let read_error = |source| Self::read_error(path, source);
+        let file = std::fs::File::open(path).map_err(read_error)?;
+        let mut reader = BufReader::with_capacity(64 * 1024, file);
+        if let Some((encoding, iconv)) = utf16_mark(&mut reader).map_err(read_error)? {
+            return Err(ImportError::Utf16 {
+                path: path.to_owned(),
+                encoding,
+                iconv,
+            });
+        }
+        Ok(Self::new(reader, path))
+    }
+}
+
 impl<R: BufRead> Lines<R> {
     fn new(reader: R, path: &Path) -> Self {
         Self {
@@ -641,6 +645,14 @@ impl<R: BufRead> Lines<R> {
             path: path.to_owned(),
             number: 0,
             buf: Vec::with_capacity(1024),
+        }
+    }
+
+    /// Reading `path` failed: the import ends, nothing of it kept.
+    fn read_error(path: &Path, source: std::io::Error) -> ImportError {
+        ImportError::Read {
+            path: path.to_owned(),
+            source,
         }
     }
 
@@ -684,10 +696,9 @@ impl<R: BufRead> Lines<R> {
     /// The next line as text, or `None` at the end of the file. A line that is not
     /// UTF-8 is an error of the whole file, named with its likely encoding.
     fn next_line(&mut self) -> Result<Option<Line<'_>>, ImportError> {
-        let next = self.next_raw().map_err(|source| ImportError::Read {
-            path: self.path.clone(),
-            source,
-        })?;
+        let next = self
+            .next_raw()
+            .map_err(|source| Self::read_error(&self.path, source))?;
         let Some((number, fits)) = next else {
             return Ok(None);
         };
