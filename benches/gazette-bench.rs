@@ -11,7 +11,9 @@
 //!    rows into another fresh store when that is a different number), and the same
 //!    `--import-rows` rows put into another fresh store by SQLite's own shell (`sqlite3`:
 //!    `.import` into a temp table, then one `INSERT … SELECT` into the same schema, in one
-//!    transaction, WAL and `synchronous=FULL` as gazette's), the store's baseline;
+//!    transaction, WAL and `synchronous=FULL` as gazette's), the store's baseline; then
+//!    `gazette subscribers export` of each store gazette imported into, its output
+//!    checked to hold every subscriber;
 //! 3. the ceiling: `smtp-source` sending N messages of the same size over C connections
 //!    to a fresh sink, before and after gazette (the better of the two is the ceiling);
 //! 4. `gazette send-now` as a child process (the real binary, SMTP transport with
