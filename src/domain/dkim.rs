@@ -413,42 +413,108 @@ pub fn body_hash(message: &[u8]) -> String {
 }
 
 /// Every recipient's body differs (links and tokens are personal, and quoted-printable
-/// spreads them over the lines), so the body is hashed whole for each message. The
-/// canonical form is made in one buffer and hashed in one call: per-line hash updates,
-/// per-byte copies and word-by-word folding each cost several times the SHA-256 itself.
-/// A line that is canonical already (nearly all) is copied whole.
+/// spreads them over the lines), so the body is hashed for each message (after the start
+/// an issue's messages share, see [`SharedBody`]).
 fn relaxed_body_hash(body: &[u8]) -> String {
     let mut state = digest::Context::new(&digest::SHA256);
     hash_canonical(body, &mut state);
     B64.encode(state.finish())
 }
 
-/// Feeds the relaxed canonical form of `body` to `state`. The canonical form is made in
-/// a buffer each thread keeps: a fresh one per message would be allocated, and its pages
-/// touched for the first time, ~35 KB per message.
+/// Feeds the relaxed canonical form of `body` to `state`, in as few pieces as it can:
+/// per-line hash updates cost several times the SHA-256 itself. Lines that are canonical
+/// already (nearly all) are hashed where they lie; the others are rewritten in a buffer
+/// each thread keeps.
 fn hash_canonical(body: &[u8], state: &mut digest::Context) {
     thread_local! {
-        static CANONICAL: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
-    CANONICAL.with_borrow_mut(|canonical| {
-        canonical.clear();
-        relaxed_body_into(body, canonical);
-        state.update(canonical);
+    SCRATCH.with_borrow_mut(|scratch| {
+        relaxed_body_pieces(body, scratch, &mut |piece| state.update(piece));
         // A body far larger than usual does not keep its buffer for the thread's life.
-        if canonical.capacity() > 1 << 20 {
-            *canonical = Vec::new();
+        if scratch.capacity() > 1 << 20 {
+            *scratch = Vec::new();
         }
     });
 }
 
-/// The searcher for a run of two spaces, made once: making one per line cost as much as
-/// the search.
+/// The searchers for the two runs a canonical line cannot hold, made once: making one
+/// per search cost as much as the search.
 static TWO_SPACES: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
     std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"  "));
+static SPACE_AT_LINE_END: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b" \r\n"));
 
-/// Relaxed body canonicalization (RFC 6376 3.4.4), appended to `out`: whitespace runs
-/// as one space, none at line ends, no empty lines at the end, and a final CRLF unless
-/// the body is empty.
+/// Relaxed body canonicalization (RFC 6376 3.4.4) of `body`, handed to `feed` in order,
+/// in pieces: whitespace runs as one space, none at line ends, no empty lines at the end,
+/// and a final CRLF unless the body is empty.
+///
+/// Everything before the last line with text ends in CRLF in a message gazette builds,
+/// and each of those lines is canonical unless it holds a tab, two spaces in a row or a
+/// space before its CRLF: one search for each over the whole body (not a few per line)
+/// finds the lines to rewrite, and the runs between them are fed as they are. The last
+/// line with text and the blank lines after it go through [`relaxed_body_into`], as does
+/// a body with a line feed not after a carriage return.
+fn relaxed_body_pieces(body: &[u8], scratch: &mut Vec<u8>, feed: &mut dyn FnMut(&[u8])) {
+    let last_text = body
+        .iter()
+        .rposition(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'));
+    let tail_start = last_text.map_or(0, |at| {
+        memchr::memrchr(b'\n', &body[..at]).map_or(0, |lf| lf + 1)
+    });
+    let (head, tail) = body.split_at(tail_start);
+    let bare_lf = memchr::memchr_iter(b'\n', head).any(|lf| lf == 0 || head[lf - 1] != b'\r');
+    if bare_lf {
+        scratch.clear();
+        relaxed_body_into(body, scratch);
+        feed(scratch);
+        return;
+    }
+    // Where the next line to rewrite is found by each search, from `at` on.
+    let find = |search: usize, from: usize| -> usize {
+        let rest = &head[from..];
+        let found = match search {
+            0 => memchr::memchr(b'\t', rest),
+            1 => TWO_SPACES.find(rest),
+            _ => SPACE_AT_LINE_END.find(rest),
+        };
+        found.map_or(usize::MAX, |i| from + i)
+    };
+    let mut next = [find(0, 0), find(1, 0), find(2, 0)];
+    let mut at = 0;
+    while at < head.len() {
+        for (search, position) in next.iter_mut().enumerate() {
+            if *position < at {
+                *position = find(search, at);
+            }
+        }
+        let problem = next.iter().copied().min().unwrap_or(usize::MAX);
+        if problem == usize::MAX {
+            feed(&head[at..]);
+            break;
+        }
+        let line_start = memchr::memrchr(b'\n', &head[at..problem]).map_or(at, |lf| at + lf + 1);
+        // Every line of `head` ends in CRLF.
+        let line_end = problem
+            + memchr::memchr(b'\n', &head[problem..]).expect("head ends with a line feed")
+            + 1;
+        if line_start > at {
+            feed(&head[at..line_start]);
+        }
+        scratch.clear();
+        relaxed_line(&head[line_start..line_end - 2], scratch);
+        scratch.extend_from_slice(b"\r\n");
+        feed(scratch);
+        at = line_end;
+    }
+    if !tail.is_empty() {
+        scratch.clear();
+        relaxed_body_into(tail, scratch);
+        feed(scratch);
+    }
+}
+
+/// Relaxed body canonicalization (RFC 6376 3.4.4), appended to `out`, a line at a time.
 fn relaxed_body_into(body: &[u8], out: &mut Vec<u8>) {
     let mut empty_lines = 0usize;
     let mut rest = Some(body);
@@ -463,7 +529,7 @@ fn relaxed_body_into(body: &[u8], out: &mut Vec<u8>) {
                 text
             }
         };
-        let mut line = line.strip_suffix(b"\r").unwrap_or(line);
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
         // Empty lines are only kept when a line with text follows: written ahead, and
         // taken back if this line turns out empty too.
         let start = out.len();
@@ -471,34 +537,7 @@ fn relaxed_body_into(body: &[u8], out: &mut Vec<u8>) {
             out.extend_from_slice(b"\r\n");
         }
         let content = out.len();
-        // Most lines are canonical already: words with single spaces between them.
-        // Checking that is a few SIMD scans; folding word by word is not.
-        if memchr::memchr(b'\t', line).is_none()
-            && !line.ends_with(b" ")
-            && TWO_SPACES.find(line).is_none()
-        {
-            out.extend_from_slice(line);
-            line = &[];
-        }
-        loop {
-            match memchr::memchr2(b' ', b'\t', line) {
-                None => {
-                    out.extend_from_slice(line);
-                    break;
-                }
-                Some(at) => {
-                    out.extend_from_slice(&line[..at]);
-                    match line[at..].iter().position(|&b| b != b' ' && b != b'\t') {
-                        // Whitespace at the end of the line is dropped.
-                        None => break,
-                        Some(run) => {
-                            out.push(b' ');
-                            line = &line[at + run..];
-                        }
-                    }
-                }
-            }
-        }
+        relaxed_line(line, out);
         if out.len() == content {
             out.truncate(start);
             empty_lines += 1;
@@ -506,6 +545,39 @@ fn relaxed_body_into(body: &[u8], out: &mut Vec<u8>) {
         }
         empty_lines = 0;
         out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// One line (without its line end) in relaxed form, appended to `out`: each run of
+/// whitespace as one space, none at the end.
+fn relaxed_line(mut line: &[u8], out: &mut Vec<u8>) {
+    // Most lines are canonical already: words with single spaces between them.
+    // Checking that is a few SIMD scans; folding word by word is not.
+    if memchr::memchr(b'\t', line).is_none()
+        && !line.ends_with(b" ")
+        && TWO_SPACES.find(line).is_none()
+    {
+        out.extend_from_slice(line);
+        return;
+    }
+    loop {
+        match memchr::memchr2(b' ', b'\t', line) {
+            None => {
+                out.extend_from_slice(line);
+                return;
+            }
+            Some(at) => {
+                out.extend_from_slice(&line[..at]);
+                match line[at..].iter().position(|&b| b != b' ' && b != b'\t') {
+                    // Whitespace at the end of the line is dropped.
+                    None => return,
+                    Some(run) => {
+                        out.push(b' ');
+                        line = &line[at + run..];
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -642,6 +714,88 @@ mod tests {
                 &relaxed_body_reference(b"  body \r\n\r\n")
             ))
         );
+    }
+
+    /// The pieces [`relaxed_body_pieces`] feeds, joined.
+    fn relaxed_body_in_pieces(body: &[u8]) -> Vec<u8> {
+        let mut joined = Vec::new();
+        relaxed_body_pieces(body, &mut Vec::new(), &mut |piece| {
+            joined.extend_from_slice(piece)
+        });
+        joined
+    }
+
+    #[test]
+    fn the_body_fed_in_pieces_is_the_byte_copying_canonicalization() {
+        // Every body of up to seven bytes from text, blanks and line ends, and longer
+        // ones with lines to rewrite between canonical ones.
+        let alphabet = [b'a', b' ', b'\t', b'\r', b'\n'];
+        let mut bodies: Vec<Vec<u8>> = vec![Vec::new()];
+        let mut last: Vec<Vec<u8>> = vec![Vec::new()];
+        for _ in 0..7 {
+            last = last
+                .iter()
+                .flat_map(|body| {
+                    alphabet.iter().map(move |&b| {
+                        let mut longer = body.clone();
+                        longer.push(b);
+                        longer
+                    })
+                })
+                .collect();
+            bodies.extend(last.iter().cloned());
+        }
+        let lines: [&[u8]; 8] = [
+            b"words in a line\r\n",
+            b"  indented\r\n",
+            b"tab\there\r\n",
+            b"trailing space \r\n",
+            b"\r\n",
+            b" \t \r\n",
+            b"a\rb\r\n",
+            b"=3D soft break=\r\n",
+        ];
+        for a in lines {
+            for b in lines {
+                for c in lines {
+                    for end in [&b""[..], b"last", b"last \r\n\r\n \r\n", b"bare\nlf\r\n"] {
+                        bodies.push([a, b, c, a, end].concat());
+                    }
+                }
+            }
+        }
+        for body in &bodies {
+            assert_eq!(
+                relaxed_body_in_pieces(body),
+                relaxed_body_reference(body),
+                "{:?}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    #[test]
+    fn canonical_lines_are_hashed_where_they_lie() {
+        let body = b"one line\r\nanother  one\r\nthird\r\nfourth\r\nend\r\n\r\n";
+        let within = body.as_ptr_range();
+        let mut pieces: Vec<(bool, Vec<u8>)> = Vec::new();
+        relaxed_body_pieces(body, &mut Vec::new(), &mut |piece| {
+            let inside = within.contains(&piece.as_ptr());
+            pieces.push((inside, piece.to_vec()));
+        });
+        // The two canonical runs are the message's own bytes; the rewritten line and
+        // the last line with text are copies.
+        let expected: [(bool, &[u8]); 4] = [
+            (true, b"one line\r\n"),
+            (false, b"another one\r\n"),
+            (true, b"third\r\nfourth\r\n"),
+            (false, b"end\r\n"),
+        ];
+        let expected: Vec<(bool, Vec<u8>)> = expected
+            .iter()
+            .map(|(inside, p)| (*inside, p.to_vec()))
+            .collect();
+        assert_eq!(pieces, expected);
     }
 
     #[test]
