@@ -204,30 +204,24 @@ impl DkimSigner {
             Some(shared) => shared.body_hash(body),
             None => relaxed_body_hash(body),
         };
-        let names = signed_names(&fields);
+        let plan = signed_headers(&fields);
 
         // The signed header data is the same for every identity; only the
-        // DKIM-Signature header itself differs.
-        let mut signed = Vec::with_capacity(head.len());
-        let mut used: std::collections::HashMap<String, usize> = Default::default();
-        for name in &names {
-            let lower = name.to_ascii_lowercase();
-            let seen = used.entry(lower.clone()).or_default();
-            // Several instances are signed from the last one up (RFC 6376 5.4.2); a name
-            // listed more often than it occurs adds nothing.
-            let instances: Vec<&(String, &[u8])> = fields
-                .iter()
-                .filter(|(n, _)| n.eq_ignore_ascii_case(&lower))
-                .collect();
-            if *seen < instances.len() {
-                let (_, raw) = instances[instances.len() - 1 - *seen];
-                relaxed_header(&lower, raw, &mut signed);
+        // DKIM-Signature header itself differs, added after it and taken off again.
+        let mut signed = Vec::with_capacity(head.len() + 512);
+        let mut h = String::with_capacity(plan.len() * 12);
+        for (name, value) in &plan {
+            if !h.is_empty() {
+                h.push(':');
+            }
+            h.extend(name.chars().map(|c| c.to_ascii_lowercase()));
+            if let Some(raw) = value {
+                relaxed_header(name, raw, &mut signed);
                 signed.extend_from_slice(b"\r\n");
             }
-            *seen += 1;
         }
+        let headers_end = signed.len();
 
-        let h = names.join(":");
         let mut out = Vec::with_capacity(message.len() + 1024 * self.identities.len());
         for id in &self.identities {
             let alg = match id.key {
@@ -238,19 +232,20 @@ impl DkimSigner {
                 "v=1; a={alg}; c=relaxed/relaxed; d={}; s={}; t={time}; h={h}; bh={body_hash}; b=",
                 id.domain, id.selector
             ));
-            let mut data = signed.clone();
-            relaxed_header("dkim-signature", unsigned.as_bytes(), &mut data);
+            signed.truncate(headers_end);
+            relaxed_header("DKIM-Signature", unsigned.as_bytes(), &mut signed);
+            let data = &signed;
             let signature = match &id.key {
                 Key::Rsa(key) => {
                     let mut sig = vec![0; key.public_modulus_len()];
                     let rng = aws_lc_rs::rand::SystemRandom::new();
-                    key.sign(&RSA_PKCS1_SHA256, &rng, &data, &mut sig)
+                    key.sign(&RSA_PKCS1_SHA256, &rng, data, &mut sig)
                         .expect("an RSA signature over any bytes");
                     sig
                 }
                 Key::Ed25519(key) => {
                     // RFC 8463: Ed25519 signs the SHA-256 hash of the data.
-                    let hash = digest::digest(&digest::SHA256, &data);
+                    let hash = digest::digest(&digest::SHA256, data);
                     key.sign(hash.as_ref()).as_ref().to_vec()
                 }
             };
@@ -344,48 +339,44 @@ fn split(message: &[u8]) -> (&[u8], &[u8]) {
 }
 
 /// Header fields as (name, raw value including folding), in order.
-fn header_fields(head: &[u8]) -> Vec<(String, &[u8])> {
-    let mut fields: Vec<(String, &[u8])> = Vec::new();
+fn header_fields(head: &[u8]) -> Vec<(&[u8], &[u8])> {
+    let mut fields = Vec::with_capacity(24);
     let mut start = 0;
-    let mut i = 0;
-    while i < head.len() {
-        if head[i] == b'\n' {
-            let next_is_continuation = matches!(head.get(i + 1), Some(b' ' | b'\t'));
-            if !next_is_continuation {
-                let line = &head[start..i + 1];
-                if let Some(colon) = line.iter().position(|b| *b == b':') {
-                    let name = String::from_utf8_lossy(&line[..colon]).trim().to_owned();
-                    fields.push((name, &line[colon + 1..]));
-                }
-                start = i + 1;
-            }
+    for lf in memchr::memchr_iter(b'\n', head) {
+        if matches!(head.get(lf + 1), Some(b' ' | b'\t')) {
+            continue;
         }
-        i += 1;
+        let line = &head[start..lf + 1];
+        if let Some(colon) = memchr::memchr(b':', line) {
+            fields.push((line[..colon].trim_ascii(), &line[colon + 1..]));
+        }
+        start = lf + 1;
     }
     fields
 }
 
-/// The names for `h=`: each signed header as often as it occurs, the oversigned ones
-/// once more.
-fn signed_names(fields: &[(String, &[u8])]) -> Vec<String> {
-    let mut names = Vec::new();
+/// What `h=` lists, in order, each with the field it signs: each signed header as often
+/// as it occurs, from its last instance up (RFC 6376 5.4.2), and the oversigned ones
+/// once more with nothing to sign.
+fn signed_headers<'m>(fields: &[(&[u8], &'m [u8])]) -> Vec<(&'static str, Option<&'m [u8]>)> {
+    let mut plan = Vec::with_capacity(24);
     for wanted in SIGNED_HEADERS {
-        let count = fields
+        let instances = fields
             .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(wanted))
-            .count();
-        let extra = usize::from(OVERSIGNED_HEADERS.contains(&wanted));
-        for _ in 0..count + extra {
-            names.push(wanted.to_ascii_lowercase());
+            .rev()
+            .filter(|(name, _)| name.eq_ignore_ascii_case(wanted.as_bytes()));
+        plan.extend(instances.map(|(_, raw)| (wanted, Some(*raw))));
+        if OVERSIGNED_HEADERS.contains(&wanted) {
+            plan.push((wanted, None));
         }
     }
-    names
+    plan
 }
 
 /// Relaxed header canonicalization (RFC 6376 3.4.2): lower-case name, unfolded value
 /// with runs of whitespace as one space, none at either end. Appends without CRLF.
-fn relaxed_header(lower_name: &str, raw_value: &[u8], out: &mut Vec<u8>) {
-    out.extend_from_slice(lower_name.as_bytes());
+fn relaxed_header(name: &str, raw_value: &[u8], out: &mut Vec<u8>) {
+    out.extend(name.bytes().map(|b| b.to_ascii_lowercase()));
     out.push(b':');
     let mut pending_space = false;
     let mut started = false;
@@ -844,8 +835,9 @@ mod tests {
         let head = b"From: A <a@x.org>\r\nSubject: one\r\n two\r\nTo: b@y.org\r\n";
         let fields = header_fields(head);
         assert_eq!(fields.len(), 3);
-        assert_eq!(fields[1].1, b" one\r\n two\r\n");
-        let names = signed_names(&fields);
+        assert_eq!(fields[1], (&b"Subject"[..], &b" one\r\n two\r\n"[..]));
+        let plan = signed_headers(&fields);
+        let names: Vec<String> = plan.iter().map(|(n, _)| n.to_ascii_lowercase()).collect();
         // Absent oversigned headers are listed once: none may be added later.
         assert_eq!(
             names,
