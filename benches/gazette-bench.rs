@@ -208,42 +208,17 @@ fn main() {
             format!("\"{}\"", key.file.display()),
         ),
     ];
-    let dkim_config = write_config_with(&dir, "send-dkim", 25, c, &dkim);
-    run_gazette(
-        &dkim_config,
-        &["subscribers", "import", path_str(&csv)],
-        &dir.join("import-dkim.log"),
-    );
-    let dkim_sink = SmtpSink::start_unrecorded(&[]);
-    let dkim_config = write_config_with(&dir, "send-dkim", dkim_sink.port(), c, &dkim);
-    let signed = send_now(&dkim_config, &dkim_sink, n, &dir.join("send-now-dkim.log"));
+    let signed = fresh_send(&dir, &csv, "send-dkim", n, c, &dkim);
     eprintln!(
         "gazette with DKIM: {:.0} messages/s, {} received",
         signed.sending_rate(n),
         signed.received
     );
     report.send_dkim = Some(signed);
-    drop(dkim_sink);
     // More pairs, each a send without DKIM then one with it, on fresh stores.
     for pair in 1..args.dkim_pairs.max(1) {
-        let run = |label: String, extra: &[(&str, String)]| {
-            let config = write_config_with(&dir, &label, 25, c, extra);
-            run_gazette(
-                &config,
-                &["subscribers", "import", path_str(&csv)],
-                &dir.join(format!("import-{label}.log")),
-            );
-            let sink = SmtpSink::start_unrecorded(&[]);
-            let config = write_config_with(&dir, &label, sink.port(), c, extra);
-            send_now(
-                &config,
-                &sink,
-                n,
-                &dir.join(format!("send-now-{label}.log")),
-            )
-        };
-        let off = run(format!("send-pair{pair}"), &[]);
-        let on = run(format!("send-dkim-pair{pair}"), &dkim);
+        let off = fresh_send(&dir, &csv, &format!("send-pair{pair}"), n, c, &[]);
+        let on = fresh_send(&dir, &csv, &format!("send-dkim-pair{pair}"), n, c, &dkim);
         eprintln!(
             "pair {}: {:.0} messages/s without DKIM, {:.0} with",
             pair + 1,
@@ -504,6 +479,32 @@ impl SinkWatch {
         }
         count
     }
+}
+
+/// A send on a store of its own: `label`'s store gets the subscribers of `csv`, then
+/// [`send_now`] sends to them through a fresh sink, with `extra` settings.
+fn fresh_send(
+    dir: &Path,
+    csv: &Path,
+    label: &str,
+    n: usize,
+    connections: usize,
+    extra: &[(&str, String)],
+) -> SendRun {
+    let config = write_config_with(dir, label, 25, connections, extra);
+    run_gazette(
+        &config,
+        &["subscribers", "import", path_str(csv)],
+        &dir.join(format!("import-{label}.log")),
+    );
+    let sink = SmtpSink::start_unrecorded(&[]);
+    let config = write_config_with(dir, label, sink.port(), connections, extra);
+    send_now(
+        &config,
+        &sink,
+        n,
+        &dir.join(format!("send-now-{label}.log")),
+    )
 }
 
 /// Runs `gazette send-now` and watches the sink's count while it works.
